@@ -1,0 +1,20 @@
+export * from './errors.ts';
+export {
+  DEFAULT_CHUNK_EXPONENT,
+  MAX_CHUNK_EXPONENT,
+  MIN_CHUNK_EXPONENT,
+  MAX_HEADER_BYTES,
+  parseHeader,
+  slotLabel,
+} from './header.ts';
+export type { EncryptionContext, KeySlot, ParsedHeader, SlotType } from './header.ts';
+export type { SlotUnwrapper, SlotWrapper } from './keys.ts';
+export {
+  decryptStream,
+  encryptStream,
+  prepareEncryption,
+  openEnvelope,
+  checkContext,
+  DATA_KEY_BYTES,
+} from './envelope.ts';
+export type { DecryptOptions, EncryptOptions } from './envelope.ts';

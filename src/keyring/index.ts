@@ -1,0 +1,1 @@
+export { LocalKeyring, KeyringError, KEYRING_FORMAT, defaultKeyringPath } from './local-keyring.ts';

@@ -1,0 +1,167 @@
+import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
+import { mkdir, open, readFile, rename, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { DecryptionError } from '../crypto/index.ts';
+import type { KeySlot, SlotUnwrapper, SlotWrapper } from '../envelope/index.ts';
+
+/**
+ * The development keyring: key-encryption keys kept in clear in a local JSON file. It exists so the quickstart
+ * works before a KMS is set up, and is loudly marked insecure. The file must be mode 0600 and may not sit inside
+ * a tree being encrypted (it would be encrypted along with the data it protects, or shipped with it).
+ */
+export const KEYRING_FORMAT = 'warden-dev-keyring/v1';
+const KEY_BYTES = 32;
+const NONCE_BYTES = 12;
+const TAG_BYTES = 16;
+
+export class KeyringError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = 'KeyringError';
+    this.code = code;
+  }
+}
+
+interface KeyringFile {
+  format: typeof KEYRING_FORMAT;
+  warning: string;
+  primary: string;
+  keys: { id: string; created: string; key: string }[];
+}
+
+export function defaultKeyringPath(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.WARDEN_KEYRING) return path.resolve(env.WARDEN_KEYRING);
+  const configHome = env.XDG_CONFIG_HOME ?? path.join(os.homedir(), '.config');
+  return path.join(configHome, 'warden', 'dev-keyring.json');
+}
+
+export class LocalKeyring implements SlotWrapper, SlotUnwrapper {
+  readonly slotType = 'local' as const;
+  readonly path: string;
+  readonly primaryId: string;
+  readonly #keys: Map<string, Buffer>;
+
+  private constructor(file: string, primaryId: string, keys: Map<string, Buffer>) {
+    this.path = file;
+    this.primaryId = primaryId;
+    this.#keys = keys;
+  }
+
+  /** Opens the keyring, creating it (with one fresh key) when `create` is set and the file does not exist. */
+  static async open(
+    file: string,
+    options: { create?: boolean } = {},
+  ): Promise<{ keyring: LocalKeyring; created: boolean }> {
+    let raw: string;
+    try {
+      const info = await stat(file);
+      if ((info.mode & 0o077) !== 0) {
+        throw new KeyringError(
+          'keyring_insecure',
+          `keyring ${file} is readable by group or others: chmod 600 it`,
+        );
+      }
+      raw = await readFile(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      if (!options.create) throw new KeyringError('keyring_missing', `no keyring at ${file}`);
+      return { keyring: await LocalKeyring.create(file), created: true };
+    }
+    return { keyring: LocalKeyring.parse(file, raw), created: false };
+  }
+
+  private static parse(file: string, raw: string): LocalKeyring {
+    let doc: KeyringFile;
+    try {
+      doc = JSON.parse(raw) as KeyringFile;
+    } catch {
+      throw new KeyringError('keyring_malformed', `keyring ${file} is not valid JSON`);
+    }
+    if (doc.format !== KEYRING_FORMAT || !Array.isArray(doc.keys)) {
+      throw new KeyringError('keyring_malformed', `keyring ${file} is not a ${KEYRING_FORMAT} file`);
+    }
+    const keys = new Map<string, Buffer>();
+    for (const entry of doc.keys) {
+      const key = Buffer.from(String(entry.key), 'base64');
+      if (typeof entry.id !== 'string' || entry.id.length === 0 || key.length !== KEY_BYTES) {
+        throw new KeyringError('keyring_malformed', `keyring ${file} has a malformed key entry`);
+      }
+      keys.set(entry.id, key);
+    }
+    if (!keys.has(doc.primary))
+      throw new KeyringError('keyring_malformed', `keyring ${file} names a missing primary key`);
+    return new LocalKeyring(file, doc.primary, keys);
+  }
+
+  private static async create(file: string): Promise<LocalKeyring> {
+    await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    const id = `dev-${randomUUID()}`;
+    const key = randomBytes(KEY_BYTES);
+    const doc: KeyringFile = {
+      format: KEYRING_FORMAT,
+      warning: 'INSECURE DEVELOPMENT KEYRING: keys are stored in clear. Use the Warden KMS for real data.',
+      primary: id,
+      keys: [{ id, created: new Date().toISOString(), key: key.toString('base64') }],
+    };
+    // Written to a temp file and renamed so a crash never leaves a half-written keyring; 'wx' refuses to race.
+    const tmp = `${file}.${process.pid}.tmp`;
+    const handle = await open(tmp, 'wx', 0o600);
+    try {
+      await handle.writeFile(`${JSON.stringify(doc, null, 2)}\n`);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, file);
+    return new LocalKeyring(file, id, new Map([[id, key]]));
+  }
+
+  /** Refuses to protect a tree that contains the keyring itself. */
+  assertOutside(tree: string): void {
+    const rel = path.relative(path.resolve(tree), this.path);
+    if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) {
+      throw new KeyringError(
+        'keyring_inside_tree',
+        `the keyring ${this.path} lies inside ${tree}: move it or set WARDEN_KEYRING`,
+      );
+    }
+  }
+
+  wrapDataKey(dataKey: Uint8Array, slotAadFor: (ref: string) => Buffer): Promise<KeySlot> {
+    const kek = this.#keys.get(this.primaryId);
+    if (kek === undefined) throw new KeyringError('keyring_malformed', 'primary key missing');
+    const nonce = randomBytes(NONCE_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', kek, nonce);
+    cipher.setAAD(slotAadFor(this.primaryId));
+    const body = Buffer.concat([cipher.update(dataKey), cipher.final()]);
+    return Promise.resolve({
+      type: 'local',
+      ref: this.primaryId,
+      wrappedKey: Buffer.concat([nonce, body, cipher.getAuthTag()]),
+    });
+  }
+
+  canUnwrap(slot: KeySlot): boolean {
+    return slot.type === 'local' && this.#keys.has(slot.ref);
+  }
+
+  unwrapDataKey(slot: KeySlot, aad: Buffer): Promise<Buffer> {
+    const kek = this.#keys.get(slot.ref);
+    const wrapped = slot.wrappedKey;
+    if (kek === undefined || wrapped.length !== NONCE_BYTES + KEY_BYTES + TAG_BYTES)
+      throw new DecryptionError();
+    const decipher = createDecipheriv('aes-256-gcm', kek, wrapped.subarray(0, NONCE_BYTES));
+    decipher.setAAD(aad);
+    decipher.setAuthTag(wrapped.subarray(NONCE_BYTES + KEY_BYTES));
+    const key = decipher.update(wrapped.subarray(NONCE_BYTES, NONCE_BYTES + KEY_BYTES));
+    try {
+      decipher.final();
+    } catch {
+      key.fill(0);
+      throw new DecryptionError();
+    }
+    return Promise.resolve(key);
+  }
+}
