@@ -1,6 +1,7 @@
-#!/usr/bin/env node
-// Launches the Warden CLI on the Node.js runtime the project pins (see package.json "node").
-// A system Node older than 24 re-executes the pinned binary instead of running on an end-of-life runtime.
+#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456 node --expose-gc
+// Launches the Warden CLI on the Node.js runtime the project pins (package.json "node"). `--expose-gc` and
+// the glibc settings keep streaming encryption in flat memory (see src/envelope/memory.ts). A system Node older
+// than 24 found first on PATH re-executes the pinned binary instead of running on an end-of-life runtime.
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -17,7 +18,10 @@ if (major < 24) {
     );
     process.exit(70);
   }
-  const result = spawnSync(pinned, [import.meta.filename, ...process.argv.slice(2)], { stdio: 'inherit' });
+  const result = spawnSync(pinned, ['--expose-gc', import.meta.filename, ...process.argv.slice(2)], {
+    stdio: 'inherit',
+  });
+  if (result.signal) process.kill(process.pid, result.signal);
   process.exit(result.status ?? 70);
 }
 await import('../dist/cli/main.js');

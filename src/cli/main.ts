@@ -1,1 +1,28 @@
-console.log('warden');
+import { Command, CommanderError } from 'commander';
+import { registerEnvelopeCommands } from './commands/envelope.ts';
+import { ExitCode, classify } from './exit-codes.ts';
+
+const program = new Command()
+  .name('warden')
+  .description('Warden: encryption, keys, integrity and access control for AI systems')
+  .version('0.1.0')
+  .exitOverride()
+  .showHelpAfterError('(run warden --help for usage)')
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+registerEnvelopeCommands(program);
+
+const wantsJson = process.argv.includes('--json');
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exitCode = err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+  } else {
+    const { exitCode, code, message } = classify(err);
+    process.stderr.write(
+      wantsJson ? `${JSON.stringify({ error: { code, message } })}\n` : `warden: ${message}\n`,
+    );
+    process.exitCode = exitCode;
+  }
+}

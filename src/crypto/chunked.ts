@@ -124,12 +124,15 @@ export class ChunkLayout {
   }
 }
 
-/** Encrypts one chunk: returns ciphertext || tag. The caller guarantees the final-chunk rule via `ChunkLayout`. */
-export function sealChunk(keys: ChunkKeys, index: number, plaintext: Uint8Array): Buffer {
+/**
+ * Encrypts one chunk, returning ciphertext and tag separately so that writers can hand both to one vectored
+ * write instead of paying for a copy (at 1 MiB chunks a concat costs about half as much as the AES-GCM itself).
+ */
+export function sealChunk(keys: ChunkKeys, index: number, plaintext: Uint8Array): [body: Buffer, tag: Buffer] {
   const cipher = createCipheriv('aes-256-gcm', keys.aeadKey, chunkNonce(keys.baseNonce, index));
   const body = cipher.update(plaintext);
   cipher.final();
-  return Buffer.concat([body, cipher.getAuthTag()], body.byteLength + TAG_BYTES);
+  return [body, cipher.getAuthTag()];
 }
 
 /**
@@ -200,7 +203,8 @@ export class ChunkedEncryption {
     return Buffer.concat([this.salt, this.#keys.commitment]);
   }
 
-  sealChunk(index: number, plaintext: Uint8Array): Buffer {
+  /** Ciphertext and tag of chunk `index`; on the wire the tag directly follows the ciphertext. */
+  sealChunk(index: number, plaintext: Uint8Array): [body: Buffer, tag: Buffer] {
     return sealChunk(this.#keys, index, plaintext);
   }
 }
@@ -245,7 +249,7 @@ export function sealChunked(
   const count = enc.layout.chunkCount(plaintext.byteLength);
   for (let k = 0; k < count; k++) {
     const end = Math.min((k + 1) * chunkSize, plaintext.byteLength);
-    parts.push(enc.sealChunk(k, plaintext.subarray(k * chunkSize, end)));
+    parts.push(...enc.sealChunk(k, plaintext.subarray(k * chunkSize, end)));
   }
   return Buffer.concat(parts);
 }

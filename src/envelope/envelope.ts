@@ -2,7 +2,6 @@ import { createHmac, randomBytes } from 'node:crypto';
 import {
   ChunkedDecryption,
   ChunkedEncryption,
-  ChunkLayout,
   DecryptionError,
   PREFIX_BYTES,
   TAG_BYTES,
@@ -26,7 +25,9 @@ import {
   slotLabel,
 } from './header.ts';
 import type { EncryptionContext, KeySlot, ParsedHeader } from './header.ts';
+import type { ChunkLayout } from '../crypto/index.ts';
 import type { SlotUnwrapper, SlotWrapper } from './keys.ts';
+import { GarbageStep } from './memory.ts';
 
 export const DATA_KEY_BYTES = 32;
 const HEADER_MAC_INFO = Buffer.from('warden/envelope/v1 header-mac', 'ascii');
@@ -160,7 +161,8 @@ class ByteQueue {
       out = Buffer.allocUnsafe(n);
       let filled = 0;
       while (filled < n) {
-        const part = this.#parts[0]!;
+        const part = this.#parts[0];
+        if (part === undefined) throw new RangeError('ByteQueue underflow');
         const used = Math.min(part.length, n - filled);
         part.copy(out, filled, 0, used);
         filled += used;
@@ -185,7 +187,7 @@ class ByteQueue {
  * then the short final chunk. Memory stays at about one chunk plus the source's own buffering.
  */
 export async function* encryptStream(
-  source: AsyncIterable<Uint8Array>,
+  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   options: EncryptOptions,
 ): AsyncGenerator<Buffer> {
   const prepared = await prepareEncryption(options);
@@ -193,20 +195,22 @@ export async function* encryptStream(
   prepared.dataKey.fill(0);
   yield Buffer.concat([prepared.header, encryption.prefix()]);
   const queue = new ByteQueue();
+  const garbage = new GarbageStep();
   let index = 0;
   let total = 0;
   for await (const piece of source) {
     queue.push(piece);
     while (queue.length >= layout.chunkSize) {
-      yield encryption.sealChunk(index++, queue.take(layout.chunkSize));
+      yield* encryption.sealChunk(index++, queue.take(layout.chunkSize));
       total += layout.chunkSize;
+      garbage.add(layout.chunkSize);
     }
   }
   total += queue.length;
   if (options.plaintextLength !== undefined && total !== options.plaintextLength) {
     throw new MalformedEnvelopeError(`input was ${total} bytes, not the declared ${options.plaintextLength}`);
   }
-  yield encryption.sealChunk(index, queue.take(queue.length));
+  yield* encryption.sealChunk(index, queue.take(queue.length));
 }
 
 /**
@@ -215,10 +219,11 @@ export async function* encryptStream(
  * follow, because the final chunk must be shorter; at the end, trailing or missing bytes fail.
  */
 export async function* decryptStream(
-  source: AsyncIterable<Uint8Array>,
+  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   options: DecryptOptions,
 ): AsyncGenerator<Buffer> {
-  const iterator = source[Symbol.asyncIterator]();
+  const iterator =
+    Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]();
   const queue = new ByteQueue();
   let ended = false;
   const fill = async (n: number): Promise<boolean> => {
@@ -244,11 +249,13 @@ export async function* decryptStream(
   opened.dataKey.fill(0);
   const { decryption, layout } = opened;
   const sealedSize = layout.encryptedChunkSize;
+  const garbage = new GarbageStep();
   let index = 0;
   let total = 0;
   while (await fill(sealedSize + 1)) {
     const plain = decryption.openChunk(index++, queue.take(sealedSize));
     total += plain.length;
+    garbage.add(plain.length);
     yield plain;
   }
   // What is left is the final chunk: its sealed length must lie in [TAG_BYTES, sealedSize).
@@ -258,4 +265,11 @@ export async function* decryptStream(
   if (header.plaintextLength !== undefined && total !== header.plaintextLength)
     throw new TruncatedEnvelopeError();
   yield last;
+}
+
+/** Drains a stream of buffers into one buffer (for small envelopes such as manifests). */
+export async function collectBytes(source: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of source) parts.push(part);
+  return Buffer.concat(parts);
 }

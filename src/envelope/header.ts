@@ -74,8 +74,8 @@ function validateContext(context: EncryptionContext): [Buffer, Buffer][] {
       throw new MalformedEnvelopeError('context value must be at most 4096 bytes');
   }
   entries.sort((a, b) => Buffer.compare(a[0], b[0]));
-  for (let i = 1; i < entries.length; i++) {
-    if (Buffer.compare(entries[i - 1]![0], entries[i]![0]) === 0)
+  for (const [i, [key]] of entries.entries()) {
+    if (i > 0 && Buffer.compare(entries[i - 1]?.[0] ?? Buffer.alloc(0), key) === 0)
       throw new MalformedEnvelopeError('duplicate context key');
   }
   return entries;
@@ -176,7 +176,7 @@ class Reader {
     return out;
   }
   u8(what: string): number {
-    return this.take(1, what)[0]!;
+    return this.take(1, what).readUInt8(0);
   }
   u16(what: string): number {
     return this.take(2, what).readUInt16BE(0);

@@ -18,3 +18,16 @@ export {
   DATA_KEY_BYTES,
 } from './envelope.ts';
 export type { DecryptOptions, EncryptOptions } from './envelope.ts';
+export {
+  EnvelopeFile,
+  decryptFile,
+  decryptFileToHandle,
+  encryptFile,
+  encryptFileToHandle,
+  inspectFile,
+  writeAtomically,
+} from './files.ts';
+export type { FileDecryptOptions, FileEncryptOptions, ProgressCallback } from './files.ts';
+export { decryptFileParallel, defaultThreads, encryptFileParallel } from './parallel.ts';
+export { FILE_SUFFIX, MANIFEST_NAME, decryptTree, encryptTree, listTree } from './tree.ts';
+export type { TreeEntry } from './tree.ts';

@@ -73,9 +73,9 @@ export class LocalKeyring implements SlotWrapper, SlotUnwrapper {
   }
 
   private static parse(file: string, raw: string): LocalKeyring {
-    let doc: KeyringFile;
+    let doc: Partial<KeyringFile>;
     try {
-      doc = JSON.parse(raw) as KeyringFile;
+      doc = JSON.parse(raw) as Partial<KeyringFile>;
     } catch {
       throw new KeyringError('keyring_malformed', `keyring ${file} is not valid JSON`);
     }
@@ -84,13 +84,13 @@ export class LocalKeyring implements SlotWrapper, SlotUnwrapper {
     }
     const keys = new Map<string, Buffer>();
     for (const entry of doc.keys) {
-      const key = Buffer.from(String(entry.key), 'base64');
+      const key = Buffer.from(typeof entry.key === 'string' ? entry.key : '', 'base64');
       if (typeof entry.id !== 'string' || entry.id.length === 0 || key.length !== KEY_BYTES) {
         throw new KeyringError('keyring_malformed', `keyring ${file} has a malformed key entry`);
       }
       keys.set(entry.id, key);
     }
-    if (!keys.has(doc.primary))
+    if (typeof doc.primary !== 'string' || !keys.has(doc.primary))
       throw new KeyringError('keyring_malformed', `keyring ${file} names a missing primary key`);
     return new LocalKeyring(file, doc.primary, keys);
   }

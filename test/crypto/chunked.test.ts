@@ -43,7 +43,7 @@ describe('C2SP chunked encryption, Wycheproof Cobblestone-256 vectors', () => {
         const layout = new ChunkLayout(C2SP_CHUNK_SIZE);
         const chunks: Buffer[] = [];
         for (let k = 0; k < layout.chunkCount(msg.length); k++) {
-          chunks.push(sealChunk(keys, k, msg.subarray(k * C2SP_CHUNK_SIZE, (k + 1) * C2SP_CHUNK_SIZE)));
+          chunks.push(...sealChunk(keys, k, msg.subarray(k * C2SP_CHUNK_SIZE, (k + 1) * C2SP_CHUNK_SIZE)));
         }
         assert.deepEqual(Buffer.concat(chunks), ct.subarray(PREFIX_BYTES));
         // Round trip through encryption with a fresh salt.

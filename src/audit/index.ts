@@ -1,0 +1,64 @@
+/**
+ * Warden tamper-evident audit log: the pure core. RFC 6962 Merkle hashing, proofs and an append-efficient
+ * frontier (`merkle.ts`), and C2SP signed-note checkpoints (`checkpoint.ts`). No storage and no I/O; see
+ * docs/spec/audit-checkpoint.md.
+ */
+export {
+  HASH_SIZE,
+  leafHash,
+  nodeHash,
+  emptyRoot,
+  isEmptyRoot,
+  rootFromLeafHashes,
+  planInclusionProof,
+  planConsistencyProof,
+  planRoot,
+  assembleProof,
+  inclusionProof,
+  consistencyProof,
+  rootAtSize,
+  frontierCoords,
+  MerkleFrontier,
+  MemoryMerkleTree,
+  verifyInclusion,
+  verifyConsistency,
+  MerkleProofError,
+} from './merkle.ts';
+export type {
+  SubtreeCoord,
+  SubtreeNode,
+  SubtreeHashReader,
+  ProofPlan,
+  MerkleProofFailure,
+} from './merkle.ts';
+
+export {
+  MAX_NOTE_SIGNATURES,
+  ED25519_SIGNATURE_TYPE,
+  NoteFormatError,
+  NoteVerificationError,
+  isValidKeyName,
+  ed25519NoteKeyId,
+  formatVerifierKey,
+  parseVerifierKey,
+  ed25519NoteVerifier,
+  localEd25519NoteSigner,
+  signNote,
+  openNote,
+  formatCheckpoint,
+  parseCheckpoint,
+  signCheckpoint,
+  openCheckpoint,
+} from './checkpoint.ts';
+export type {
+  NoteFormatFailure,
+  NoteVerificationFailure,
+  NoteSigner,
+  NoteVerifier,
+  Ed25519NoteSigner,
+  Ed25519NoteVerifier,
+  NoteSignature,
+  OpenedNote,
+  Checkpoint,
+  OpenedCheckpoint,
+} from './checkpoint.ts';

@@ -1,0 +1,66 @@
+import { SingleBar } from 'cli-progress';
+
+/** Human output on stdout, or one JSON document with `--json`; progress bars only on a TTY stderr. */
+export interface Output {
+  readonly json: boolean;
+  result(human: string, data: unknown): void;
+  warn(message: string): void;
+  progress(label: string, total: number): Progress;
+}
+
+export interface Progress {
+  update(done: number): void;
+  stop(): void;
+}
+
+const noProgress: Progress = { update: () => undefined, stop: () => undefined };
+/** Below this, work finishes before a bar is worth drawing. */
+const PROGRESS_MIN_BYTES = 32 * 1024 * 1024;
+
+export function createOutput(
+  json: boolean,
+  stdout: NodeJS.WriteStream = process.stdout,
+  stderr: NodeJS.WriteStream = process.stderr,
+): Output {
+  return {
+    json,
+    result(human, data) {
+      stdout.write(json ? `${JSON.stringify(data, null, 2)}\n` : `${human}\n`);
+    },
+    warn(message) {
+      stderr.write(json ? `${JSON.stringify({ warning: message })}\n` : `warden: warning: ${message}\n`);
+    },
+    progress(label, total) {
+      if (json || !stderr.isTTY || total < PROGRESS_MIN_BYTES) return noProgress;
+      const bar = new SingleBar({
+        stream: stderr,
+        format: `${label} [{bar}] {percentage}% | {done}/{size} MiB | {rate} MiB/s | ETA {eta}s`,
+        hideCursor: true,
+        clearOnComplete: true,
+      });
+      const start = performance.now();
+      const mib = (n: number) => (n / 2 ** 20).toFixed(0);
+      bar.start(total, 0, { done: '0', size: mib(total), rate: '0' });
+      return {
+        update(done) {
+          const seconds = (performance.now() - start) / 1000;
+          bar.update(done, { done: mib(done), rate: seconds > 0 ? mib(done / seconds) : '0' });
+        },
+        stop() {
+          bar.stop();
+        },
+      };
+    },
+  };
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${n} B` : `${value.toFixed(1)} ${units[unit]}`;
+}

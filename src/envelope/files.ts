@@ -1,0 +1,305 @@
+import { randomBytes } from 'node:crypto';
+import { open, rename, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { PREFIX_BYTES, TAG_BYTES } from '../crypto/index.ts';
+import { MalformedEnvelopeError, TruncatedEnvelopeError } from './errors.ts';
+import { checkContext, openEnvelope, prepareEncryption } from './envelope.ts';
+import type { DecryptOptions, EncryptOptions, OpenedEnvelope } from './envelope.ts';
+import { MAX_HEADER_BYTES, declaredHeaderLength, parseHeader } from './header.ts';
+import type { ParsedHeader } from './header.ts';
+import { GarbageStep } from './memory.ts';
+
+export type ProgressCallback = (bytesDone: number) => void;
+
+export interface FileEncryptOptions extends Omit<EncryptOptions, 'plaintextLength'> {
+  readonly onProgress?: ProgressCallback;
+}
+
+export interface FileDecryptOptions extends DecryptOptions {
+  readonly onProgress?: ProgressCallback;
+}
+
+/**
+ * Writes `output` through a temp file in the same directory and renames it into place only on success, so a
+ * failed or interrupted run never leaves partial output (or, for decryption, unauthenticated plaintext) behind.
+ */
+export async function writeAtomically<T>(
+  output: string,
+  write: (handle: FileHandle, tempPath: string) => Promise<T>,
+): Promise<T> {
+  const tmp = path.join(
+    path.dirname(output),
+    `.${path.basename(output)}.${randomBytes(6).toString('hex')}.partial`,
+  );
+  const handle = await open(tmp, 'wx', 0o600);
+  let result: T;
+  try {
+    result = await write(handle, tmp);
+    await handle.sync();
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  await handle.close();
+  await rename(tmp, output);
+  return result;
+}
+
+async function readExactly(
+  handle: FileHandle,
+  buffer: Buffer,
+  length: number,
+  position: number,
+): Promise<Buffer> {
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await handle.read(buffer, done, length - done, position + done);
+    if (bytesRead === 0) throw new TruncatedEnvelopeError();
+    done += bytesRead;
+  }
+  return buffer.subarray(0, length);
+}
+
+/**
+ * Encrypts a file into an open sink with pipelined positional I/O: the next chunk is read (on libuv's thread
+ * pool) and the previous one written while the current one is sealed on the main thread. Two reusable input
+ * buffers; memory stays at a few chunks whatever the file size.
+ */
+export async function encryptFileToHandle(
+  input: string,
+  sink: FileHandle,
+  options: FileEncryptOptions,
+): Promise<ParsedHeader> {
+  const source = await open(input, 'r');
+  try {
+    const size = (await source.stat()).size;
+    const prepared = await prepareEncryption({ ...options, plaintextLength: size });
+    prepared.dataKey.fill(0);
+    const { encryption, layout } = prepared;
+    const chunkSize = layout.chunkSize;
+    const count = layout.chunkCount(size);
+    await sink.write(Buffer.concat([prepared.header, encryption.prefix()]));
+    const buffers = [Buffer.allocUnsafe(chunkSize), Buffer.allocUnsafe(chunkSize)] as const;
+    const readChunk = (k: number) =>
+      readExactly(
+        source,
+        buffers[k % 2 === 0 ? 0 : 1],
+        Math.min(chunkSize, size - k * chunkSize),
+        k * chunkSize,
+      );
+    const garbage = new GarbageStep();
+    let pendingRead = readChunk(0);
+    let pendingWrite: Promise<unknown> = Promise.resolve();
+    for (let k = 0; k < count; k++) {
+      const plain = await pendingRead;
+      // Chunk k+1 goes into the other buffer, whose previous chunk was sealed (copied out) an iteration ago.
+      if (k + 1 < count) pendingRead = readChunk(k + 1);
+      const sealed = encryption.sealChunk(k, plain);
+      await pendingWrite;
+      pendingWrite = sink.writev(sealed);
+      garbage.add(plain.length);
+      options.onProgress?.(k * chunkSize + plain.length);
+    }
+    await pendingWrite;
+    return parseHeader(prepared.header);
+  } finally {
+    await source.close();
+  }
+}
+
+/** Encrypts `input` into `output`, which appears only once complete. */
+export function encryptFile(
+  input: string,
+  output: string,
+  options: FileEncryptOptions,
+): Promise<ParsedHeader> {
+  return writeAtomically(output, (sink) => encryptFileToHandle(input, sink, options));
+}
+
+/**
+ * An envelope file opened for authenticated random access: header, context and commitment are verified on
+ * open, the plaintext length is authenticated (declared in the header and checked against the file size, or
+ * read from the final chunk), and each read decrypts only the chunks it covers.
+ */
+export class EnvelopeFile {
+  readonly header: ParsedHeader;
+  readonly size: number;
+  readonly #handle: FileHandle;
+  readonly #opened: OpenedEnvelope;
+
+  private constructor(handle: FileHandle, opened: OpenedEnvelope, size: number) {
+    this.#handle = handle;
+    this.#opened = opened;
+    this.header = opened.header;
+    this.size = size;
+  }
+
+  static async open(file: string, options: DecryptOptions): Promise<EnvelopeFile> {
+    const handle = await open(file, 'r');
+    try {
+      const verified = await openVerified(handle, options);
+      verified.opened.dataKey.fill(0);
+      const reader = new EnvelopeFile(handle, verified.opened, verified.size);
+      if (verified.opened.header.plaintextLength === undefined) {
+        // Without a declared length, authenticate it by decrypting the final chunk (it must be the short one).
+        await reader.#readChunks(reader.chunkCount - 1, 1);
+      }
+      return reader;
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  get chunkCount(): number {
+    return this.#opened.layout.chunkCount(this.size);
+  }
+
+  /** The authenticated plaintext of chunk `index`; `scratch` (one sealed chunk long) avoids an allocation. */
+  async chunk(index: number, scratch?: Buffer): Promise<Buffer> {
+    const [plain] = await this.#readChunks(index, 1, scratch);
+    if (plain === undefined) throw new RangeError('chunk index out of range');
+    return plain;
+  }
+
+  async #readChunks(first: number, count: number, scratch?: Buffer): Promise<Buffer[]> {
+    const { layout, decryption } = this.#opened;
+    const start = this.header.headerLength + layout.chunkOffset(first);
+    const lastIndex = first + count - 1;
+    const lastPlain = Math.min(layout.chunkSize, this.size - lastIndex * layout.chunkSize);
+    const length = (count - 1) * layout.encryptedChunkSize + lastPlain + TAG_BYTES;
+    const into = scratch !== undefined && scratch.length >= length ? scratch : Buffer.allocUnsafe(length);
+    const sealed = await readExactly(this.#handle, into, length, start);
+    const out: Buffer[] = [];
+    for (let i = 0; i < count; i++) {
+      const from = i * layout.encryptedChunkSize;
+      out.push(
+        decryption.openChunk(
+          first + i,
+          sealed.subarray(from, Math.min(from + layout.encryptedChunkSize, length)),
+        ),
+      );
+    }
+    return out;
+  }
+
+  /** Plaintext bytes [start, end), authenticated chunk by chunk; nothing is returned unless all of them verify. */
+  async read(start: number, end: number): Promise<Buffer> {
+    if (
+      !Number.isSafeInteger(start) ||
+      !Number.isSafeInteger(end) ||
+      start < 0 ||
+      end < start ||
+      end > this.size
+    ) {
+      throw new RangeError(`range [${start}, ${end}) is outside the plaintext of ${this.size} bytes`);
+    }
+    if (start === end) return Buffer.alloc(0);
+    const chunkSize = this.#opened.layout.chunkSize;
+    const first = Math.floor(start / chunkSize);
+    const last = Math.floor((end - 1) / chunkSize);
+    const chunks = await this.#readChunks(first, last - first + 1);
+    const joined = chunks.length === 1 && chunks[0] !== undefined ? chunks[0] : Buffer.concat(chunks);
+    return joined.subarray(start - first * chunkSize, end - first * chunkSize);
+  }
+
+  async close(): Promise<void> {
+    await this.#handle.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/**
+ * Reads the header and payload prefix of an open envelope file, unlocks the data key, checks context and
+ * commitment, and derives the plaintext length from the file size (which must match a declared length). The
+ * caller owns (and must wipe) `opened.dataKey`.
+ */
+export async function openVerified(
+  handle: FileHandle,
+  options: DecryptOptions,
+): Promise<{ opened: OpenedEnvelope; prefix: Buffer; size: number }> {
+  const fileSize = (await handle.stat()).size;
+  const header = await readHeader(handle, fileSize);
+  if (fileSize < header.headerLength + PREFIX_BYTES) {
+    checkContext(header.context, options.expectedContext);
+    throw new TruncatedEnvelopeError();
+  }
+  const prefix = await readExactly(handle, Buffer.alloc(PREFIX_BYTES), PREFIX_BYTES, header.headerLength);
+  const opened = await openEnvelope(header, prefix, options);
+  const size = opened.layout.plaintextLength(fileSize - header.headerLength);
+  if (size === undefined || (header.plaintextLength !== undefined && header.plaintextLength !== size)) {
+    opened.dataKey.fill(0);
+    throw new TruncatedEnvelopeError();
+  }
+  return { opened, prefix, size };
+}
+
+/** Reads and parses the header of an open envelope file, bounded by the 1 MiB header cap. */
+export async function readHeader(handle: FileHandle, fileSize: number): Promise<ParsedHeader> {
+  if (fileSize < 8) throw new TruncatedEnvelopeError('the input ends inside the envelope header');
+  const fixed = await readExactly(handle, Buffer.alloc(8), 8, 0);
+  const headerLength = declaredHeaderLength(fixed);
+  if (headerLength === undefined || headerLength > MAX_HEADER_BYTES)
+    throw new MalformedEnvelopeError('bad header length');
+  if (fileSize < headerLength) throw new TruncatedEnvelopeError('the input ends inside the envelope header');
+  return parseHeader(await readExactly(handle, Buffer.alloc(headerLength), headerLength, 0));
+}
+
+/** Reads just the header of an envelope file: no key needed (what `warden inspect` shows). */
+export async function inspectFile(file: string): Promise<{ header: ParsedHeader; fileSize: number }> {
+  const handle = await open(file, 'r');
+  try {
+    const fileSize = (await handle.stat()).size;
+    return { header: await readHeader(handle, fileSize), fileSize };
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Decrypts a file into an open sink. Every chunk is authenticated, the short final one included, and the next
+ * chunk is read while the current one is decrypted.
+ */
+export async function decryptFileToHandle(
+  input: string,
+  sink: FileHandle,
+  options: FileDecryptOptions,
+): Promise<ParsedHeader> {
+  const file = await EnvelopeFile.open(input, options);
+  try {
+    const count = file.chunkCount;
+    const sealedSize = 2 ** file.header.chunkExponent + TAG_BYTES;
+    const buffers = [Buffer.allocUnsafe(sealedSize), Buffer.allocUnsafe(sealedSize)] as const;
+    const garbage = new GarbageStep();
+    let pendingWrite: Promise<unknown> = Promise.resolve();
+    let pendingRead = file.chunk(0, buffers[0]);
+    let done = 0;
+    for (let k = 0; k < count; k++) {
+      const plain = await pendingRead;
+      if (k + 1 < count) pendingRead = file.chunk(k + 1, buffers[(k + 1) % 2 === 0 ? 0 : 1]);
+      await pendingWrite;
+      pendingWrite = sink.write(plain);
+      done += plain.length;
+      garbage.add(plain.length);
+      options.onProgress?.(done);
+    }
+    await pendingWrite;
+    return file.header;
+  } finally {
+    await file.close();
+  }
+}
+
+/** Decrypts `input` into `output`; the plaintext becomes visible under `output` only once all of it verified. */
+export function decryptFile(
+  input: string,
+  output: string,
+  options: FileDecryptOptions,
+): Promise<ParsedHeader> {
+  return writeAtomically(output, (sink) => decryptFileToHandle(input, sink, options));
+}
