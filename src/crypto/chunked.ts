@@ -32,10 +32,11 @@ export interface ChunkKeys {
 }
 
 /**
- * HKDF-Expand (RFC 5869 §2.3) with SHA-512. C2SP uses Expand only, keyed directly by the uniformly random input
- * key; node:crypto's hkdf always runs Extract first, so the two HMAC blocks needed here are computed directly.
+ * HKDF-Expand (RFC 5869 §2.3) with SHA-512 keyed directly by a 32-byte uniformly random input key, as C2SP
+ * specifies. The general `hkdfExpand` refuses a PRK shorter than HashLen (64 bytes for SHA-512) per RFC 5869,
+ * so this construction-specific expansion lives here; the envelope's header-MAC key uses it too.
  */
-export function hkdfExpandSha512(prk: Uint8Array, info: Uint8Array, length: number): Buffer {
+export function expandInputKey(prk: Uint8Array, info: Uint8Array, length: number): Buffer {
   const blocks: Buffer[] = [];
   let previous: Buffer = Buffer.alloc(0);
   for (let counter = 1; blocks.length * 64 < length; counter++) {
@@ -52,7 +53,7 @@ export function hkdfExpandSha512(prk: Uint8Array, info: Uint8Array, length: numb
 export function deriveChunkKeys(inputKey: Uint8Array, salt: Uint8Array, context: Uint8Array): ChunkKeys {
   if (inputKey.byteLength !== INPUT_KEY_BYTES) throw new InvalidKeyError('input key must be 32 bytes');
   if (salt.byteLength !== SALT_BYTES) throw new InvalidInputError('salt must be 24 bytes');
-  const okm = hkdfExpandSha512(
+  const okm = expandInputKey(
     inputKey,
     Buffer.concat([INFO_PREFIX, salt, context]),
     INPUT_KEY_BYTES + NONCE_BYTES + COMMITMENT_BYTES,
@@ -128,7 +129,11 @@ export class ChunkLayout {
  * Encrypts one chunk, returning ciphertext and tag separately so that writers can hand both to one vectored
  * write instead of paying for a copy (at 1 MiB chunks a concat costs about half as much as the AES-GCM itself).
  */
-export function sealChunk(keys: ChunkKeys, index: number, plaintext: Uint8Array): [body: Buffer, tag: Buffer] {
+export function sealChunk(
+  keys: ChunkKeys,
+  index: number,
+  plaintext: Uint8Array,
+): [body: Buffer, tag: Buffer] {
   const cipher = createCipheriv('aes-256-gcm', keys.aeadKey, chunkNonce(keys.baseNonce, index));
   const body = cipher.update(plaintext);
   cipher.final();
@@ -142,7 +147,9 @@ export function sealChunk(keys: ChunkKeys, index: number, plaintext: Uint8Array)
 export function openChunk(keys: ChunkKeys, index: number, sealed: Uint8Array): Buffer {
   if (sealed.byteLength < TAG_BYTES) throw new DecryptionError();
   const split = sealed.byteLength - TAG_BYTES;
-  const decipher = createDecipheriv('aes-256-gcm', keys.aeadKey, chunkNonce(keys.baseNonce, index));
+  const decipher = createDecipheriv('aes-256-gcm', keys.aeadKey, chunkNonce(keys.baseNonce, index), {
+    authTagLength: TAG_BYTES,
+  });
   decipher.setAuthTag(sealed.subarray(split));
   const plaintext = decipher.update(sealed.subarray(0, split));
   try {

@@ -58,7 +58,7 @@ export {
   ChunkedEncryption,
   PREFIX_BYTES,
   TAG_BYTES,
-  hkdfExpandSha512,
+  expandInputKey,
   openChunked,
   sealChunked,
 } from './chunked.ts';

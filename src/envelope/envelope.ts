@@ -6,7 +6,7 @@ import {
   PREFIX_BYTES,
   TAG_BYTES,
   constantTimeEqual,
-  hkdfExpandSha512,
+  expandInputKey,
 } from '../crypto/index.ts';
 import {
   ContextMismatchError,
@@ -49,7 +49,7 @@ export interface DecryptOptions {
 }
 
 function headerMac(dataKey: Uint8Array, macInput: Uint8Array): Buffer {
-  const macKey = hkdfExpandSha512(dataKey, HEADER_MAC_INFO, 32);
+  const macKey = expandInputKey(dataKey, HEADER_MAC_INFO, 32);
   try {
     return createHmac('sha256', macKey).update(macInput).digest();
   } finally {

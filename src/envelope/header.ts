@@ -12,6 +12,8 @@ export const FORMAT_VERSION = 1;
 export const SUITE_AES256GCM_HKDFSHA512 = 1;
 export const HEADER_MAC_BYTES = 32;
 export const MAX_HEADER_BYTES = 1024 * 1024;
+/** magic, length, a core with no context, one slot with 1-byte ref and 1-byte wrapped key, the MAC. */
+export const MIN_HEADER_BYTES = 8 + 14 + 1 + 7 + 32;
 export const MIN_CHUNK_EXPONENT = 14;
 export const MAX_CHUNK_EXPONENT = 24;
 export const DEFAULT_CHUNK_EXPONENT = 20;
@@ -201,8 +203,7 @@ export function declaredHeaderLength(prefix: Buffer): number | undefined {
     throw new MalformedEnvelopeError('not a Warden envelope (bad magic)');
   const total = prefix.readUInt32BE(4);
   if (total > MAX_HEADER_BYTES) throw new MalformedEnvelopeError('declared header length exceeds 1 MiB');
-  if (total < FIXED_PREFIX_BYTES + 14 + 1 + HEADER_MAC_BYTES)
-    throw new MalformedEnvelopeError('declared header length too small');
+  if (total < MIN_HEADER_BYTES) throw new MalformedEnvelopeError('declared header length too small');
   return total;
 }
 

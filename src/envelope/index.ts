@@ -10,6 +10,7 @@ export {
 export type { EncryptionContext, KeySlot, ParsedHeader, SlotType } from './header.ts';
 export type { SlotUnwrapper, SlotWrapper } from './keys.ts';
 export {
+  collectBytes,
   decryptStream,
   encryptStream,
   prepareEncryption,

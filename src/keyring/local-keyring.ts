@@ -1,8 +1,8 @@
-import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, open, readFile, rename, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { DecryptionError } from '../crypto/index.ts';
+import { AeadKey, DecryptionError, open as openSealed, seal } from '../crypto/index.ts';
 import type { KeySlot, SlotUnwrapper, SlotWrapper } from '../envelope/index.ts';
 
 /**
@@ -12,8 +12,7 @@ import type { KeySlot, SlotUnwrapper, SlotWrapper } from '../envelope/index.ts';
  */
 export const KEYRING_FORMAT = 'warden-dev-keyring/v1';
 const KEY_BYTES = 32;
-const NONCE_BYTES = 12;
-const TAG_BYTES = 16;
+const WRAPPED_BYTES = 12 + KEY_BYTES + 16;
 
 export class KeyringError extends Error {
   readonly code: string;
@@ -41,9 +40,9 @@ export class LocalKeyring implements SlotWrapper, SlotUnwrapper {
   readonly slotType = 'local' as const;
   readonly path: string;
   readonly primaryId: string;
-  readonly #keys: Map<string, Buffer>;
+  readonly #keys: Map<string, AeadKey>;
 
-  private constructor(file: string, primaryId: string, keys: Map<string, Buffer>) {
+  private constructor(file: string, primaryId: string, keys: Map<string, AeadKey>) {
     this.path = file;
     this.primaryId = primaryId;
     this.#keys = keys;
@@ -82,13 +81,14 @@ export class LocalKeyring implements SlotWrapper, SlotUnwrapper {
     if (doc.format !== KEYRING_FORMAT || !Array.isArray(doc.keys)) {
       throw new KeyringError('keyring_malformed', `keyring ${file} is not a ${KEYRING_FORMAT} file`);
     }
-    const keys = new Map<string, Buffer>();
+    const keys = new Map<string, AeadKey>();
     for (const entry of doc.keys) {
       const key = Buffer.from(typeof entry.key === 'string' ? entry.key : '', 'base64');
       if (typeof entry.id !== 'string' || entry.id.length === 0 || key.length !== KEY_BYTES) {
         throw new KeyringError('keyring_malformed', `keyring ${file} has a malformed key entry`);
       }
-      keys.set(entry.id, key);
+      keys.set(entry.id, AeadKey.fromBytes(key));
+      key.fill(0);
     }
     if (typeof doc.primary !== 'string' || !keys.has(doc.primary))
       throw new KeyringError('keyring_malformed', `keyring ${file} names a missing primary key`);
@@ -115,7 +115,9 @@ export class LocalKeyring implements SlotWrapper, SlotUnwrapper {
       await handle.close();
     }
     await rename(tmp, file);
-    return new LocalKeyring(file, id, new Map([[id, key]]));
+    const keys = new Map([[id, AeadKey.fromBytes(key)]]);
+    key.fill(0);
+    return new LocalKeyring(file, id, keys);
   }
 
   /** Refuses to protect a tree that contains the keyring itself. */
@@ -132,36 +134,18 @@ export class LocalKeyring implements SlotWrapper, SlotUnwrapper {
   wrapDataKey(dataKey: Uint8Array, slotAadFor: (ref: string) => Buffer): Promise<KeySlot> {
     const kek = this.#keys.get(this.primaryId);
     if (kek === undefined) throw new KeyringError('keyring_malformed', 'primary key missing');
-    const nonce = randomBytes(NONCE_BYTES);
-    const cipher = createCipheriv('aes-256-gcm', kek, nonce);
-    cipher.setAAD(slotAadFor(this.primaryId));
-    const body = Buffer.concat([cipher.update(dataKey), cipher.final()]);
-    return Promise.resolve({
-      type: 'local',
-      ref: this.primaryId,
-      wrappedKey: Buffer.concat([nonce, body, cipher.getAuthTag()]),
-    });
+    const wrappedKey = seal(kek, dataKey, slotAadFor(this.primaryId));
+    return Promise.resolve({ type: 'local', ref: this.primaryId, wrappedKey });
   }
 
   canUnwrap(slot: KeySlot): boolean {
     return slot.type === 'local' && this.#keys.has(slot.ref);
   }
 
+  /** The slot is nonce(12) || AES-256-GCM ciphertext(32) || tag(16), exactly `seal`'s output for a 32-byte key. */
   unwrapDataKey(slot: KeySlot, aad: Buffer): Promise<Buffer> {
     const kek = this.#keys.get(slot.ref);
-    const wrapped = slot.wrappedKey;
-    if (kek === undefined || wrapped.length !== NONCE_BYTES + KEY_BYTES + TAG_BYTES)
-      throw new DecryptionError();
-    const decipher = createDecipheriv('aes-256-gcm', kek, wrapped.subarray(0, NONCE_BYTES));
-    decipher.setAAD(aad);
-    decipher.setAuthTag(wrapped.subarray(NONCE_BYTES + KEY_BYTES));
-    const key = decipher.update(wrapped.subarray(NONCE_BYTES, NONCE_BYTES + KEY_BYTES));
-    try {
-      decipher.final();
-    } catch {
-      key.fill(0);
-      throw new DecryptionError();
-    }
-    return Promise.resolve(key);
+    if (kek === undefined || slot.wrappedKey.length !== WRAPPED_BYTES) throw new DecryptionError();
+    return Promise.resolve(openSealed(kek, slot.wrappedKey, aad));
   }
 }

@@ -1,0 +1,107 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import fc from 'fast-check';
+import { DecryptionError } from '../../src/crypto/index.ts';
+import {
+  EnvelopeFile,
+  TruncatedEnvelopeError,
+  collectBytes,
+  decryptFile,
+  decryptFileParallel,
+  encryptFile,
+  encryptFileParallel,
+  encryptStream,
+} from '../../src/envelope/index.ts';
+import { freshKeyring, tempDir } from './support.ts';
+
+const keyring = await freshKeyring();
+const dir = tempDir();
+const CHUNK_EXP = 14;
+const C = 2 ** CHUNK_EXP;
+let counter = 0;
+const file = (data: Uint8Array) => {
+  const p = path.join(dir, `f${counter++}`);
+  writeFileSync(p, data);
+  return p;
+};
+
+describe('envelope files', () => {
+  it('round-trips sequential and parallel modes in every combination', async () => {
+    for (const n of [0, 1, C - 1, C, C + 1, 5 * C + 3]) {
+      const data = randomBytes(n);
+      const input = file(data);
+      const seq = `${input}.seq.wenc`;
+      const par = `${input}.par.wenc`;
+      await encryptFile(input, seq, { recipients: [keyring], chunkExponent: CHUNK_EXP });
+      await encryptFileParallel(input, par, { recipients: [keyring], chunkExponent: CHUNK_EXP, threads: 2 });
+      for (const ct of [seq, par]) {
+        await decryptFile(ct, `${ct}.a`, { keys: [keyring] });
+        await decryptFileParallel(ct, `${ct}.b`, { keys: [keyring], threads: 3 });
+        assert.deepEqual(readFileSync(`${ct}.a`), data, `sequential n=${n}`);
+        assert.deepEqual(readFileSync(`${ct}.b`), data, `parallel n=${n}`);
+      }
+    }
+  });
+
+  it('reads any plaintext range, authenticated, without decrypting the rest', async () => {
+    const data = randomBytes(7 * C + 123);
+    const declared = `${file(data)}.wenc`;
+    await encryptFile(path.join(dir, `f${counter - 1}`), declared, {
+      recipients: [keyring],
+      chunkExponent: CHUNK_EXP,
+    });
+    const streamed = path.join(dir, 'streamed.wenc');
+    writeFileSync(
+      streamed,
+      await collectBytes(encryptStream([data], { recipients: [keyring], chunkExponent: CHUNK_EXP })),
+    );
+    for (const ct of [declared, streamed]) {
+      await using reader = await EnvelopeFile.open(ct, { keys: [keyring] });
+      assert.equal(reader.size, data.length);
+      await fc.assert(
+        fc.asyncProperty(fc.nat(data.length), fc.nat(data.length), async (a, b) => {
+          const [start, end] = a <= b ? [a, b] : [b, a];
+          assert.deepEqual(await reader.read(start, end), data.subarray(start, end));
+        }),
+        { numRuns: 100 },
+      );
+      await assert.rejects(reader.read(0, data.length + 1), RangeError);
+    }
+  });
+
+  it('random access refuses truncated files on open and damaged chunks on read', async () => {
+    const data = randomBytes(4 * C + 5);
+    const input = file(data);
+    await encryptFile(input, `${input}.wenc`, { recipients: [keyring], chunkExponent: CHUNK_EXP });
+    const ct = readFileSync(`${input}.wenc`);
+    writeFileSync(`${input}.cut`, ct.subarray(0, ct.length - 1));
+    await assert.rejects(EnvelopeFile.open(`${input}.cut`, { keys: [keyring] }), TruncatedEnvelopeError);
+    const headerLength = ct.readUInt32BE(4);
+    const damaged = Buffer.from(ct);
+    const inChunk2 = headerLength + 56 + 2 * (C + 16) + 10;
+    damaged[inChunk2] = damaged[inChunk2]! ^ 1;
+    writeFileSync(`${input}.bad`, damaged);
+    await using reader = await EnvelopeFile.open(`${input}.bad`, { keys: [keyring] });
+    assert.deepEqual(await reader.read(0, 2 * C), data.subarray(0, 2 * C));
+    await assert.rejects(reader.read(2 * C, 2 * C + 1), DecryptionError);
+    await assert.rejects(reader.read(C, 3 * C), DecryptionError);
+  });
+
+  it('leaves no output and no temporary file behind when decryption fails', async () => {
+    const data = randomBytes(3 * C);
+    const input = file(data);
+    await encryptFile(input, `${input}.wenc`, { recipients: [keyring], chunkExponent: CHUNK_EXP });
+    const ct = readFileSync(`${input}.wenc`);
+    ct[ct.length - 20] = ct[ct.length - 20]! ^ 1;
+    writeFileSync(`${input}.wenc`, ct);
+    const before = readdirSync(dir).length;
+    for (const decrypt of [decryptFile, decryptFileParallel]) {
+      await assert.rejects(decrypt(`${input}.wenc`, `${input}.out`, { keys: [keyring] }), DecryptionError);
+      assert.equal(existsSync(`${input}.out`), false);
+      assert.equal(readdirSync(dir).length, before, 'a temporary file was left behind');
+    }
+  });
+});
