@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { registerDemoCommand } from './commands/demo.ts';
 import { registerEnvelopeCommands } from './commands/envelope.ts';
 import { ExitCode, classify } from './exit-codes.ts';
 
@@ -11,6 +12,7 @@ const program = new Command()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
 registerEnvelopeCommands(program);
+registerDemoCommand(program);
 
 const wantsJson = process.argv.includes('--json');
 try {

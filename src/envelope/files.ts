@@ -47,6 +47,15 @@ export async function writeAtomically<T>(
   return result;
 }
 
+/**
+ * Marks an operation started ahead of its use as handled, so that if it fails while the loop awaits something
+ * else the process does not die of an unhandled rejection; the failure still surfaces where it is awaited.
+ */
+function inFlight<T>(operation: Promise<T>): Promise<T> {
+  operation.catch(() => undefined);
+  return operation;
+}
+
 async function readExactly(
   handle: FileHandle,
   buffer: Buffer,
@@ -90,15 +99,15 @@ export async function encryptFileToHandle(
         k * chunkSize,
       );
     const garbage = new GarbageStep();
-    let pendingRead = readChunk(0);
+    let pendingRead = inFlight(readChunk(0));
     let pendingWrite: Promise<unknown> = Promise.resolve();
     for (let k = 0; k < count; k++) {
       const plain = await pendingRead;
       // Chunk k+1 goes into the other buffer, whose previous chunk was sealed (copied out) an iteration ago.
-      if (k + 1 < count) pendingRead = readChunk(k + 1);
+      if (k + 1 < count) pendingRead = inFlight(readChunk(k + 1));
       const sealed = encryption.sealChunk(k, plain);
       await pendingWrite;
-      pendingWrite = sink.writev(sealed);
+      pendingWrite = inFlight(sink.writev(sealed));
       garbage.add(plain.length);
       options.onProgress?.(k * chunkSize + plain.length);
     }
@@ -277,13 +286,13 @@ export async function decryptFileToHandle(
     const buffers = [Buffer.allocUnsafe(sealedSize), Buffer.allocUnsafe(sealedSize)] as const;
     const garbage = new GarbageStep();
     let pendingWrite: Promise<unknown> = Promise.resolve();
-    let pendingRead = file.chunk(0, buffers[0]);
+    let pendingRead = inFlight(file.chunk(0, buffers[0]));
     let done = 0;
     for (let k = 0; k < count; k++) {
       const plain = await pendingRead;
-      if (k + 1 < count) pendingRead = file.chunk(k + 1, buffers[(k + 1) % 2 === 0 ? 0 : 1]);
+      if (k + 1 < count) pendingRead = inFlight(file.chunk(k + 1, buffers[(k + 1) % 2 === 0 ? 0 : 1]));
       await pendingWrite;
-      pendingWrite = sink.write(plain);
+      pendingWrite = inFlight(sink.write(plain));
       done += plain.length;
       garbage.add(plain.length);
       options.onProgress?.(done);

@@ -91,17 +91,21 @@ describe('envelope files', () => {
   });
 
   it('leaves no output and no temporary file behind when decryption fails', async () => {
-    const data = randomBytes(3 * C);
-    const input = file(data);
-    await encryptFile(input, `${input}.wenc`, { recipients: [keyring], chunkExponent: CHUNK_EXP });
-    const ct = readFileSync(`${input}.wenc`);
-    ct[ct.length - 20] = ct[ct.length - 20]! ^ 1;
-    writeFileSync(`${input}.wenc`, ct);
-    const before = readdirSync(dir).length;
-    for (const decrypt of [decryptFile, decryptFileParallel]) {
-      await assert.rejects(decrypt(`${input}.wenc`, `${input}.out`, { keys: [keyring] }), DecryptionError);
-      assert.equal(existsSync(`${input}.out`), false);
-      assert.equal(readdirSync(dir).length, before, 'a temporary file was left behind');
+    // Damage in the middle and in the last chunk: the failing chunk may be one that was being read ahead.
+    for (const at of [0.5, 0.999]) {
+      const data = randomBytes(40 * C);
+      const input = file(data);
+      await encryptFile(input, `${input}.wenc`, { recipients: [keyring], chunkExponent: CHUNK_EXP });
+      const ct = readFileSync(`${input}.wenc`);
+      const i = Math.floor(ct.length * at);
+      ct[i] = ct[i]! ^ 1;
+      writeFileSync(`${input}.wenc`, ct);
+      const before = readdirSync(dir).length;
+      for (const decrypt of [decryptFile, decryptFileParallel]) {
+        await assert.rejects(decrypt(`${input}.wenc`, `${input}.out`, { keys: [keyring] }), DecryptionError);
+        assert.equal(existsSync(`${input}.out`), false);
+        assert.equal(readdirSync(dir).length, before, 'a temporary file was left behind');
+      }
     }
   });
 });

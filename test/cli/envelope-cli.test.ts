@@ -1,0 +1,128 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { tempDir } from '../envelope/support.ts';
+
+const MAIN = path.resolve(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
+const dir = tempDir('warden-cli-');
+const keyringPath = path.join(tempDir('warden-cli-keys-'), 'keyring.json');
+
+function warden(args: string[], options: { input?: Buffer; keyring?: string } = {}) {
+  const result = spawnSync(process.execPath, ['--expose-gc', MAIN, ...args], {
+    cwd: dir,
+    input: options.input,
+    env: { ...process.env, WARDEN_KEYRING: options.keyring ?? keyringPath },
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr.toString() };
+}
+
+const data = randomBytes(3 * 1024 * 1024 + 17);
+writeFileSync(path.join(dir, 'model.bin'), data);
+
+describe('warden encrypt / decrypt / inspect', () => {
+  it('encrypts with a context, inspects without a key, decrypts with --json output', () => {
+    const enc = warden(['encrypt', 'model.bin', '-c', 'purpose=training', '-c', 'team=risk', '--json']);
+    assert.equal(enc.code, 0, enc.stderr);
+    assert.match(enc.stderr, /INSECURE development keyring/);
+    const encJson = JSON.parse(enc.stdout.toString()) as { output: string; bytes: number };
+    assert.equal(encJson.output, 'model.bin.wenc');
+    assert.equal(encJson.bytes, data.length);
+    const inspect = warden(['inspect', 'model.bin.wenc', '--json'], { keyring: '/nonexistent/keyring.json' });
+    assert.equal(inspect.code, 0, inspect.stderr);
+    const header = JSON.parse(inspect.stdout.toString()) as {
+      context: object;
+      plaintextLength: number;
+      keySlots: unknown[];
+    };
+    assert.deepEqual(header.context, { purpose: 'training', team: 'risk' });
+    assert.equal(header.plaintextLength, data.length);
+    assert.equal(header.keySlots.length, 1);
+    const dec = warden(['decrypt', 'model.bin.wenc', '-o', 'model.out', '-c', 'purpose=training']);
+    assert.equal(dec.code, 0, dec.stderr);
+    assert.deepEqual(readFileSync(path.join(dir, 'model.out')), data);
+  });
+
+  it('streams stdin to stdout both ways', () => {
+    const enc = warden(['encrypt', '-'], { input: data });
+    assert.equal(enc.code, 0, enc.stderr);
+    const dec = warden(['decrypt', '-'], { input: enc.stdout });
+    assert.equal(dec.code, 0, dec.stderr);
+    assert.deepEqual(dec.stdout, data);
+  });
+
+  it('exits with a meaningful code for each failure and leaves no partial output', () => {
+    const ct = readFileSync(path.join(dir, 'model.bin.wenc'));
+    const tampered = Buffer.from(ct);
+    tampered[ct.length - 5000] = tampered[ct.length - 5000]! ^ 1;
+    writeFileSync(path.join(dir, 'tampered.wenc'), tampered);
+    writeFileSync(path.join(dir, 'truncated.wenc'), ct.subarray(0, ct.length - 1000));
+    const cases: [string, string[], number, RegExp][] = [
+      ['tampered', ['decrypt', 'tampered.wenc', '-o', 'o1'], 4, /decryption failed/],
+      ['truncated', ['decrypt', 'truncated.wenc', '-o', 'o2'], 5, /truncated/],
+      [
+        'context mismatch',
+        ['decrypt', 'model.bin.wenc', '-o', 'o3', '-c', 'purpose=inference'],
+        6,
+        /context mismatch on: purpose/,
+      ],
+      ['missing input', ['decrypt', 'missing.wenc', '-o', 'o4'], 3, /no such file/],
+      ['output exists', ['encrypt', 'model.bin', '-o', 'model.bin.wenc'], 3, /already exists/],
+      ['bad usage', ['encrypt', 'model.bin', '--chunk-size', '3MiB'], 2, /power of two/],
+      ['not an envelope', ['decrypt', 'model.bin', '-o', 'o5'], 5, /bad magic/],
+    ];
+    for (const [name, args, code, message] of cases) {
+      const r = warden(args);
+      assert.equal(r.code, code, `${name}: ${r.stderr}`);
+      assert.match(r.stderr, message, name);
+    }
+    for (const o of ['o1', 'o2', 'o3', 'o4', 'o5']) assert.equal(existsSync(path.join(dir, o)), false);
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.endsWith('.partial')),
+      [],
+    );
+    const other = path.join(tempDir('warden-cli-other-'), 'k.json');
+    assert.equal(warden(['encrypt', 'model.bin', '-o', 'x.wenc'], { keyring: other }).code, 0);
+    const noKey = warden(['decrypt', 'model.bin.wenc', '-o', 'o6', '--json'], { keyring: other });
+    assert.equal(noKey.code, 7);
+    assert.equal((JSON.parse(noKey.stderr) as { error: { code: string } }).error.code, 'key_unavailable');
+  });
+
+  it('refuses an insecure keyring and a keyring inside the tree being encrypted', () => {
+    const tree = path.join(dir, 'tree');
+    mkdirSync(tree);
+    writeFileSync(path.join(tree, 'a.csv'), 'x,y\n');
+    const inside = path.join(tree, 'keyring.json');
+    const r1 = warden(['encrypt', 'tree'], { keyring: inside });
+    assert.equal(r1.code, 7, r1.stderr);
+    assert.match(r1.stderr, /lies inside/);
+    chmodSync(keyringPath, 0o644);
+    try {
+      const r2 = warden(['encrypt', 'model.bin', '-o', 'y.wenc']);
+      assert.equal(r2.code, 7);
+      assert.match(r2.stderr, /chmod 600/);
+    } finally {
+      chmodSync(keyringPath, 0o600);
+    }
+  });
+
+  it('encrypts a directory tree and detects a removed file', () => {
+    const tree = path.join(dir, 'ds');
+    mkdirSync(path.join(tree, 'sub'), { recursive: true });
+    writeFileSync(path.join(tree, 'a.csv'), 'a\n');
+    writeFileSync(path.join(tree, 'sub', 'b.csv'), 'b\n');
+    assert.equal(warden(['encrypt', 'ds']).code, 0);
+    const dec = warden(['decrypt', 'ds.wenc', '-o', 'ds.out']);
+    assert.equal(dec.code, 0, dec.stderr);
+    assert.equal(readFileSync(path.join(dir, 'ds.out', 'sub', 'b.csv'), 'utf8'), 'b\n');
+    writeFileSync(
+      path.join(dir, 'ds.wenc', 'sub', 'b.csv.wenc'),
+      readFileSync(path.join(dir, 'ds.wenc', 'a.csv.wenc')),
+    );
+    const swapped = warden(['decrypt', 'ds.wenc', '-o', 'ds.out2']);
+    assert.equal(swapped.code, 6, 'a file moved to another path fails its warden:path context');
+  });
+});
