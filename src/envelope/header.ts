@@ -23,8 +23,8 @@ export const MAX_CONTEXT_VALUE_BYTES = 4096;
 export const MAX_SLOTS = 16;
 export const MAX_SLOT_REF_BYTES = 255;
 export const MAX_WRAPPED_KEY_BYTES = 4096;
-/** Plaintext lengths stay exact in a JS number; 2^53 - 1 bytes is 8 PiB, above C2SP's 4 PiB cap anyway. */
-export const MAX_PLAINTEXT_LENGTH = 2 ** 52;
+/** Below 2^52 so that even 16 KiB chunks keep the chunk index below C2SP's 2^38 limit. */
+export const MAX_PLAINTEXT_LENGTH = 2 ** 52 - 1;
 
 const FIXED_PREFIX_BYTES = 8; // magic(4) || header length(4)
 const FLAG_HAS_LENGTH = 0x01;

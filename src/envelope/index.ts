@@ -29,6 +29,12 @@ export {
   writeAtomically,
 } from './files.ts';
 export type { FileDecryptOptions, FileEncryptOptions, ProgressCallback } from './files.ts';
-export { decryptFileParallel, defaultThreads, encryptFileParallel } from './parallel.ts';
+export {
+  decryptFileParallel,
+  decryptFileParallelTo,
+  defaultThreads,
+  encryptFileParallel,
+  encryptFileParallelTo,
+} from './parallel.ts';
 export { FILE_SUFFIX, MANIFEST_NAME, decryptTree, encryptTree, listTree } from './tree.ts';
 export type { TreeEntry } from './tree.ts';

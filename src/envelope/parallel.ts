@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import { DecryptionError } from '../crypto/index.ts';
 import type { ChunkRangeJob, WorkerMessage } from './chunk-worker.ts';
@@ -60,48 +61,70 @@ async function runRanges(
   }
 }
 
-/** `encryptFile` across worker threads: same output format, chunks sealed in parallel ranges. */
-export async function encryptFileParallel(
+type ParallelOptions = { readonly threads?: number };
+
+/**
+ * Sets the sink's final size up front so every worker writes at its own offsets. A sink that is not a regular
+ * file (a device such as /dev/null, used by the benchmarks) cannot be sized and does not need to be.
+ */
+async function sizeSink(sink: FileHandle, size: number): Promise<void> {
+  if ((await sink.stat()).isFile()) await sink.truncate(size);
+}
+
+/**
+ * Encrypts `input` into an open sink across worker threads; workers reopen the sink by `sinkPath`. Same output
+ * format as the sequential path: the header and prefix are written here, the chunks in parallel ranges.
+ */
+export async function encryptFileParallelTo(
   input: string,
-  output: string,
-  options: FileEncryptOptions & { threads?: number },
+  sink: FileHandle,
+  sinkPath: string,
+  options: FileEncryptOptions & ParallelOptions,
 ): Promise<ParsedHeader> {
   const size = await fileSize(input);
   const prepared = await prepareEncryption({ ...options, plaintextLength: size });
   const { layout, encryption } = prepared;
   const head = Buffer.concat([prepared.header, encryption.prefix()]);
   try {
-    await writeAtomically(output, async (sink, tempPath) => {
-      await sink.write(head, 0, head.length, 0);
-      await sink.truncate(prepared.header.length + layout.ciphertextLength(size));
-      await runRanges(
-        {
-          mode: 'seal',
-          input,
-          output: tempPath,
-          dataKey: prepared.dataKey,
-          payloadContext: prepared.payloadContext,
-          prefix: encryption.prefix(),
-          chunkSize: layout.chunkSize,
-          headerLength: prepared.header.length,
-          plaintextLength: size,
-        },
-        layout.chunkCount(size),
-        options.threads ?? defaultThreads(),
-        options.onProgress,
-      );
-    });
+    await sink.write(head, 0, head.length, 0);
+    await sizeSink(sink, prepared.header.length + layout.ciphertextLength(size));
+    await runRanges(
+      {
+        mode: 'seal',
+        input,
+        output: sinkPath,
+        dataKey: prepared.dataKey,
+        payloadContext: prepared.payloadContext,
+        prefix: encryption.prefix(),
+        chunkSize: layout.chunkSize,
+        headerLength: prepared.header.length,
+        plaintextLength: size,
+      },
+      layout.chunkCount(size),
+      options.threads ?? defaultThreads(),
+      options.onProgress,
+    );
   } finally {
     prepared.dataKey.fill(0);
   }
   return parseHeader(prepared.header);
 }
 
-/** `decryptFile` across worker threads; the output appears only once every chunk authenticated. */
-export async function decryptFileParallel(
+/** `encryptFile` across worker threads; `output` appears only once complete. */
+export function encryptFileParallel(
   input: string,
   output: string,
-  options: FileDecryptOptions & { threads?: number },
+  options: FileEncryptOptions & ParallelOptions,
+): Promise<ParsedHeader> {
+  return writeAtomically(output, (sink, tempPath) => encryptFileParallelTo(input, sink, tempPath, options));
+}
+
+/** Decrypts `input` into an open sink across worker threads, after verifying header, context and commitment. */
+export async function decryptFileParallelTo(
+  input: string,
+  sink: FileHandle,
+  sinkPath: string,
+  options: FileDecryptOptions & ParallelOptions,
 ): Promise<ParsedHeader> {
   const handle = await open(input, 'r');
   let verified;
@@ -112,29 +135,36 @@ export async function decryptFileParallel(
   }
   const { opened, prefix, size } = verified;
   try {
-    await writeAtomically(output, async (sink, tempPath) => {
-      await sink.truncate(size);
-      await runRanges(
-        {
-          mode: 'open',
-          input,
-          output: tempPath,
-          dataKey: opened.dataKey,
-          payloadContext: opened.payloadContext,
-          prefix,
-          chunkSize: opened.layout.chunkSize,
-          headerLength: opened.header.headerLength,
-          plaintextLength: size,
-        },
-        opened.layout.chunkCount(size),
-        options.threads ?? defaultThreads(),
-        options.onProgress,
-      );
-    });
+    await sizeSink(sink, size);
+    await runRanges(
+      {
+        mode: 'open',
+        input,
+        output: sinkPath,
+        dataKey: opened.dataKey,
+        payloadContext: opened.payloadContext,
+        prefix,
+        chunkSize: opened.layout.chunkSize,
+        headerLength: opened.header.headerLength,
+        plaintextLength: size,
+      },
+      opened.layout.chunkCount(size),
+      options.threads ?? defaultThreads(),
+      options.onProgress,
+    );
   } finally {
     opened.dataKey.fill(0);
   }
   return opened.header;
+}
+
+/** `decryptFile` across worker threads; the output appears only once every chunk authenticated. */
+export function decryptFileParallel(
+  input: string,
+  output: string,
+  options: FileDecryptOptions & ParallelOptions,
+): Promise<ParsedHeader> {
+  return writeAtomically(output, (sink, tempPath) => decryptFileParallelTo(input, sink, tempPath, options));
 }
 
 async function fileSize(file: string): Promise<number> {
