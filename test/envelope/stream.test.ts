@@ -107,6 +107,30 @@ describe('envelope streaming', () => {
     }
   });
 
+  it('exhaustively: every flipped bit position and every truncation of a small ciphertext fails', async () => {
+    for (const declare of [true, false]) {
+      const ct = await seal(randomBytes(300), { declare });
+      for (let i = 0; i < ct.length; i++) {
+        for (const bit of [0x01, 0x80]) {
+          const bad = Buffer.from(ct);
+          bad[i] = bad[i]! ^ bit;
+          await assert.rejects(open(bad), damaged, `byte ${i} bit ${bit}`);
+        }
+      }
+      for (let cut = 0; cut < ct.length; cut++) {
+        await assert.rejects(open(ct.subarray(0, cut)), damaged, `cut ${cut}`);
+      }
+    }
+  });
+
+  it('a huge declared plaintext length drives no allocation: the input simply ends too soon', async () => {
+    const ct = await seal(Buffer.from('tiny'));
+    const lengthAt = 8 + 4;
+    const bad = Buffer.from(ct);
+    bad.writeBigUInt64BE(2n ** 52n - 1n, lengthAt);
+    await assert.rejects(open(bad), damaged);
+  });
+
   it('rejects empty input and garbage with typed errors', async () => {
     await assert.rejects(open(Buffer.alloc(0)), TruncatedEnvelopeError);
     await assert.rejects(open(Buffer.from('not an envelope at all')), MalformedEnvelopeError);
