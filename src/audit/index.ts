@@ -62,3 +62,5 @@ export type {
   Checkpoint,
   OpenedCheckpoint,
 } from './checkpoint.ts';
+export { AuditHasher, JsonLinesAuditRecorder } from './recorder.ts';
+export type { AuditEvent, AuditOutcome, AuditRecorder } from './recorder.ts';

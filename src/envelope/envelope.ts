@@ -48,7 +48,7 @@ export interface DecryptOptions {
   readonly expectedContext?: EncryptionContext;
 }
 
-function headerMac(dataKey: Uint8Array, macInput: Uint8Array): Buffer {
+export function headerMac(dataKey: Uint8Array, macInput: Uint8Array): Buffer {
   const macKey = expandInputKey(dataKey, HEADER_MAC_INFO, 32);
   try {
     return createHmac('sha256', macKey).update(macInput).digest();
@@ -75,13 +75,23 @@ export async function prepareEncryption(options: EncryptOptions): Promise<Prepar
     plaintextLength: options.plaintextLength,
     context: options.context ?? {},
   });
-  const dataKey = randomBytes(DATA_KEY_BYTES);
+  const aadFor = (recipient: SlotWrapper) => (ref: string) =>
+    slotAad({ type: recipient.slotType, ref }, coreBytes);
+  const [first, ...others] = options.recipients;
+  let dataKey: Buffer;
   const slots: KeySlot[] = [];
-  for (const recipient of options.recipients) {
-    slots.push(
-      await recipient.wrapDataKey(dataKey, (ref) => slotAad({ type: recipient.slotType, ref }, coreBytes)),
-    );
+  if (first?.generateDataKey !== undefined) {
+    const generated = await first.generateDataKey(aadFor(first));
+    if (generated.dataKey.length !== DATA_KEY_BYTES) {
+      throw new MalformedEnvelopeError('the key provider returned a data key of the wrong size');
+    }
+    dataKey = generated.dataKey;
+    slots.push(generated.slot);
+  } else {
+    dataKey = randomBytes(DATA_KEY_BYTES);
+    if (first !== undefined) slots.push(await first.wrapDataKey(dataKey, aadFor(first)));
   }
+  for (const recipient of others) slots.push(await recipient.wrapDataKey(dataKey, aadFor(recipient)));
   const body = encodeHeaderWithoutMac(coreBytes, slots);
   const header = Buffer.concat([body, headerMac(dataKey, body)]);
   const payloadContext = coreDigest(coreBytes);

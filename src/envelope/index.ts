@@ -38,3 +38,7 @@ export {
 } from './parallel.ts';
 export { FILE_SUFFIX, MANIFEST_NAME, decryptTree, encryptTree, listTree } from './tree.ts';
 export type { TreeEntry } from './tree.ts';
+export { KmsSlots } from './kms-slots.ts';
+export type { KmsDataKeyApi } from './kms-slots.ts';
+export { rewrapFile } from './rewrap.ts';
+export type { SlotRewrapper } from './rewrap.ts';

@@ -9,6 +9,11 @@ export interface SlotWrapper {
   readonly slotType: SlotType;
   /** Wraps the data key into a slot bound to `aad` (see `slotAad`); `ref` is decided by the wrapper. */
   wrapDataKey(dataKey: Uint8Array, slotAadFor: (ref: string) => Buffer): Promise<KeySlot>;
+  /**
+   * Optional: produces the data key itself (the KMS draws it from its root's entropy) together with its slot.
+   * When the first recipient offers this, the envelope uses it instead of generating the key locally.
+   */
+  generateDataKey?(slotAadFor: (ref: string) => Buffer): Promise<{ dataKey: Buffer; slot: KeySlot }>;
 }
 
 export interface SlotUnwrapper {

@@ -1,0 +1,17 @@
+export * from './errors.ts';
+export * from './types.ts';
+export { BUILT_IN_ROLES, BuiltInRoleAuthorizer } from './authz.ts';
+export type { Authorizer, KmsAction } from './authz.ts';
+export { formatCiphertext, parseCiphertext } from './ciphertext.ts';
+export { KmsService, MAX_BATCH_ITEMS, SYSTEM_PRINCIPAL } from './service.ts';
+export type { BatchResult, CreateKeyRequest, KeyInfo, KmsServiceOptions } from './service.ts';
+export type { KmsRepository } from './repository.ts';
+export { KEYSTORE_MIGRATIONS, KMS_METADATA_MIGRATIONS, SqlKmsRepository } from './sql-repository.ts';
+export { openKmsRuntime } from './runtime.ts';
+export type { KmsRuntime, KmsRuntimeOptions } from './runtime.ts';
+export { startKmsScheduler } from './scheduler.ts';
+export type { KmsScheduler } from './scheduler.ts';
+export { SealedError } from './root/types.ts';
+export type { RootKind, RootOfTrust, RootStatus } from './root/types.ts';
+export { SoftwareRootOfTrust, fileSealStateStore } from './root/software.ts';
+export { inProcessDataKeyApi, kmsEnvelopeKeys } from './envelope-keys.ts';

@@ -1,0 +1,926 @@
+import type { AuditEvent, AuditRecorder } from '../audit/index.ts';
+import { RsaOaepPrivateKey, WrappingKey, aesKeyUnwrapPadded, rsaOaepDecrypt, wipe } from '../crypto/index.ts';
+import type { Authorizer, KmsAction } from './authz.ts';
+import { ciphertextAad, formatCiphertext, parseCiphertext } from './ciphertext.ts';
+import {
+  AuditUnavailableError,
+  ForbiddenError,
+  InvalidRequestError,
+  KeyNotFoundError,
+  KmsDecryptionError,
+  KmsError,
+  KmsSealedError,
+  NotExportableError,
+  VersionUnavailableError,
+  WrongKeyTypeError,
+} from './errors.ts';
+import {
+  decryptWith,
+  encryptWith,
+  generateMaterial,
+  importMaterial,
+  loadMaterial,
+  macWith,
+  signWith,
+  verifyMacWith,
+  verifyWith,
+} from './key-material.ts';
+import type { LoadedKey } from './key-material.ts';
+import type { KeyPatch, KmsRepository } from './repository.ts';
+import { SealedError } from './root/types.ts';
+import type { RootOfTrust } from './root/types.ts';
+import {
+  DAY_MS,
+  DEFAULT_DESTRUCTION_DELAY_MS,
+  DEFAULT_ROTATION_PERIOD_MS,
+  KEY_NAME_PATTERN,
+  KEY_PURPOSE,
+  isKeyType,
+} from './types.ts';
+import type { KeyPurpose, KeyRecord, KeyType, Principal, VersionRecord } from './types.ts';
+
+export const MAX_BATCH_ITEMS = 1000;
+export const MAX_PLAINTEXT_BYTES = 64 * 1024;
+export const MAX_CONTEXT_BYTES = 8 * 1024;
+export const MAX_RANDOM_BYTES = 1024;
+const DATA_KEY_BYTES = 32;
+/** Metadata read on the hot path is cached this long; other nodes' state changes take effect within it. */
+const METADATA_TTL_MS = 1000;
+const IMPORT_WRAPPING_KEY = 'import-wrapping-rsa4096';
+
+export interface KeyInfo {
+  readonly key: KeyRecord;
+  readonly versions: readonly VersionRecord[];
+}
+
+export interface CreateKeyRequest {
+  readonly name: string;
+  readonly type: KeyType;
+  /** Days between automatic rotations; 0 disables automatic rotation. Default 90. */
+  readonly rotationPeriodDays?: number;
+  readonly autoFloorGraceDays?: number | null;
+  readonly exportable?: boolean;
+  readonly description?: string;
+}
+
+export type BatchResult<T> =
+  | { readonly ok: true; readonly value: T }
+  | { readonly ok: false; readonly error: { code: string; message: string } };
+
+export interface KmsServiceOptions {
+  readonly repository: KmsRepository;
+  readonly root: RootOfTrust;
+  readonly audit: AuditRecorder;
+  readonly authorizer: Authorizer;
+  readonly now?: () => number;
+}
+
+/** The principal the scheduler acts as: rotations and destructions it performs are audited under it. */
+export const SYSTEM_PRINCIPAL: Principal = {
+  id: 'system:scheduler',
+  roles: ['system'],
+  authMethod: 'internal',
+};
+
+interface CachedMetadata {
+  readonly key: KeyRecord;
+  readonly versions: Map<number, VersionRecord>;
+  readonly fetchedAt: number;
+}
+
+/**
+ * The KMS: named keys with versions, rotation, states and crypto-shredding, and every cryptographic operation.
+ * Key material never leaves it in clear except data keys handed to callers and keys created exportable. Every
+ * operation is authorised through one call-out and audited through one recorder; if the audit event cannot be
+ * recorded the result is withheld (fail closed).
+ */
+export class KmsService {
+  readonly #repo: KmsRepository;
+  readonly #root: RootOfTrust;
+  readonly #audit: AuditRecorder;
+  readonly #authz: Authorizer;
+  readonly #now: () => number;
+  readonly #loaded = new Map<string, LoadedKey>();
+  readonly #metadata = new Map<string, CachedMetadata>();
+  /** Serialises administrative changes per key within this process (the repository serialises across nodes). */
+  readonly #keyLocks = new Map<string, Promise<unknown>>();
+
+  constructor(options: KmsServiceOptions) {
+    this.#repo = options.repository;
+    this.#root = options.root;
+    this.#audit = options.audit;
+    this.#authz = options.authorizer;
+    this.#now = options.now ?? Date.now;
+  }
+
+  get root(): RootOfTrust {
+    return this.#root;
+  }
+
+  /** Forgets every unwrapped key (on seal, and whenever the root changes state). */
+  forgetKeys(): void {
+    this.#loaded.clear();
+    this.#metadata.clear();
+  }
+
+  // ---- key administration -------------------------------------------------------------------------------
+
+  async createKey(principal: Principal, request: CreateKeyRequest): Promise<KeyInfo> {
+    return this.#run(principal, 'keys.create', `key:${request.name}`, async () => {
+      validateName(request.name);
+      if (!isKeyType(request.type)) throw new InvalidRequestError(`unknown key type ${String(request.type)}`);
+      const generated = generateMaterial(request.type, await this.#seed());
+      return this.#insertNewKey(request, generated.material, generated.publicKey, 'generated');
+    });
+  }
+
+  async #insertNewKey(
+    request: CreateKeyRequest,
+    material: Buffer,
+    publicKey: Buffer | null,
+    origin: VersionRecord['origin'],
+  ): Promise<{ result: KeyInfo; keyVersion: number }> {
+    const now = this.#now();
+    const rotationPeriodMs = rotationPeriod(request.rotationPeriodDays);
+    const key: KeyRecord = {
+      name: request.name,
+      type: request.type,
+      createdAt: now,
+      rotationPeriodMs,
+      nextRotationAt: rotationPeriodMs === null ? null : now + rotationPeriodMs,
+      latestVersion: 1,
+      minDecryptionVersion: 1,
+      autoFloorGraceMs:
+        request.autoFloorGraceDays === undefined || request.autoFloorGraceDays === null
+          ? null
+          : positiveDays(request.autoFloorGraceDays, 'autoFloorGraceDays'),
+      exportable: request.exportable ?? false,
+      description: request.description ?? '',
+    };
+    const version: VersionRecord = {
+      name: request.name,
+      version: 1,
+      state: 'enabled',
+      createdAt: now,
+      origin,
+      destroyAt: null,
+      destroyedAt: null,
+      publicKey,
+    };
+    try {
+      await this.#repo.createKey(key, version, await this.#wrap(key, 1, material));
+    } finally {
+      wipe(material);
+    }
+    this.#metadata.delete(key.name);
+    return { result: { key, versions: [version] }, keyVersion: 1 };
+  }
+
+  async getKey(principal: Principal, name: string): Promise<KeyInfo> {
+    return this.#run(principal, 'keys.read', `key:${name}`, async () => {
+      const key = await this.#repo.getKey(name);
+      if (key === undefined) throw new KeyNotFoundError(name);
+      return { result: { key, versions: await this.#repo.listVersions(name) } };
+    });
+  }
+
+  async listKeys(principal: Principal): Promise<KeyRecord[]> {
+    return this.#run(principal, 'keys.list', 'key:*', async () => ({
+      result: (await this.#repo.listKeys()).filter((k) => !k.name.startsWith('_')),
+    }));
+  }
+
+  async rotateKey(principal: Principal, name: string): Promise<VersionRecord> {
+    return this.#run(principal, 'keys.rotate', `key:${name}`, async () => {
+      const version = await this.#withKeyLock(name, () => this.#rotate(name, undefined));
+      return { result: version, keyVersion: version.version };
+    });
+  }
+
+  async #rotate(name: string, imported: Buffer | undefined): Promise<VersionRecord> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const key = await this.#repo.getKey(name);
+      if (key === undefined) throw new KeyNotFoundError(name);
+      const generated =
+        imported === undefined
+          ? generateMaterial(key.type, await this.#seed())
+          : importMaterial(key.type, imported);
+      const now = this.#now();
+      const version: VersionRecord = {
+        name,
+        version: key.latestVersion + 1,
+        state: 'enabled',
+        createdAt: now,
+        origin: imported === undefined ? 'generated' : 'imported',
+        destroyAt: null,
+        destroyedAt: null,
+        publicKey: generated.publicKey,
+      };
+      const wrapped = await this.#wrap(key, version.version, generated.material);
+      wipe(generated.material);
+      const nextRotationAt = key.rotationPeriodMs === null ? null : now + key.rotationPeriodMs;
+      if (await this.#repo.addVersion(name, key.latestVersion, version, wrapped, nextRotationAt)) {
+        this.#metadata.delete(name);
+        return version;
+      }
+    }
+    throw new KmsError('conflict', 409, `key ${name} is being rotated concurrently; try again`);
+  }
+
+  async updateKey(
+    principal: Principal,
+    name: string,
+    changes: {
+      rotationPeriodDays?: number;
+      minDecryptionVersion?: number;
+      autoFloorGraceDays?: number | null;
+      description?: string;
+    },
+  ): Promise<KeyRecord> {
+    return this.#run(principal, 'keys.update', `key:${name}`, async () => {
+      const result = await this.#withKeyLock(name, async () => {
+        const key = await this.#repo.getKey(name);
+        if (key === undefined) throw new KeyNotFoundError(name);
+        const patch: { -readonly [K in keyof KeyPatch]: KeyPatch[K] } = {};
+        if (changes.rotationPeriodDays !== undefined) {
+          patch.rotationPeriodMs = rotationPeriod(changes.rotationPeriodDays);
+          patch.nextRotationAt =
+            patch.rotationPeriodMs === null ? null : this.#now() + patch.rotationPeriodMs;
+        }
+        if (changes.minDecryptionVersion !== undefined) {
+          const floor = changes.minDecryptionVersion;
+          if (!Number.isInteger(floor) || floor < 1 || floor > key.latestVersion) {
+            throw new InvalidRequestError(`minDecryptionVersion must be 1..${key.latestVersion}`);
+          }
+          patch.minDecryptionVersion = floor;
+        }
+        if (changes.autoFloorGraceDays !== undefined) {
+          patch.autoFloorGraceMs =
+            changes.autoFloorGraceDays === null
+              ? null
+              : positiveDays(changes.autoFloorGraceDays, 'autoFloorGraceDays');
+        }
+        if (changes.description !== undefined) patch.description = changes.description.slice(0, 1024);
+        await this.#repo.updateKey(name, patch);
+        this.#metadata.delete(name);
+        return { ...key, ...patch };
+      });
+      return { result };
+    });
+  }
+
+  /** Disables one version, or every enabled version when `version` is omitted. */
+  async disable(principal: Principal, name: string, version?: number): Promise<VersionRecord[]> {
+    return this.#setState(principal, 'keys.disable', name, version, 'enabled', 'disabled');
+  }
+
+  async enable(principal: Principal, name: string, version?: number): Promise<VersionRecord[]> {
+    return this.#setState(principal, 'keys.enable', name, version, 'disabled', 'enabled');
+  }
+
+  async #setState(
+    principal: Principal,
+    action: KmsAction,
+    name: string,
+    version: number | undefined,
+    from: 'enabled' | 'disabled',
+    to: 'enabled' | 'disabled',
+  ): Promise<VersionRecord[]> {
+    return this.#run(principal, action, `key:${name}`, async () => {
+      const changed = await this.#withKeyLock(name, async () => {
+        const versions = await this.#versionsFor(name, version);
+        const targets = versions.filter((v) => v.state === from);
+        if (version !== undefined && targets.length === 0) {
+          throw new VersionUnavailableError(name, version, versions[0]?.state.replace('_', ' ') ?? 'missing');
+        }
+        for (const v of targets) await this.#repo.setVersionState(name, v.version, to, null);
+        this.#forget(name);
+        return targets.map((v) => ({ ...v, state: to }));
+      });
+      return { result: changed, keyVersion: version };
+    });
+  }
+
+  /**
+   * Schedules a version for destruction after `delayDays` (default 7; cancellable until then). A delay of 0
+   * destroys it now. Destruction deletes the wrapped material: everything the version protected is unreadable.
+   */
+  async scheduleDestruction(
+    principal: Principal,
+    name: string,
+    version: number,
+    delayDays?: number,
+  ): Promise<VersionRecord> {
+    return this.#run(principal, 'keys.destroy', `key:${name}`, async () => {
+      const result = await this.#withKeyLock(name, async () => {
+        const [v] = await this.#versionsFor(name, version);
+        if (v === undefined) throw new KeyNotFoundError(name, version);
+        if (v.state === 'destroyed') throw new VersionUnavailableError(name, version, 'already destroyed');
+        const delayMs =
+          delayDays === undefined ? DEFAULT_DESTRUCTION_DELAY_MS : nonNegativeDays(delayDays, 'delayDays');
+        if (delayMs === 0) {
+          await this.#repo.destroyVersion(name, version, this.#now());
+          this.#forget(name);
+          return { ...v, state: 'destroyed' as const, destroyedAt: this.#now(), destroyAt: null };
+        }
+        const destroyAt = this.#now() + delayMs;
+        await this.#repo.setVersionState(name, version, 'scheduled_destruction', destroyAt);
+        this.#forget(name);
+        return { ...v, state: 'scheduled_destruction' as const, destroyAt };
+      });
+      return { result, keyVersion: version };
+    });
+  }
+
+  async cancelDestruction(principal: Principal, name: string, version: number): Promise<VersionRecord> {
+    return this.#run(principal, 'keys.destroy', `key:${name}`, async () => {
+      const result = await this.#withKeyLock(name, async () => {
+        const [v] = await this.#versionsFor(name, version);
+        if (v?.state !== 'scheduled_destruction')
+          throw new VersionUnavailableError(name, version, 'not scheduled for destruction');
+        await this.#repo.setVersionState(name, version, 'disabled', null);
+        this.#forget(name);
+        return { ...v, state: 'disabled' as const, destroyAt: null };
+      });
+      return { result, keyVersion: version };
+    });
+  }
+
+  /** The RSA-4096 public key (SPKI PEM) BYOK blobs are wrapped for; created on first use. */
+  async importWrappingKey(principal: Principal): Promise<string> {
+    return this.#run(principal, 'keys.import', 'key:*', async () => {
+      const info = await this.#ensureImportWrappingKey();
+      return { result: info.publicPem };
+    });
+  }
+
+  async #ensureImportWrappingKey(): Promise<{ privateKey: RsaOaepPrivateKey; publicPem: string }> {
+    let wrapped = await this.#repo.getSystemMaterial(IMPORT_WRAPPING_KEY);
+    if (wrapped === undefined) {
+      const generated = await RsaOaepPrivateKey.generate(4096);
+      const der = generated.exportPkcs8Der();
+      await this.#repo.putSystemMaterial(
+        IMPORT_WRAPPING_KEY,
+        await this.#root.wrap(der, systemAad(IMPORT_WRAPPING_KEY)).catch(mapSealed),
+      );
+      wipe(der);
+      // Another process may have created one first: everyone uses the stored one.
+      wrapped = await this.#repo.getSystemMaterial(IMPORT_WRAPPING_KEY);
+      if (wrapped === undefined)
+        throw new KmsError('internal_error', 500, 'import wrapping key missing after creation');
+    }
+    const material = await this.#root.unwrap(wrapped, systemAad(IMPORT_WRAPPING_KEY)).catch(mapSealed);
+    const privateKey = RsaOaepPrivateKey.fromPkcs8Der(material);
+    wipe(material);
+    return { privateKey, publicPem: privateKey.publicKey().toPem() };
+  }
+
+  /**
+   * BYOK: `blob` = RSA-OAEP-SHA256(ephemeral AES-256 key) (512 bytes) || AES-KWP(ephemeral key, target key),
+   * as Vault and AWS KMS accept. Creates the key, or adds a new version when a key of that name exists.
+   */
+  async importKey(principal: Principal, request: CreateKeyRequest & { blob: Buffer }): Promise<KeyInfo> {
+    return this.#run(principal, 'keys.import', `key:${request.name}`, async () => {
+      validateName(request.name);
+      if (!isKeyType(request.type)) throw new InvalidRequestError(`unknown key type ${String(request.type)}`);
+      const { privateKey } = await this.#ensureImportWrappingKey();
+      if (request.blob.length <= 512) throw new InvalidRequestError('import blob is too short');
+      let target: Buffer;
+      try {
+        const ephemeral = rsaOaepDecrypt(privateKey, request.blob.subarray(0, 512));
+        target = aesKeyUnwrapPadded(WrappingKey.fromBytes(ephemeral), request.blob.subarray(512));
+        wipe(ephemeral);
+      } catch {
+        throw new KmsDecryptionError();
+      }
+      const existing = await this.#repo.getKey(request.name);
+      if (existing !== undefined) {
+        if (existing.type !== request.type)
+          throw new WrongKeyTypeError(request.name, existing.type, `import ${request.type} material`);
+        const version = await this.#withKeyLock(request.name, () => this.#rotate(request.name, target));
+        return {
+          result: { key: (await this.#repo.getKey(request.name)) ?? existing, versions: [version] },
+          keyVersion: version.version,
+        };
+      }
+      const checked = importMaterial(request.type, target);
+      return this.#insertNewKey(request, checked.material, checked.publicKey, 'imported');
+    });
+  }
+
+  /** Key material of an exportable key (raw bytes for symmetric keys, PKCS#8 DER for private keys). */
+  async exportKey(
+    principal: Principal,
+    name: string,
+    version?: number,
+  ): Promise<{ version: number; material: Buffer }> {
+    return this.#run(principal, 'keys.export', `key:${name}`, async () => {
+      const meta = await this.#meta(name);
+      if (!meta.key.exportable) throw new NotExportableError(name);
+      const v = version ?? meta.key.latestVersion;
+      this.#usable(meta, v, 'use');
+      return { result: { version: v, material: await this.#materialOf(name, v) }, keyVersion: v };
+    });
+  }
+
+  // ---- cryptographic operations -------------------------------------------------------------------------
+
+  async encrypt(
+    principal: Principal,
+    name: string,
+    plaintext: Uint8Array,
+    context: Uint8Array = EMPTY,
+  ): Promise<string> {
+    return this.#run(principal, 'crypto.encrypt', `key:${name}`, async () => {
+      checkSize(plaintext, MAX_PLAINTEXT_BYTES, 'plaintext');
+      const { loaded, version } = await this.#latest(name, 'encrypt');
+      return {
+        result: formatCiphertext(
+          name,
+          version,
+          encryptWith(loaded, plaintext, aadFor(name, version, context)),
+        ),
+        keyVersion: version,
+      };
+    });
+  }
+
+  async decrypt(principal: Principal, ciphertext: string, context: Uint8Array = EMPTY): Promise<Buffer> {
+    const parsed = safeParse(ciphertext);
+    return this.#run(principal, 'crypto.decrypt', `key:${parsed?.keyName ?? '?'}`, async () => {
+      const { plaintext, version } = await this.#decryptParsed(parsed, context);
+      return { result: plaintext, keyVersion: version };
+    });
+  }
+
+  async #decryptParsed(
+    parsed: ReturnType<typeof safeParse>,
+    context: Uint8Array,
+  ): Promise<{ plaintext: Buffer; version: number }> {
+    if (parsed === undefined) throw new KmsDecryptionError();
+    checkSize(context, MAX_CONTEXT_BYTES, 'context');
+    const meta = await this.#meta(parsed.keyName);
+    if (KEY_PURPOSE[meta.key.type] !== 'encrypt') throw new KmsDecryptionError();
+    this.#usable(meta, parsed.version, 'decrypt');
+    const loaded = await this.#load(meta.key, parsed.version);
+    return {
+      plaintext: decryptWith(loaded, parsed.sealed, aadFor(parsed.keyName, parsed.version, context)),
+      version: parsed.version,
+    };
+  }
+
+  /** A fresh 256-bit data key from the root's entropy, wrapped under the key's latest version. */
+  async generateDataKey(
+    principal: Principal,
+    name: string,
+    context: Uint8Array = EMPTY,
+    options: { includePlaintext?: boolean } = {},
+  ): Promise<{ ciphertext: string; plaintext?: Buffer; keyVersion: number }> {
+    return this.#run(principal, 'crypto.generate-data-key', `key:${name}`, async () => {
+      const { loaded, version } = await this.#latest(name, 'encrypt');
+      const dataKey = await this.#root.randomBytes(DATA_KEY_BYTES).catch(mapSealed);
+      const ciphertext = formatCiphertext(
+        name,
+        version,
+        encryptWith(loaded, dataKey, aadFor(name, version, context)),
+      );
+      if (options.includePlaintext === false) wipe(dataKey);
+      return {
+        result: {
+          ciphertext,
+          keyVersion: version,
+          ...(options.includePlaintext === false ? {} : { plaintext: dataKey }),
+        },
+        keyVersion: version,
+      };
+    });
+  }
+
+  async decryptDataKey(
+    principal: Principal,
+    ciphertext: string,
+    context: Uint8Array = EMPTY,
+  ): Promise<Buffer> {
+    const parsed = safeParse(ciphertext);
+    return this.#run(principal, 'crypto.decrypt-data-key', `key:${parsed?.keyName ?? '?'}`, async () => {
+      const { plaintext, version } = await this.#decryptParsed(parsed, context);
+      if (plaintext.length !== DATA_KEY_BYTES) {
+        wipe(plaintext);
+        throw new KmsDecryptionError();
+      }
+      return { result: plaintext, keyVersion: version };
+    });
+  }
+
+  /** Re-encrypts under the key's latest version, keeping the context; the plaintext never leaves the KMS. */
+  async rewrap(principal: Principal, ciphertext: string, context: Uint8Array = EMPTY): Promise<string> {
+    const parsed = safeParse(ciphertext);
+    return this.#run(principal, 'crypto.rewrap', `key:${parsed?.keyName ?? '?'}`, async () => {
+      const { plaintext } = await this.#decryptParsed(parsed, context);
+      try {
+        const name = parsed?.keyName ?? '';
+        const { loaded, version } = await this.#latest(name, 'encrypt');
+        return {
+          result: formatCiphertext(
+            name,
+            version,
+            encryptWith(loaded, plaintext, aadFor(name, version, context)),
+          ),
+          keyVersion: version,
+        };
+      } finally {
+        wipe(plaintext);
+      }
+    });
+  }
+
+  async sign(
+    principal: Principal,
+    name: string,
+    message: Uint8Array,
+  ): Promise<{ signature: Buffer; keyVersion: number }> {
+    return this.#run(principal, 'crypto.sign', `key:${name}`, async () => {
+      checkSize(message, MAX_PLAINTEXT_BYTES, 'message');
+      const { loaded, version } = await this.#latest(name, 'sign');
+      return { result: { signature: signWith(loaded, message), keyVersion: version }, keyVersion: version };
+    });
+  }
+
+  async verify(
+    principal: Principal,
+    name: string,
+    message: Uint8Array,
+    signature: Uint8Array,
+    version?: number,
+  ): Promise<boolean> {
+    return this.#run(principal, 'crypto.verify', `key:${name}`, async () => {
+      const meta = await this.#metaFor(name, 'sign');
+      const v = version ?? meta.key.latestVersion;
+      this.#usable(meta, v, 'verify');
+      return { result: verifyWith(await this.#load(meta.key, v), message, signature), keyVersion: v };
+    });
+  }
+
+  async hmac(
+    principal: Principal,
+    name: string,
+    data: Uint8Array,
+  ): Promise<{ mac: Buffer; keyVersion: number }> {
+    return this.#run(principal, 'crypto.hmac', `key:${name}`, async () => {
+      checkSize(data, MAX_PLAINTEXT_BYTES, 'data');
+      const { loaded, version } = await this.#latest(name, 'mac');
+      return { result: { mac: macWith(loaded, data), keyVersion: version }, keyVersion: version };
+    });
+  }
+
+  async verifyHmac(
+    principal: Principal,
+    name: string,
+    data: Uint8Array,
+    tag: Uint8Array,
+    version?: number,
+  ): Promise<boolean> {
+    return this.#run(principal, 'crypto.verify-hmac', `key:${name}`, async () => {
+      const meta = await this.#metaFor(name, 'mac');
+      const v = version ?? meta.key.latestVersion;
+      this.#usable(meta, v, 'verify');
+      return { result: verifyMacWith(await this.#load(meta.key, v), data, tag), keyVersion: v };
+    });
+  }
+
+  async publicKey(
+    principal: Principal,
+    name: string,
+    version?: number,
+  ): Promise<{ pem: string; keyVersion: number }> {
+    return this.#run(principal, 'keys.read', `key:${name}`, async () => {
+      const meta = await this.#metaFor(name, 'sign');
+      const v = version ?? meta.key.latestVersion;
+      const record = meta.versions.get(v);
+      if (record?.publicKey === undefined || record.publicKey === null || record.state === 'destroyed')
+        throw new VersionUnavailableError(name, v, 'not available');
+      const pem = `-----BEGIN PUBLIC KEY-----\n${record.publicKey.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n?$/, '\n')}-----END PUBLIC KEY-----\n`;
+      return { result: { pem, keyVersion: v }, keyVersion: v };
+    });
+  }
+
+  async randomBytes(principal: Principal, length: number): Promise<Buffer> {
+    return this.#run(principal, 'crypto.random', 'random', async () => {
+      if (!Number.isInteger(length) || length < 1 || length > MAX_RANDOM_BYTES) {
+        throw new InvalidRequestError(`length must be 1..${MAX_RANDOM_BYTES}`);
+      }
+      return { result: await this.#root.randomBytes(length).catch(mapSealed) };
+    });
+  }
+
+  // ---- batches: one authorisation and one audit event per item, per-item results ---------------------------
+
+  async encryptBatch(
+    principal: Principal,
+    name: string,
+    items: readonly { plaintext: Uint8Array; context?: Uint8Array }[],
+  ): Promise<BatchResult<string>[]> {
+    checkBatch(items);
+    return Promise.all(
+      items.map((item) => settle(this.encrypt(principal, name, item.plaintext, item.context))),
+    );
+  }
+
+  async decryptBatch(
+    principal: Principal,
+    items: readonly { ciphertext: string; context?: Uint8Array }[],
+  ): Promise<BatchResult<Buffer>[]> {
+    checkBatch(items);
+    return Promise.all(items.map((item) => settle(this.decrypt(principal, item.ciphertext, item.context))));
+  }
+
+  async rewrapBatch(
+    principal: Principal,
+    items: readonly { ciphertext: string; context?: Uint8Array }[],
+  ): Promise<BatchResult<string>[]> {
+    checkBatch(items);
+    return Promise.all(items.map((item) => settle(this.rewrap(principal, item.ciphertext, item.context))));
+  }
+
+  async generateDataKeyBatch(
+    principal: Principal,
+    name: string,
+    items: readonly { context?: Uint8Array }[],
+    options: { includePlaintext?: boolean } = {},
+  ): Promise<BatchResult<{ ciphertext: string; plaintext?: Buffer; keyVersion: number }>[]> {
+    checkBatch(items);
+    return Promise.all(
+      items.map((item) => settle(this.generateDataKey(principal, name, item.context, options))),
+    );
+  }
+
+  async signBatch(
+    principal: Principal,
+    name: string,
+    items: readonly { message: Uint8Array }[],
+  ): Promise<BatchResult<{ signature: Buffer; keyVersion: number }>[]> {
+    checkBatch(items);
+    return Promise.all(items.map((item) => settle(this.sign(principal, name, item.message))));
+  }
+
+  async hmacBatch(
+    principal: Principal,
+    name: string,
+    items: readonly { data: Uint8Array }[],
+  ): Promise<BatchResult<{ mac: Buffer; keyVersion: number }>[]> {
+    checkBatch(items);
+    return Promise.all(items.map((item) => settle(this.hmac(principal, name, item.data))));
+  }
+
+  // ---- scheduler entry points ---------------------------------------------------------------------------
+
+  /** Rotations that are due (including those missed while down), automatic floors, and due destructions. */
+  async runMaintenance(): Promise<{ rotated: string[]; floorsRaised: string[]; destroyed: string[] }> {
+    const now = this.#now();
+    const rotated: string[] = [];
+    for (const name of await this.#repo.dueRotations(now)) {
+      await this.rotateKey(SYSTEM_PRINCIPAL, name);
+      rotated.push(name);
+    }
+    const floorsRaised: string[] = [];
+    for (const key of await this.#repo.listKeys()) {
+      if (key.autoFloorGraceMs === null) continue;
+      const versions = await this.#repo.listVersions(key.name);
+      const floor = Math.max(
+        key.minDecryptionVersion,
+        ...versions
+          .filter((v) => v.version > 1 && v.createdAt + (key.autoFloorGraceMs ?? 0) <= now)
+          .map((v) => v.version),
+      );
+      if (floor > key.minDecryptionVersion) {
+        await this.updateKey(SYSTEM_PRINCIPAL, key.name, { minDecryptionVersion: floor });
+        floorsRaised.push(`${key.name}:${floor}`);
+      }
+    }
+    const destroyed: string[] = [];
+    for (const { name, version } of await this.#repo.dueDestructions(now)) {
+      await this.scheduleDestruction(SYSTEM_PRINCIPAL, name, version, 0);
+      destroyed.push(`${name}:${version}`);
+    }
+    return { rotated, floorsRaised, destroyed };
+  }
+
+  // ---- internals ----------------------------------------------------------------------------------------
+
+  /**
+   * Authorises, runs, and audits one operation. The result is released only after its audit event is durable;
+   * failures are audited too, and a failed audit turns any outcome into `AuditUnavailableError`.
+   */
+  async #run<T>(
+    principal: Principal,
+    action: KmsAction,
+    resource: string,
+    operation: () => Promise<{ result: T; keyVersion?: number | undefined }>,
+  ): Promise<T> {
+    const started = performance.now();
+    const event = (outcome: AuditEvent['outcome'], extra: Partial<AuditEvent>): AuditEvent => ({
+      action: `kms.${action}`,
+      principal: { id: principal.id, authMethod: principal.authMethod },
+      resource,
+      outcome,
+      latencyMs: Math.round((performance.now() - started) * 1000) / 1000,
+      ...extra,
+    });
+    if (!this.#authz.authorize(principal, action, resource)) {
+      await this.#audited(event('denied', { reason: 'forbidden' }));
+      throw new ForbiddenError(action);
+    }
+    let outcome: { result: T; keyVersion?: number | undefined };
+    try {
+      outcome = await operation();
+    } catch (err) {
+      const mapped = err instanceof SealedError ? new KmsSealedError() : err;
+      const code = mapped instanceof KmsError ? mapped.code : 'internal_error';
+      await this.#audited(event('failure', { reason: code }));
+      throw mapped;
+    }
+    await this.#audited(
+      event('success', outcome.keyVersion === undefined ? {} : { keyVersion: outcome.keyVersion }),
+    );
+    return outcome.result;
+  }
+
+  async #audited(event: AuditEvent): Promise<void> {
+    try {
+      await this.#audit.record(event);
+    } catch {
+      throw new AuditUnavailableError();
+    }
+  }
+
+  async #withKeyLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.#keyLocks.get(name) ?? Promise.resolve();
+    const next = previous.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.#keyLocks.set(name, tail);
+    try {
+      return await next;
+    } finally {
+      if (this.#keyLocks.get(name) === tail) this.#keyLocks.delete(name);
+    }
+  }
+
+  /** Fresh (uncached) version records: all of them, or just `version`. */
+  async #versionsFor(name: string, version: number | undefined): Promise<VersionRecord[]> {
+    if ((await this.#repo.getKey(name)) === undefined) throw new KeyNotFoundError(name);
+    if (version === undefined) return this.#repo.listVersions(name);
+    const one = await this.#repo.getVersion(name, version);
+    if (one === undefined) throw new KeyNotFoundError(name, version);
+    return [one];
+  }
+
+  #forget(name: string): void {
+    this.#metadata.delete(name);
+    for (const id of [...this.#loaded.keys()]) if (id.startsWith(`${name}#`)) this.#loaded.delete(id);
+  }
+
+  async #meta(name: string): Promise<CachedMetadata> {
+    const cached = this.#metadata.get(name);
+    const now = this.#now();
+    if (cached !== undefined && now - cached.fetchedAt < METADATA_TTL_MS) return cached;
+    const key = await this.#repo.getKey(name);
+    if (key === undefined) throw new KeyNotFoundError(name);
+    const versions = new Map((await this.#repo.listVersions(name)).map((v) => [v.version, v]));
+    const fresh = { key, versions, fetchedAt: now };
+    this.#metadata.set(name, fresh);
+    return fresh;
+  }
+
+  async #metaFor(name: string, purpose: KeyPurpose): Promise<CachedMetadata> {
+    const meta = await this.#meta(name);
+    if (KEY_PURPOSE[meta.key.type] !== purpose) throw new WrongKeyTypeError(name, meta.key.type, purpose);
+    return meta;
+  }
+
+  #usable(meta: CachedMetadata, version: number, use: 'use' | 'decrypt' | 'verify'): void {
+    const record = meta.versions.get(version);
+    if (record === undefined)
+      throw use === 'decrypt' ? new KmsDecryptionError() : new KeyNotFoundError(meta.key.name, version);
+    if (record.state !== 'enabled')
+      throw new VersionUnavailableError(meta.key.name, version, record.state.replace('_', ' '));
+    if (use === 'decrypt' && version < meta.key.minDecryptionVersion) {
+      throw new VersionUnavailableError(
+        meta.key.name,
+        version,
+        `below the minimum decryption version ${meta.key.minDecryptionVersion}`,
+      );
+    }
+  }
+
+  async #latest(name: string, purpose: KeyPurpose): Promise<{ loaded: LoadedKey; version: number }> {
+    const meta = await this.#metaFor(name, purpose);
+    const version = meta.key.latestVersion;
+    this.#usable(meta, version, 'use');
+    return { loaded: await this.#load(meta.key, version), version };
+  }
+
+  async #load(key: KeyRecord, version: number): Promise<LoadedKey> {
+    const id = `${key.name}#${version}`;
+    const cached = this.#loaded.get(id);
+    if (cached !== undefined) return cached;
+    const material = await this.#materialOf(key.name, version, key);
+    try {
+      const loaded = loadMaterial(key.type, material);
+      this.#loaded.set(id, loaded);
+      return loaded;
+    } finally {
+      wipe(material);
+    }
+  }
+
+  async #materialOf(name: string, version: number, known?: KeyRecord): Promise<Buffer> {
+    const key = known ?? (await this.#repo.getKey(name));
+    if (key === undefined) throw new KeyNotFoundError(name);
+    const wrapped = await this.#repo.getWrappedMaterial(name, version);
+    if (wrapped === undefined) throw new VersionUnavailableError(name, version, 'destroyed');
+    return this.#root.unwrap(wrapped, materialAad(key, version)).catch(mapSealed);
+  }
+
+  async #wrap(key: KeyRecord, version: number, material: Buffer): Promise<Buffer> {
+    return this.#root.wrap(material, materialAad(key, version)).catch(mapSealed);
+  }
+
+  /** 32 bytes of root entropy (the HSM's generator when one is configured) for new key material. */
+  async #seed(): Promise<Buffer> {
+    return this.#root.randomBytes(32).catch(mapSealed);
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+function aadFor(name: string, version: number, context: Uint8Array): Buffer {
+  checkSize(context, MAX_CONTEXT_BYTES, 'context');
+  return ciphertextAad(name, version, context);
+}
+
+function systemAad(id: string): Buffer {
+  return Buffer.from(`warden/kms/v1 system\0${id}`, 'utf8');
+}
+
+/** Material is bound to its key name, version and type, so a wrapped blob cannot be moved to another key. */
+function materialAad(key: KeyRecord, version: number): Buffer {
+  return Buffer.from(`warden/kms/v1 material\0${key.name}\0${version}\0${key.type}`, 'utf8');
+}
+
+function safeParse(ciphertext: string): ReturnType<typeof parseCiphertext> | undefined {
+  try {
+    return parseCiphertext(ciphertext);
+  } catch {
+    return undefined;
+  }
+}
+
+function mapSealed(err: unknown): never {
+  if (err instanceof SealedError) throw new KmsSealedError();
+  throw err;
+}
+
+function validateName(name: string): void {
+  if (typeof name !== 'string' || !KEY_NAME_PATTERN.test(name)) {
+    throw new InvalidRequestError(
+      'key names are 1-128 characters of a-z, 0-9, ".", "_" and "-", starting with a letter or digit',
+    );
+  }
+}
+
+function rotationPeriod(days: number | undefined): number | null {
+  if (days === undefined) return DEFAULT_ROTATION_PERIOD_MS;
+  if (days === 0) return null;
+  return positiveDays(days, 'rotationPeriodDays');
+}
+
+function positiveDays(days: number, field: string): number {
+  if (typeof days !== 'number' || !Number.isFinite(days) || days <= 0 || days > 36500)
+    throw new InvalidRequestError(`${field} must be a positive number of days`);
+  return Math.round(days * DAY_MS);
+}
+
+function nonNegativeDays(days: number, field: string): number {
+  return days === 0 ? 0 : positiveDays(days, field);
+}
+
+function checkSize(bytes: Uint8Array, max: number, what: string): void {
+  if (!(bytes instanceof Uint8Array)) throw new InvalidRequestError(`${what} must be bytes`);
+  if (bytes.byteLength > max) throw new InvalidRequestError(`${what} exceeds ${max} bytes`);
+}
+
+function checkBatch(items: readonly unknown[]): void {
+  if (!Array.isArray(items) || items.length === 0 || items.length > MAX_BATCH_ITEMS) {
+    throw new InvalidRequestError(`a batch holds 1..${MAX_BATCH_ITEMS} items`);
+  }
+}
+
+async function settle<T>(promise: Promise<T>): Promise<BatchResult<T>> {
+  try {
+    return { ok: true, value: await promise };
+  } catch (err) {
+    if (err instanceof AuditUnavailableError) throw err;
+    if (err instanceof KmsError) return { ok: false, error: { code: err.code, message: err.message } };
+    throw err;
+  }
+}
