@@ -1,4 +1,4 @@
-import './reflect-metadata.ts';
+import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { CertificateError } from './errors.ts';

@@ -1,5 +1,5 @@
 // @peculiar/x509 needs the Reflect metadata shim loaded first; tests get x509 from here, never directly.
-import '../../src/signing/reflect-metadata.ts';
+import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { KeyObject, webcrypto } from 'node:crypto';
 import { readFileSync } from 'node:fs';
