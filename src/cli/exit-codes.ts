@@ -17,6 +17,12 @@ export const ExitCode = {
   malformed: 5,
   contextMismatch: 6,
   keyUnavailable: 7,
+  /** The KMS refused the credentials (HTTP 401): no token, or a wrong one. */
+  unauthenticated: 8,
+  /** The KMS authenticated the caller but refused the operation (HTTP 403). */
+  forbidden: 9,
+  /** The KMS cannot serve now: sealed, audit unavailable (HTTP 503). */
+  unavailable: 10,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 

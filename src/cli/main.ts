@@ -1,6 +1,8 @@
 import { Command, CommanderError } from 'commander';
 import { registerDemoCommand } from './commands/demo.ts';
 import { registerEnvelopeCommands } from './commands/envelope.ts';
+import { registerKmsCommands } from './commands/kms.ts';
+import { registerServerCommand } from './commands/server.ts';
 import { ExitCode, classify } from './exit-codes.ts';
 
 const program = new Command()
@@ -11,7 +13,9 @@ const program = new Command()
   .showHelpAfterError('(run warden --help for usage)')
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
+registerServerCommand(program);
 registerEnvelopeCommands(program);
+registerKmsCommands(program);
 registerDemoCommand(program);
 
 const wantsJson = process.argv.includes('--json');

@@ -723,6 +723,11 @@ export class KmsService {
       principal: { id: principal.id, authMethod: principal.authMethod },
       resource,
       outcome,
+      ...(principal.request?.id === undefined ? {} : { requestId: principal.request.id }),
+      ...(principal.request?.sourceIp === undefined ? {} : { sourceIp: principal.request.sourceIp }),
+      ...(principal.request?.userAgent === undefined
+        ? {}
+        : { userAgent: principal.request.userAgent.slice(0, 256) }),
       latencyMs: Math.round((performance.now() - started) * 1000) / 1000,
       ...extra,
     });
@@ -820,6 +825,11 @@ export class KmsService {
   }
 
   async #load(key: KeyRecord, version: number): Promise<LoadedKey> {
+    // A sealed root means no key may be used, cached or not (the root can be sealed behind the service's back).
+    if (this.#root.status().sealed) {
+      this.#loaded.clear();
+      throw new KmsSealedError();
+    }
     const id = `${key.name}#${version}`;
     const cached = this.#loaded.get(id);
     if (cached !== undefined) return cached;

@@ -57,6 +57,8 @@ export interface Principal {
   readonly id: string;
   readonly roles: readonly string[];
   readonly authMethod: string;
+  /** The request this call belongs to, for the audit trail (set by the HTTP layer). */
+  readonly request?: { readonly id?: string; readonly sourceIp?: string; readonly userAgent?: string };
 }
 
 export const KEY_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,127}$/;

@@ -310,7 +310,7 @@ describe('KMS service', async () => {
   it('refuses every key operation while sealed', async () => {
     const ct = await kms.encrypt(user, 'app', Buffer.from('x'));
     await f.root.seal();
-    kms.forgetKeys();
+    // No forgetKeys(): keys cached before the seal must not be usable after it.
     await assert.rejects(kms.encrypt(user, 'app', Buffer.from('x')), KmsSealedError);
     await assert.rejects(kms.decrypt(user, ct), KmsSealedError);
     await assert.rejects(kms.createKey(admin, { name: 'while-sealed', type: 'aes256-gcm' }), KmsSealedError);

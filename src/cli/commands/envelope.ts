@@ -16,10 +16,14 @@ import {
   encryptStream,
   encryptTree,
   inspectFile,
+  rewrapFile,
   slotLabel,
 } from '../../envelope/index.ts';
 import type { EncryptionContext, ParsedHeader } from '../../envelope/index.ts';
+import { remoteEnvelopeKeys } from '../../client/index.ts';
 import { LocalKeyring, defaultKeyringPath } from '../../keyring/index.ts';
+import type { SlotUnwrapper, SlotWrapper } from '../../envelope/index.ts';
+import { connect } from './kms.ts';
 import { CliError, ExitCode } from '../exit-codes.ts';
 import { createOutput, formatBytes } from '../output.ts';
 import type { Output } from '../output.ts';
@@ -37,6 +41,7 @@ interface CommonOptions {
 
 interface EncryptCliOptions extends CommonOptions {
   chunkSize: string;
+  key?: string;
 }
 
 function parseContext(pairs: readonly string[]): EncryptionContext {
@@ -91,6 +96,43 @@ async function refuseOverwrite(target: string, force: boolean | undefined): Prom
   }
 }
 
+const cliIo = () => ({
+  stdin: process.stdin,
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+});
+
+/**
+ * The recipient of new envelopes: a KMS key (`--key` or WARDEN_KEY; data keys come from the KMS) or, without
+ * one, the insecure development keyring (loudly).
+ */
+async function recipientFor(
+  out: Output,
+  keyName: string | undefined,
+): Promise<{ recipient: SlotWrapper; keyring?: LocalKeyring }> {
+  const name = keyName ?? process.env.WARDEN_KEY;
+  if (name !== undefined && name !== '')
+    return { recipient: remoteEnvelopeKeys(await connect(cliIo(), {}, out), name) };
+  out.warn('no KMS key given (--key or WARDEN_KEY): using the development keyring');
+  const keyring = await openKeyring(out, true);
+  return { recipient: keyring, keyring };
+}
+
+/** Key providers for decryption: the KMS when a token is configured, and the dev keyring when it exists. */
+async function unwrappersFor(out: Output): Promise<SlotUnwrapper[]> {
+  const keys: SlotUnwrapper[] = [];
+  if ((process.env.WARDEN_TOKEN ?? process.env.WARDEN_TOKEN_FILE ?? '') !== '') {
+    keys.push(remoteEnvelopeKeys(await connect(cliIo(), {}, out)));
+  }
+  try {
+    keys.push((await LocalKeyring.open(defaultKeyringPath())).keyring);
+  } catch (err) {
+    if (keys.length === 0) throw err;
+  }
+  return keys;
+}
+
 async function openKeyring(out: Output, create: boolean): Promise<LocalKeyring> {
   const file = defaultKeyringPath();
   const { keyring, created } = await LocalKeyring.open(file, { create });
@@ -121,7 +163,7 @@ async function runEncrypt(input: string, options: EncryptCliOptions): Promise<vo
   const context = parseContext(options.context);
   const chunkExponent = parseChunkSize(options.chunkSize);
   const threads = parseThreads(options.threads);
-  const keyring = await openKeyring(out, true);
+  const { recipient, keyring } = await recipientFor(out, options.key);
   const started = performance.now();
 
   if (input === '-') {
@@ -130,7 +172,7 @@ async function runEncrypt(input: string, options: EncryptCliOptions): Promise<vo
     await pipeline(
       process.stdin,
       (source: AsyncIterable<Buffer>) =>
-        encryptStream(source, { recipients: [keyring], context, chunkExponent }),
+        encryptStream(source, { recipients: [recipient], context, chunkExponent }),
       process.stdout,
     );
     return;
@@ -138,12 +180,12 @@ async function runEncrypt(input: string, options: EncryptCliOptions): Promise<vo
 
   const info = await stat(input);
   if (info.isDirectory()) {
-    keyring.assertOutside(input);
+    keyring?.assertOutside(input);
     const target = options.output ?? `${input.replace(/\/+$/, '')}${FILE_SUFFIX}`;
     await refuseOverwrite(target, options.force);
     let total = 0;
     const files = await encryptTree(input, target, {
-      recipients: [keyring],
+      recipients: [recipient],
       context,
       chunkExponent,
       onProgress: (n) => (total = n),
@@ -159,13 +201,18 @@ async function runEncrypt(input: string, options: EncryptCliOptions): Promise<vo
     return;
   }
 
-  keyring.assertOutside(input);
+  keyring?.assertOutside(input);
   const target = options.output ?? `${input}${FILE_SUFFIX}`;
   if (target === '-') {
     await pipeline(
       createReadStream(input, { highWaterMark: 2 ** chunkExponent }),
       (source: AsyncIterable<Buffer>) =>
-        encryptStream(source, { recipients: [keyring], context, chunkExponent, plaintextLength: info.size }),
+        encryptStream(source, {
+          recipients: [recipient],
+          context,
+          chunkExponent,
+          plaintextLength: info.size,
+        }),
       process.stdout,
     );
     return;
@@ -174,7 +221,7 @@ async function runEncrypt(input: string, options: EncryptCliOptions): Promise<vo
   const bar = out.progress('encrypt', info.size);
   const parallel = (threads ?? (info.size >= PARALLEL_THRESHOLD ? undefined : 1)) !== 1;
   const fileOptions = {
-    recipients: [keyring],
+    recipients: [recipient],
     context,
     chunkExponent,
     onProgress: (n: number) => {
@@ -202,8 +249,7 @@ async function runDecrypt(input: string, options: CommonOptions): Promise<void> 
   const out = createOutput(options.json ?? false);
   const expectedContext = parseContext(options.context);
   const threads = parseThreads(options.threads);
-  const keyring = await openKeyring(out, false);
-  const keys = [keyring];
+  const keys = await unwrappersFor(out);
   const started = performance.now();
 
   if (input === '-') {
@@ -294,6 +340,23 @@ async function runInspect(input: string, options: { json?: boolean }): Promise<v
   out.result(lines.join('\n'), { file: input, fileSize, ...d });
 }
 
+async function runRewrap(files: string[], options: { json?: boolean }): Promise<void> {
+  const out = createOutput(options.json ?? false);
+  const keys = remoteEnvelopeKeys(await connect(cliIo(), {}, out));
+  const results = [];
+  for (const file of files) {
+    const { before, after, rewrapped } = await rewrapFile(file, { keys });
+    const versions = (h: ParsedHeader) =>
+      h.slots
+        .filter((s) => s.type === 'kms')
+        .map((s) => s.wrappedKey.toString('utf8').split(':').slice(2, 4).join('#'));
+    results.push({ file, rewrapped, before: versions(before), after: versions(after) });
+  }
+  out.result(results.map((r) => `${r.file}: ${r.before.join(', ')} -> ${r.after.join(', ')}`).join('\n'), {
+    files: results,
+  });
+}
+
 const collect = (value: string, previous: string[]) => [...previous, value];
 
 export function registerEnvelopeCommands(program: Command): void {
@@ -302,6 +365,10 @@ export function registerEnvelopeCommands(program: Command): void {
     .description('encrypt a file, a directory tree, or stdin (-) into Warden envelopes')
     .argument('<input>', 'file, directory, or - for stdin')
     .option('-o, --output <path>', 'output file or directory (default: <input>.wenc; - for stdout)')
+    .option(
+      '-k, --key <name>',
+      'KMS key for the data key (default: $WARDEN_KEY; without one, the dev keyring)',
+    )
     .option('-c, --context <key=value>', 'authenticated encryption context entry (repeatable)', collect, [])
     .option(
       '--chunk-size <size>',
@@ -323,6 +390,13 @@ export function registerEnvelopeCommands(program: Command): void {
     .option('-f, --force', 'replace an existing output')
     .option('--json', 'machine-readable output')
     .action(runDecrypt);
+
+  program
+    .command('rewrap')
+    .description("re-wrap envelopes' data keys to their KMS key's latest version (rewrites only the header)")
+    .argument('<files...>', 'envelope files')
+    .option('--json', 'machine-readable output')
+    .action(runRewrap);
 
   program
     .command('inspect')

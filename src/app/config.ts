@@ -1,0 +1,88 @@
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+/**
+ * Server configuration from an optional JSON file (`WARDEN_CONFIG`) overlaid by environment variables. Secrets
+ * (PINs, tokens) are read from files or the environment, never from command-line arguments.
+ */
+export type RootMode = 'dev' | 'shamir' | 'pkcs11';
+
+export interface WardenConfig {
+  readonly dataDir: string;
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly root: RootMode;
+  /** PostgreSQL URLs; SQLite files in the data directory when absent. */
+  readonly databaseUrl?: string;
+  readonly keystoreUrl?: string;
+  readonly rotationCheckSeconds: number;
+}
+
+interface ConfigFile {
+  dataDir?: string;
+  listen?: string;
+  root?: RootMode;
+  databaseUrl?: string;
+  keystoreUrl?: string;
+  rotationCheckSeconds?: number;
+}
+
+export class ConfigError extends Error {
+  readonly code = 'config_error';
+}
+
+export function defaultDataDir(env: NodeJS.ProcessEnv): string {
+  return path.join(env.XDG_DATA_HOME ?? path.join(os.homedir(), '.local', 'share'), 'warden');
+}
+
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  overrides: Partial<ConfigFile> = {},
+): WardenConfig {
+  let file: ConfigFile = {};
+  if (env.WARDEN_CONFIG !== undefined) {
+    try {
+      file = JSON.parse(readFileSync(env.WARDEN_CONFIG, 'utf8')) as ConfigFile;
+    } catch (err) {
+      throw new ConfigError(`cannot read ${env.WARDEN_CONFIG}: ${(err as Error).message}`);
+    }
+  }
+  const merged: ConfigFile = {
+    ...file,
+    ...definedOnly({
+      dataDir: env.WARDEN_DATA_DIR,
+      listen: env.WARDEN_LISTEN,
+      root: env.WARDEN_ROOT as RootMode | undefined,
+      databaseUrl: env.WARDEN_DATABASE_URL,
+      keystoreUrl: env.WARDEN_KEYSTORE_URL,
+    }),
+    ...definedOnly(overrides),
+  };
+  const root = merged.root ?? 'dev';
+  if (!['dev', 'shamir', 'pkcs11'].includes(root))
+    throw new ConfigError(`root must be dev, shamir or pkcs11, not ${root}`);
+  if ((merged.databaseUrl === undefined) !== (merged.keystoreUrl === undefined)) {
+    throw new ConfigError(
+      'set both WARDEN_DATABASE_URL and WARDEN_KEYSTORE_URL (the keystore is a separate database), or neither',
+    );
+  }
+  return {
+    dataDir: path.resolve(merged.dataDir ?? defaultDataDir(env)),
+    listen: parseListen(merged.listen ?? '127.0.0.1:8443'),
+    root,
+    ...(merged.databaseUrl === undefined ? {} : { databaseUrl: merged.databaseUrl }),
+    ...(merged.keystoreUrl === undefined ? {} : { keystoreUrl: merged.keystoreUrl }),
+    rotationCheckSeconds: merged.rotationCheckSeconds ?? 60,
+  };
+}
+
+function parseListen(text: string): { host: string; port: number } {
+  const match = /^(\[[0-9a-f:]+\]|[^:]+):(\d{1,5})$/i.exec(text);
+  const port = Number(match?.[2]);
+  if (match === null || port > 65535) throw new ConfigError(`listen address must be host:port, not ${text}`);
+  return { host: (match[1] ?? '').replace(/^\[|\]$/g, ''), port };
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,5 @@
+export { ConfigError, defaultDataDir, loadConfig } from './config.ts';
+export type { RootMode, WardenConfig } from './config.ts';
+export { ensureDevTls } from './dev-tls.ts';
+export { startWarden } from './warden.ts';
+export type { RunningWarden } from './warden.ts';

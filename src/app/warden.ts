@@ -1,0 +1,126 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { JsonLinesAuditRecorder } from '../audit/index.ts';
+import { SoftwareRootOfTrust, fileSealStateStore, openKmsRuntime, startKmsScheduler } from '../kms/index.ts';
+import type { KmsRuntime, KmsScheduler, RootOfTrust } from '../kms/index.ts';
+import { Pkcs11RootOfTrust, pkcs11ConfigFromEnv } from '../kms/root/pkcs11.ts';
+import { bootstrapTokenAuthenticator, createKmsServer } from '../server/index.ts';
+import type { OperatorControl } from '../server/index.ts';
+import type { StoreConfig } from '../store/index.ts';
+import type { WardenConfig } from './config.ts';
+import { ensureDevTls } from './dev-tls.ts';
+import { pkcs11Operator, softwareOperator } from './operator.ts';
+
+export interface RunningWarden {
+  readonly url: string;
+  readonly caPath: string;
+  readonly tokenPath: string;
+  readonly tokenCreated: boolean;
+  readonly root: RootOfTrust;
+  readonly kms: KmsRuntime;
+  readonly server: FastifyInstance;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts Warden: data directory, stores (SQLite by default, PostgreSQL when configured), root of trust, audit
+ * log, KMS with its rotation scheduler, and the HTTPS API. On embedded defaults everything lives in the data
+ * directory: warden.db, keystore.db (separate), audit.jsonl, tls/, and the bootstrap token.
+ */
+export async function startWarden(
+  config: WardenConfig,
+  log: (line: string) => void = () => undefined,
+): Promise<RunningWarden> {
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  const file = (name: string) => path.join(config.dataDir, name);
+  const { root, operatorFor } = await openRoot(config, file);
+  const audit = await JsonLinesAuditRecorder.open(file('audit.jsonl'));
+  const stores: { metadata: StoreConfig; keystore: StoreConfig } =
+    config.databaseUrl !== undefined && config.keystoreUrl !== undefined
+      ? {
+          metadata: { kind: 'postgres', url: config.databaseUrl },
+          keystore: { kind: 'postgres', url: config.keystoreUrl },
+        }
+      : {
+          metadata: { kind: 'sqlite', path: file('warden.db') },
+          keystore: { kind: 'sqlite', path: file('keystore.db') },
+        };
+  const kms = await openKmsRuntime({ ...stores, root, audit });
+  const scheduler: KmsScheduler = startKmsScheduler(kms.service, {
+    intervalMs: config.rotationCheckSeconds * 1000,
+    onRun: (r) => {
+      if (r.rotated.length + r.destroyed.length + r.floorsRaised.length > 0)
+        log(`maintenance: ${JSON.stringify(r)}`);
+    },
+    onError: (err) => {
+      log(`maintenance skipped: ${err instanceof Error ? err.message : String(err)}`);
+    },
+  });
+  const { token, created: tokenCreated } = await ensureBootstrapToken(file('bootstrap-token'));
+  const tls = await ensureDevTls(file('tls'));
+  const server = await createKmsServer({
+    kms: kms.service,
+    operator: operatorFor(kms),
+    authenticate: bootstrapTokenAuthenticator(token),
+    tls,
+    audit,
+  });
+  await server.listen({ host: config.listen.host, port: config.listen.port });
+  const address = server.server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : config.listen.port;
+  const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
+  const url = `https://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+  return {
+    url,
+    caPath: tls.caPath,
+    tokenPath: file('bootstrap-token'),
+    tokenCreated,
+    root,
+    kms,
+    server,
+    async close() {
+      await server.close();
+      await scheduler.stop();
+      await kms.close();
+      await audit.close();
+      await root.close();
+    },
+  };
+}
+
+async function openRoot(
+  config: WardenConfig,
+  file: (name: string) => string,
+): Promise<{ root: RootOfTrust; operatorFor: (kms: KmsRuntime) => OperatorControl }> {
+  switch (config.root) {
+    case 'dev': {
+      const root = await SoftwareRootOfTrust.openDevMode(file('dev-root.key'));
+      return { root, operatorFor: (kms) => softwareOperator(root, kms.service) };
+    }
+    case 'shamir': {
+      const root = await SoftwareRootOfTrust.open(fileSealStateStore(file('seal-state.json')));
+      return { root, operatorFor: (kms) => softwareOperator(root, kms.service) };
+    }
+    case 'pkcs11': {
+      const root = await Pkcs11RootOfTrust.open(await pkcs11ConfigFromEnv());
+      return { root, operatorFor: (kms) => pkcs11Operator(root, kms.service) };
+    }
+  }
+}
+
+/**
+ * The bootstrap admin token: generated at first start into a 0600 file the CLI reads (WARDEN_TOKEN_FILE). The
+ * identity work turns it into a one-time bootstrap credential.
+ */
+async function ensureBootstrapToken(tokenFile: string): Promise<{ token: string; created: boolean }> {
+  try {
+    return { token: (await readFile(tokenFile, 'utf8')).trim(), created: false };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const token = `wdn_boot_${randomBytes(32).toString('base64url')}`;
+  await writeFile(tokenFile, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  return { token, created: true };
+}

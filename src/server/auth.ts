@@ -1,0 +1,47 @@
+import { createHash } from 'node:crypto';
+import { constantTimeEqual } from '../crypto/index.ts';
+import type { Principal } from '../kms/types.ts';
+
+/** Maps the raw `Authorization` header of a request to the caller, or `undefined` when it proves nobody. */
+export type Authenticate = (authorizationHeader: string | undefined) => Principal | undefined;
+
+/** Longest bearer token accepted; longer headers are rejected before hashing. */
+const MAX_TOKEN_CHARS = 4096;
+
+/** The token of an `Authorization: Bearer <token>` header, or undefined when the header is anything else. */
+export function bearerToken(header: string | undefined): string | undefined {
+  if (header === undefined || header.length > MAX_TOKEN_CHARS + 7) return undefined;
+  const match = /^Bearer +([\x21-\x7e]+) *$/i.exec(header);
+  return match?.[1];
+}
+
+/** The principal of the bootstrap admin token until the identity work replaces it with real identities. */
+export const BOOTSTRAP_PRINCIPAL: Principal = {
+  id: 'bootstrap-admin',
+  roles: ['admin'],
+  authMethod: 'bootstrap-token',
+};
+
+/**
+ * An authenticator for the single bootstrap admin token. Only the token's SHA-256 is kept, and a presented
+ * token is hashed and compared in constant time, so neither the comparison time nor a heap dump of this closure
+ * reveals the token. The token itself never appears in a log line or an error.
+ */
+export function bootstrapTokenAuthenticator(
+  token: string,
+  principal: Principal = BOOTSTRAP_PRINCIPAL,
+): Authenticate {
+  if (token.length < 16 || bearerToken(`Bearer ${token}`) !== token) {
+    throw new Error('the bootstrap token must be at least 16 printable ASCII characters, without spaces');
+  }
+  const expected = sha256(token);
+  return (header) => {
+    const presented = bearerToken(header);
+    if (presented === undefined) return undefined;
+    return constantTimeEqual(sha256(presented), expected) ? principal : undefined;
+  };
+}
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest();
+}

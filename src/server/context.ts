@@ -1,0 +1,89 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { AuditUnavailableError, KmsError } from '../kms/errors.ts';
+import type { BatchResult, KmsService } from '../kms/service.ts';
+import type { Principal } from '../kms/types.ts';
+import { UnauthenticatedError } from './errors.ts';
+import type { OperatorAction, OperatorControl } from './operator.ts';
+
+/** What route modules get: the services behind the API and the server's route policy. */
+export interface RouteContext {
+  readonly kms: KmsService;
+  readonly operator: OperatorControl;
+  readonly authorizeOperator: (principal: Principal, action: OperatorAction) => boolean;
+  /** Body limit of routes that take batches (the default limit applies to the others). */
+  readonly batchBodyLimit: number;
+  /** Marks a route reachable without a token. Every other route requires one (fail closed). */
+  readonly publicRoute: (method: string, url: string) => void;
+}
+
+export type RouteModule = (app: FastifyInstance, context: RouteContext) => void;
+
+const principals = new WeakMap<FastifyRequest, Principal>();
+
+/** Binds the caller to the request, with the request's id, source address and user agent for the audit trail. */
+export function setPrincipal(request: FastifyRequest, principal: Principal): void {
+  const userAgent = request.headers['user-agent'];
+  principals.set(request, {
+    ...principal,
+    request: { id: request.id, sourceIp: request.ip, ...(userAgent === undefined ? {} : { userAgent }) },
+  });
+}
+
+/** The authenticated caller; the authentication hook guarantees one on every protected route. */
+export function principalOf(request: FastifyRequest): Principal {
+  const principal = principals.get(request);
+  if (principal === undefined) throw new UnauthenticatedError();
+  return principal;
+}
+
+export function fromBase64(text: string): Buffer {
+  return Buffer.from(text, 'base64');
+}
+
+export function optionalBytes(text: string | undefined): Buffer | undefined {
+  return text === undefined ? undefined : Buffer.from(text, 'base64');
+}
+
+export function toBase64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+}
+
+export type WireBatchItem<T> = T | { error: { code: string; message: string } };
+
+/** Service batch results as wire items: the mapped value, or the item's error. */
+export function wireItems<T, W>(
+  results: readonly BatchResult<T>[],
+  map: (value: T) => W,
+): WireBatchItem<W>[] {
+  return results.map((r) => (r.ok ? map(r.value) : { error: r.error }));
+}
+
+/**
+ * Runs one operation per item for the batch routes the service has no batch method for, with the service's
+ * batch semantics: KMS errors become per-item errors; a failed audit or an unexpected error fails the request.
+ */
+export async function settleEach<I, T>(
+  items: readonly I[],
+  run: (item: I) => Promise<T>,
+): Promise<BatchResult<T>[]> {
+  return Promise.all(
+    items.map(async (item): Promise<BatchResult<T>> => {
+      try {
+        return { ok: true, value: await run(item) };
+      } catch (err) {
+        if (err instanceof AuditUnavailableError || !(err instanceof KmsError)) throw err;
+        return { ok: false, error: { code: err.code, message: err.message } };
+      }
+    }),
+  );
+}
+
+export function versionNumber(text: string | undefined): number | undefined {
+  return text === undefined ? undefined : Number(text);
+}
+
+/** preValidation hook of routes whose body is optional: a missing body counts as `{}`. */
+export function emptyBodyAsObject(request: FastifyRequest, _reply: unknown, done: () => void): void {
+  request.body ??= {};
+  done();
+}

@@ -1,0 +1,344 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough, Readable, Writable } from 'node:stream';
+import { Command, CommanderError } from 'commander';
+import { registerKmsCommands } from '../../src/cli/commands/kms.ts';
+import { ExitCode, classify } from '../../src/cli/exit-codes.ts';
+import { startHarness } from '../server/fixture.ts';
+import type { Harness } from '../server/fixture.ts';
+
+let h: Harness;
+let dir: string;
+let caFile: string;
+
+class Capture extends Writable {
+  readonly chunks: Buffer[] = [];
+  isTTY = false;
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    this.chunks.push(Buffer.from(chunk));
+    callback();
+  }
+  bytes(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+}
+
+interface Run {
+  code: number;
+  stdout: Buffer;
+  text: string;
+  stderr: string;
+  errorCode?: string;
+}
+
+/** Runs `warden <args>` in-process the way src/cli/main.ts does, with the KMS connection in the environment. */
+async function warden(
+  args: string[],
+  options: { stdin?: string | Buffer | Readable; env?: Record<string, string | undefined> } = {},
+): Promise<Run> {
+  const stdout = new Capture();
+  const stderr = new Capture();
+  const stdin =
+    options.stdin instanceof Readable
+      ? options.stdin
+      : Readable.from(options.stdin === undefined ? [] : [Buffer.from(options.stdin)]);
+  const env = { WARDEN_ADDR: h.address, WARDEN_TOKEN: h.token, WARDEN_CACERT: caFile, ...options.env };
+  const program = new Command().name('warden').version('0.1.0').exitOverride();
+  program.configureOutput({ writeErr: (s) => stderr.write(s), writeOut: (s) => stdout.write(s) });
+  registerKmsCommands(program, {
+    stdin: stdin as unknown as NodeJS.ReadStream,
+    stdout: stdout as unknown as NodeJS.WriteStream,
+    stderr: stderr as unknown as NodeJS.WriteStream,
+    env,
+  });
+  let code: number = ExitCode.ok;
+  let errorCode: string | undefined;
+  try {
+    await program.parseAsync(args, { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      code = ExitCode.usage;
+      errorCode = err.code;
+    } else {
+      const c = classify(err);
+      code = c.exitCode;
+      errorCode = c.code;
+      stderr.write(`warden: ${c.message}\n`);
+    }
+  }
+  const out = stdout.bytes();
+  return {
+    code,
+    stdout: out,
+    text: out.toString('utf8'),
+    stderr: stderr.bytes().toString('utf8'),
+    errorCode,
+  };
+}
+
+async function ok(args: string[], options?: Parameters<typeof warden>[1]): Promise<Run> {
+  const r = await warden(args, options);
+  assert.equal(r.code, 0, `warden ${args.join(' ')}: ${r.stderr}`);
+  return r;
+}
+
+async function json<T>(args: string[], options?: Parameters<typeof warden>[1]): Promise<T> {
+  return JSON.parse((await ok([...args, '--json'], options)).text) as T;
+}
+
+const outputs: string[] = [];
+
+before(async () => {
+  h = await startHarness();
+  dir = mkdtempSync(path.join(os.tmpdir(), 'warden-kms-cli-'));
+  caFile = path.join(dir, 'ca.pem');
+  writeFileSync(caFile, h.ca);
+});
+
+after(async () => {
+  await h.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('warden keys / kms / operator', () => {
+  it('administers keys', async () => {
+    const created = await json<{ key: { name: string; rotationPeriodDays: number } }>([
+      'keys',
+      'create',
+      'docs',
+      '--type',
+      'aes256-gcm',
+      '--rotation-period-days',
+      '30',
+      '--description',
+      'documents',
+    ]);
+    assert.equal(created.key.rotationPeriodDays, 30);
+    assert.match(
+      (await ok(['keys', 'show', 'docs'])).text,
+      /docs \(aes256-gcm\)[\s\S]*every 30 days[\s\S]*v1 {2}enabled/,
+    );
+    assert.match((await ok(['keys', 'list'])).text, /^docs\s+aes256-gcm\s+v1/m);
+    assert.match((await ok(['keys', 'rotate', 'docs'])).text, /latest version is now 2/);
+    const updated = await json<{ key: { minDecryptionVersion: number; autoFloorGraceDays: number | null } }>([
+      'keys',
+      'update',
+      'docs',
+      '--min-decryption-version',
+      '2',
+      '--auto-floor-grace-days',
+      '5',
+    ]);
+    assert.deepEqual([updated.key.minDecryptionVersion, updated.key.autoFloorGraceDays], [2, 5]);
+    assert.equal(
+      (
+        await json<{ key: { autoFloorGraceDays: null } }>([
+          'keys',
+          'update',
+          'docs',
+          '--auto-floor-grace-days',
+          'none',
+        ])
+      ).key.autoFloorGraceDays,
+      null,
+    );
+    assert.match((await ok(['keys', 'disable', 'docs', '--key-version', '1'])).text, /disabled docs v1/);
+    assert.match((await ok(['keys', 'enable', 'docs'])).text, /enabled docs v1/);
+    assert.match((await ok(['keys', 'destroy', 'docs', '1'])).text, /will be destroyed at/);
+    assert.match((await ok(['keys', 'cancel-destroy', 'docs', '1'])).text, /now disabled/);
+    const refused = await warden(['keys', 'destroy', 'docs', '1', '--delay-days', '0']);
+    assert.equal(refused.code, ExitCode.usage);
+    assert.match(refused.stderr, /--yes/);
+    assert.match(
+      (await ok(['keys', 'destroy', 'docs', '1', '--delay-days', '0', '--yes'])).text,
+      /destroyed docs v1/,
+    );
+    const usage = await warden(['keys', 'create', 'x', '--type', 'rsa']);
+    assert.equal(usage.code, ExitCode.usage);
+    const missing = await warden(['keys', 'show', 'nope']);
+    assert.equal(missing.code, ExitCode.keyUnavailable);
+    assert.equal(missing.errorCode, 'key_not_found');
+  });
+
+  it('encrypts from stdin and files, decrypts, rewraps and makes data keys', async () => {
+    const plaintext = Buffer.from(`attack at dawn ${randomBytes(4).toString('hex')}`);
+    const ciphertext = (
+      await ok(['kms', 'encrypt', 'docs', '--context', 'dept=legal'], { stdin: plaintext })
+    ).text.trim();
+    assert.match(ciphertext, /^warden:v1:docs:2:/);
+    const decrypted = await ok(['kms', 'decrypt', ciphertext, '--context', 'dept=legal']);
+    assert.deepEqual(decrypted.stdout, plaintext);
+    const fromStdin = await ok(['kms', 'decrypt', '--context', 'dept=legal'], { stdin: `${ciphertext}\n` });
+    assert.deepEqual(fromStdin.stdout, plaintext);
+    const wrongContext = await warden(['kms', 'decrypt', ciphertext, '--context', 'dept=sales']);
+    assert.equal(wrongContext.code, ExitCode.authentication);
+    assert.equal(wrongContext.errorCode, 'decryption_failed');
+
+    const file = path.join(dir, 'secret.bin');
+    const binary = randomBytes(1000);
+    writeFileSync(file, binary);
+    const { ciphertext: ct2 } = await json<{ ciphertext: string }>(['kms', 'encrypt', 'docs', '--in', file]);
+    const out = path.join(dir, 'secret.out');
+    await ok(['kms', 'decrypt', ct2, '-o', out]);
+    assert.deepEqual(readFileSync(out), binary);
+    assert.equal(statSync(out).mode & 0o777, 0o600);
+    assert.equal((await warden(['kms', 'decrypt', ct2, '-o', out])).code, ExitCode.io);
+    const { plaintext: b64 } = await json<{ plaintext: string }>(['kms', 'decrypt', ct2]);
+    assert.deepEqual(Buffer.from(b64, 'base64'), binary);
+
+    await ok(['keys', 'rotate', 'docs']);
+    const rewrapped = (await ok(['kms', 'rewrap', ct2])).text.trim();
+    assert.match(rewrapped, /^warden:v1:docs:3:/);
+
+    const key = await json<{ ciphertext: string; plaintext: string; keyVersion: number }>([
+      'kms',
+      'datakey',
+      'docs',
+      '--context-base64',
+      Buffer.from('ctx').toString('base64'),
+    ]);
+    assert.equal(Buffer.from(key.plaintext, 'base64').length, 32);
+    const wrappedOnly = await json<{ plaintext?: string }>(['kms', 'datakey', 'docs', '--no-plaintext']);
+    assert.equal(wrappedOnly.plaintext, undefined);
+    outputs.push(plaintext.toString('utf8'), key.plaintext);
+  });
+
+  it('signs, verifies, computes HMACs and random bytes', async () => {
+    await ok(['keys', 'create', 'signer', '--type', 'ecdsa-p256']);
+    const signature = (await ok(['kms', 'sign', 'signer'], { stdin: 'release v1' })).text.trim();
+    assert.match(
+      (await ok(['kms', 'verify', 'signer', '--signature', signature], { stdin: 'release v1' })).text,
+      /valid/,
+    );
+    const bad = await warden(['kms', 'verify', 'signer', '--signature', signature], { stdin: 'release v2' });
+    assert.equal(bad.code, ExitCode.authentication);
+    assert.equal(bad.errorCode, 'invalid_signature');
+    assert.match((await ok(['keys', 'public-key', 'signer'])).text, /BEGIN PUBLIC KEY/);
+
+    await ok(['keys', 'create', 'mac', '--type', 'hmac-sha256']);
+    const mac = (await ok(['kms', 'hmac', 'mac'], { stdin: 'data' })).text.trim();
+    await ok(['kms', 'verify-hmac', 'mac', '--mac', mac, '--key-version', '1'], { stdin: 'data' });
+    assert.equal((await warden(['kms', 'verify-hmac', 'mac', '--mac', mac], { stdin: 'other' })).code, 4);
+
+    assert.equal(Buffer.from((await ok(['kms', 'random', '24'])).text.trim(), 'base64').length, 24);
+    assert.match((await ok(['kms', 'random', '8', '--hex'])).text.trim(), /^[0-9a-f]{16}$/);
+    assert.equal((await warden(['kms', 'random', '2000'])).code, ExitCode.usage);
+  });
+
+  it('imports key files (BYOK) and exports them', async () => {
+    const material = randomBytes(32);
+    const keyFile = path.join(dir, 'aes.key');
+    writeFileSync(keyFile, material.toString('hex'));
+    const imported = await json<{ key: { name: string }; versions: { origin: string }[] }>([
+      'keys',
+      'import',
+      'byok',
+      keyFile,
+      '--type',
+      'aes256-gcm',
+      '--encoding',
+      'hex',
+      '--exportable',
+    ]);
+    assert.equal(imported.versions[0]?.origin, 'imported');
+    const exported = await json<{ material: string; version: number }>(['keys', 'export', 'byok']);
+    assert.deepEqual(Buffer.from(exported.material, 'base64'), material);
+    const out = path.join(dir, 'exported.key');
+    await ok(['keys', 'export', 'byok', '--key-version', '1', '-o', out]);
+    assert.deepEqual(readFileSync(out), material);
+    assert.equal(statSync(out).mode & 0o777, 0o600);
+
+    const pemFile = path.join(dir, 'ed.pem');
+    writeFileSync(
+      pemFile,
+      generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    );
+    assert.match(
+      (await ok(['keys', 'import', 'byok-ed', pemFile, '--type', 'ed25519'])).text,
+      /imported .* v1 \(ed25519\)/,
+    );
+    const notExportable = await warden(['keys', 'export', 'byok-ed']);
+    assert.equal(notExportable.code, ExitCode.keyUnavailable);
+    assert.equal(notExportable.errorCode, 'not_exportable');
+    outputs.push(material.toString('hex'), material.toString('base64'));
+  });
+
+  it('takes the token from a file, and fails cleanly without one or with a wrong one', async () => {
+    const tokenFile = path.join(dir, 'token');
+    writeFileSync(tokenFile, `${h.token}\n`, { mode: 0o600 });
+    await ok(['keys', 'list'], { env: { WARDEN_TOKEN: undefined, WARDEN_TOKEN_FILE: tokenFile } });
+
+    const none = await warden(['keys', 'list'], { env: { WARDEN_TOKEN: undefined } });
+    assert.equal(none.code, ExitCode.unauthenticated);
+    assert.match(none.stderr, /WARDEN_TOKEN/);
+    const wrong = await warden(['keys', 'list'], { env: { WARDEN_TOKEN: 'not-the-token-0123456789' } });
+    assert.equal(wrong.code, ExitCode.unauthenticated);
+    assert.equal(wrong.errorCode, 'unauthenticated');
+    const forbidden = await warden(['keys', 'create', 'x', '--type', 'aes256-gcm'], {
+      env: { WARDEN_TOKEN: h.userToken },
+    });
+    assert.equal(forbidden.code, ExitCode.forbidden);
+    const untrusted = await warden(['keys', 'list'], { env: { WARDEN_CACERT: undefined } });
+    assert.equal(untrusted.code, ExitCode.io);
+    assert.equal(untrusted.errorCode, 'tls_error');
+    const unreachable = await warden(['keys', 'list'], { env: { WARDEN_ADDR: 'https://127.0.0.1:1' } });
+    assert.equal(unreachable.code, ExitCode.io);
+    assert.equal(unreachable.errorCode, 'connection_failed');
+    const plainHttp = await warden(['keys', 'list'], { env: { WARDEN_ADDR: 'http://192.0.2.1:8080' } });
+    assert.equal(plainHttp.code, ExitCode.usage);
+    for (const r of [none, wrong, forbidden, untrusted, unreachable]) {
+      assert.equal(r.stderr.includes(h.token), false);
+      assert.equal(r.text.includes(h.token), false);
+    }
+  });
+
+  it('initialises, unseals from a pipe or a hidden prompt, and seals', async () => {
+    const status = await json<{ sealed: boolean }>(['operator', 'status'], {
+      env: { WARDEN_TOKEN: undefined },
+    });
+    assert.equal(status.sealed, false);
+    const init = await json<{ shares: string[] }>(['operator', 'init', '--shares', '3', '--threshold', '2']);
+    assert.equal(init.shares.length, 3);
+    assert.match((await ok(['operator', 'status'])).text, /sealed \(unseal progress 0\/2\)/);
+    const sealed = await warden(['kms', 'encrypt', 'docs'], { stdin: 'x' });
+    assert.equal(sealed.code, ExitCode.unavailable);
+    assert.equal(sealed.errorCode, 'sealed');
+
+    // Two shares, one per line, from a pipe; no token needed.
+    const unsealed = await ok(['operator', 'unseal'], {
+      stdin: `${init.shares[0] ?? ''}\n${init.shares[2] ?? ''}\n`,
+      env: { WARDEN_TOKEN: undefined },
+    });
+    assert.match(unsealed.text, /unsealed/);
+    assert.match((await ok(['operator', 'seal'])).text, /sealed/);
+
+    // A terminal: the share is read in raw mode, never echoed.
+    for (const share of [init.shares[1] ?? '', init.shares[0] ?? '']) {
+      const tty = Object.assign(new PassThrough(), { isTTY: true, rawModes: [] as boolean[] });
+      const ttyStdin = Object.assign(tty, {
+        setRawMode(mode: boolean) {
+          tty.rawModes.push(mode);
+          return tty;
+        },
+      });
+      setTimeout(() => tty.write(`${share}\r`), 20);
+      const r = await ok(['operator', 'unseal'], { stdin: ttyStdin });
+      assert.deepEqual(tty.rawModes, [true, false]);
+      assert.equal(r.stderr.includes(share), false);
+      assert.match(r.stderr, /unseal share:/);
+    }
+    assert.equal((await json<{ sealed: boolean }>(['operator', 'status'])).sealed, false);
+    outputs.push(...init.shares);
+  });
+
+  it('never lets the token or a secret into the server logs', () => {
+    const logs = h.logs.text();
+    for (const value of [h.token, h.userToken, ...outputs]) {
+      assert.equal(logs.includes(value), false, `leaked ${value.slice(0, 8)}...`);
+    }
+  });
+});
