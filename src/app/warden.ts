@@ -29,10 +29,15 @@ export interface RunningWarden {
  * log, KMS with its rotation scheduler, and the HTTPS API. On embedded defaults everything lives in the data
  * directory: warden.db, keystore.db (separate), audit.jsonl, tls/, and the bootstrap token.
  */
-export async function startWarden(
-  config: WardenConfig,
-  log: (line: string) => void = () => undefined,
-): Promise<RunningWarden> {
+export interface StartOptions {
+  /** Operational messages (maintenance runs, warnings). */
+  readonly log?: (line: string) => void;
+  /** Where JSON request logs go (default stderr); they never contain bodies, tokens or key material. */
+  readonly requestLog?: NodeJS.WritableStream;
+}
+
+export async function startWarden(config: WardenConfig, options: StartOptions = {}): Promise<RunningWarden> {
+  const log = options.log ?? (() => undefined);
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const file = (name: string) => path.join(config.dataDir, name);
   const { root, operatorFor } = await openRoot(config, file);
@@ -66,6 +71,7 @@ export async function startWarden(
     authenticate: bootstrapTokenAuthenticator(token),
     tls,
     audit,
+    logger: { level: 'info', stream: options.requestLog ?? process.stderr },
   });
   await server.listen({ host: config.listen.host, port: config.listen.port });
   const address = server.server.address();

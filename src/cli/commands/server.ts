@@ -22,8 +22,10 @@ async function runServer(options: ServerOptions): Promise<void> {
     ...(options.listen === undefined ? {} : { listen: options.listen }),
     ...(options.root === undefined ? {} : { root: options.root }),
   });
-  const warden = await startWarden(config, (line) => {
-    process.stderr.write(`warden: ${line}\n`);
+  const warden = await startWarden(config, {
+    log: (line) => {
+      process.stderr.write(`warden: ${line}\n`);
+    },
   });
   const status = warden.root.status();
   if (status.insecureDevMode === true) {
