@@ -3,6 +3,7 @@ import {
   ContextMismatchError,
   KeyUnavailableError,
   MalformedEnvelopeError,
+  OutputNotRegularFileError,
   TruncatedEnvelopeError,
 } from '../envelope/index.ts';
 import { KeyringError } from '../keyring/index.ts';
@@ -46,6 +47,8 @@ export function classify(err: unknown): { exitCode: ExitCode; code: string; mess
       message: 'decryption failed: the data is corrupt or was tampered with, or the key does not match',
     };
   }
+  if (err instanceof OutputNotRegularFileError)
+    return { exitCode: ExitCode.io, code: err.code, message: err.message };
   if (err instanceof TruncatedEnvelopeError)
     return { exitCode: ExitCode.malformed, code: err.code, message: err.message };
   if (

@@ -38,26 +38,36 @@ async function run(job: ChunkRangeJob): Promise<void> {
   const sink = await open(job.output, 'r+');
   const garbage = new GarbageStep();
   try {
-    const buffer = Buffer.allocUnsafe(sealedSize);
-    if (job.mode === 'seal') {
-      const enc = ChunkedEncryption.resume(job.dataKey, job.payloadContext, job.prefix, chunkSize);
-      for (let k = job.firstChunk; k < job.endChunk; k++) {
-        const length = plainLength(k);
-        await readFully(source, buffer, length, plainOffset(k));
-        await sink.writev(enc.sealChunk(k, buffer.subarray(0, length)), sealedOffset(k));
-        garbage.add(length);
-        parentPort?.postMessage({ type: 'progress', bytes: length } satisfies WorkerMessage);
-      }
-    } else {
-      const dec = ChunkedDecryption.open(job.dataKey, job.payloadContext, job.prefix, chunkSize);
-      for (let k = job.firstChunk; k < job.endChunk; k++) {
-        const length = plainLength(k) + 16;
-        await readFully(source, buffer, length, sealedOffset(k));
-        const plain = dec.openChunk(k, buffer.subarray(0, length));
+    // Two buffers: the next chunk is read while the current one is sealed or opened, as in the sequential path.
+    const buffers = [Buffer.allocUnsafe(sealedSize), Buffer.allocUnsafe(sealedSize)] as const;
+    const seal = job.mode === 'seal';
+    const enc = seal
+      ? ChunkedEncryption.resume(job.dataKey, job.payloadContext, job.prefix, chunkSize)
+      : undefined;
+    const dec = seal
+      ? undefined
+      : ChunkedDecryption.open(job.dataKey, job.payloadContext, job.prefix, chunkSize);
+    const inputLength = (k: number) => plainLength(k) + (seal ? 0 : 16);
+    const read = (k: number) => {
+      const buffer = buffers[k % 2 === 0 ? 0 : 1];
+      const pending = readFully(source, buffer, inputLength(k), seal ? plainOffset(k) : sealedOffset(k)).then(
+        () => buffer.subarray(0, inputLength(k)),
+      );
+      pending.catch(() => undefined);
+      return pending;
+    };
+    let pendingRead = read(job.firstChunk);
+    for (let k = job.firstChunk; k < job.endChunk; k++) {
+      const input = await pendingRead;
+      if (k + 1 < job.endChunk) pendingRead = read(k + 1);
+      if (enc !== undefined) {
+        await sink.writev(enc.sealChunk(k, input), sealedOffset(k));
+      } else if (dec !== undefined) {
+        const plain = dec.openChunk(k, input);
         await sink.write(plain, 0, plain.length, plainOffset(k));
-        garbage.add(plain.length);
-        parentPort?.postMessage({ type: 'progress', bytes: plain.length } satisfies WorkerMessage);
       }
+      garbage.add(input.length);
+      parentPort?.postMessage({ type: 'progress', bytes: plainLength(k) } satisfies WorkerMessage);
     }
   } finally {
     await source.close();

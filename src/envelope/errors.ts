@@ -37,3 +37,13 @@ export class ContextMismatchError extends WardenCryptoError {
     this.keys = keys;
   }
 }
+
+/** Atomic output replaces only regular files; devices, FIFOs, directories and symlinks are refused. */
+export class OutputNotRegularFileError extends WardenCryptoError {
+  constructor(output: string) {
+    super(
+      'output_not_regular_file',
+      `refusing to replace ${output}: not a regular file (use -o - to stream to stdout)`,
+    );
+  }
+}

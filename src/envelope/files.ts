@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { open, rename, unlink } from 'node:fs/promises';
+import { lstat, open, rename, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { PREFIX_BYTES, TAG_BYTES } from '../crypto/index.ts';
-import { MalformedEnvelopeError, TruncatedEnvelopeError } from './errors.ts';
+import { MalformedEnvelopeError, OutputNotRegularFileError, TruncatedEnvelopeError } from './errors.ts';
 import { checkContext, openEnvelope, prepareEncryption } from './envelope.ts';
 import type { DecryptOptions, EncryptOptions, OpenedEnvelope } from './envelope.ts';
 import { MAX_HEADER_BYTES, declaredHeaderLength, parseHeader } from './header.ts';
@@ -23,11 +23,20 @@ export interface FileDecryptOptions extends DecryptOptions {
 /**
  * Writes `output` through a temp file in the same directory and renames it into place only on success, so a
  * failed or interrupted run never leaves partial output (or, for decryption, unauthenticated plaintext) behind.
+ * Only regular files are replaced: renaming over a device, FIFO or directory (say `-o /dev/null` as root) would
+ * destroy it, so such targets are refused (stdout streaming is the way to feed a pipe).
  */
 export async function writeAtomically<T>(
   output: string,
   write: (handle: FileHandle, tempPath: string) => Promise<T>,
 ): Promise<T> {
+  const existing = await lstat(output).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (existing !== undefined && !existing.isFile()) {
+    throw new OutputNotRegularFileError(output);
+  }
   const tmp = path.join(
     path.dirname(output),
     `.${path.basename(output)}.${randomBytes(6).toString('hex')}.partial`,

@@ -2,7 +2,15 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { tempDir } from '../envelope/support.ts';
 
@@ -124,5 +132,17 @@ describe('warden encrypt / decrypt / inspect', () => {
     );
     const swapped = warden(['decrypt', 'ds.wenc', '-o', 'ds.out2']);
     assert.equal(swapped.code, 6, 'a file moved to another path fails its warden:path context');
+  });
+});
+
+describe('output safety', () => {
+  it('never replaces a device, FIFO or directory with the atomic writer', () => {
+    mkdirSync(path.join(dir, 'a-directory'), { recursive: true });
+    for (const target of ['/dev/null', path.join(dir, 'a-directory')]) {
+      const r = warden(['encrypt', 'model.bin', '-o', target, '--force']);
+      assert.equal(r.code, 3, r.stderr);
+      assert.match(r.stderr, /not a regular file/);
+    }
+    assert.ok(statSync('/dev/null').isCharacterDevice(), '/dev/null is still a device');
   });
 });
