@@ -1,9 +1,29 @@
 import { Command, CommanderError } from 'commander';
-import { registerDemoCommand } from './commands/demo.ts';
-import { registerEnvelopeCommands } from './commands/envelope.ts';
-import { registerKmsCommands } from './commands/kms.ts';
-import { registerServerCommand } from './commands/server.ts';
 import { ExitCode, classify } from './exit-codes.ts';
+
+type Register = (program: Command) => void;
+
+/**
+ * Command groups are loaded on demand: `warden encrypt` streaming a 10 GB file should not carry the HTTP server,
+ * database drivers and HTTP client in memory. Help and unknown commands load every group.
+ */
+const groups: Record<string, () => Promise<Register>> = {
+  server: async () => (await import('./commands/server.ts')).registerServerCommand,
+  envelope: async () => (await import('./commands/envelope.ts')).registerEnvelopeCommands,
+  kms: async () => (await import('./commands/kms.ts')).registerKmsCommands,
+  demo: async () => (await import('./commands/demo.ts')).registerDemoCommand,
+};
+const groupOf: Record<string, string> = {
+  server: 'server',
+  encrypt: 'envelope',
+  decrypt: 'envelope',
+  inspect: 'envelope',
+  rewrap: 'envelope',
+  keys: 'kms',
+  kms: 'kms',
+  operator: 'kms',
+  demo: 'demo',
+};
 
 const program = new Command()
   .name('warden')
@@ -13,10 +33,10 @@ const program = new Command()
   .showHelpAfterError('(run warden --help for usage)')
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
-registerServerCommand(program);
-registerEnvelopeCommands(program);
-registerKmsCommands(program);
-registerDemoCommand(program);
+const requested = groupOf[process.argv[2] ?? ''];
+for (const load of requested === undefined ? Object.values(groups) : [groups[requested]]) {
+  if (load !== undefined) (await load())(program);
+}
 
 const wantsJson = process.argv.includes('--json');
 try {

@@ -20,10 +20,8 @@ import {
   slotLabel,
 } from '../../envelope/index.ts';
 import type { EncryptionContext, ParsedHeader } from '../../envelope/index.ts';
-import { remoteEnvelopeKeys } from '../../client/index.ts';
 import { LocalKeyring, defaultKeyringPath } from '../../keyring/index.ts';
-import type { SlotUnwrapper, SlotWrapper } from '../../envelope/index.ts';
-import { connect } from './kms.ts';
+import type { KmsSlots, SlotUnwrapper, SlotWrapper } from '../../envelope/index.ts';
 import { CliError, ExitCode } from '../exit-codes.ts';
 import { createOutput, formatBytes } from '../output.ts';
 import type { Output } from '../output.ts';
@@ -96,12 +94,15 @@ async function refuseOverwrite(target: string, force: boolean | undefined): Prom
   }
 }
 
-const cliIo = () => ({
-  stdin: process.stdin,
-  stdout: process.stdout,
-  stderr: process.stderr,
-  env: process.env,
-});
+/** KMS-backed key slots; the HTTP client is loaded only when a KMS is actually used. */
+async function remoteKeys(out: Output, keyName?: string): Promise<KmsSlots> {
+  const [{ remoteEnvelopeKeys }, { connect }] = await Promise.all([
+    import('../../client/index.ts'),
+    import('./kms.ts'),
+  ]);
+  const io = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
+  return remoteEnvelopeKeys(await connect(io, {}, out), keyName);
+}
 
 /**
  * The recipient of new envelopes: a KMS key (`--key` or WARDEN_KEY; data keys come from the KMS) or, without
@@ -112,8 +113,7 @@ async function recipientFor(
   keyName: string | undefined,
 ): Promise<{ recipient: SlotWrapper; keyring?: LocalKeyring }> {
   const name = keyName ?? process.env.WARDEN_KEY;
-  if (name !== undefined && name !== '')
-    return { recipient: remoteEnvelopeKeys(await connect(cliIo(), {}, out), name) };
+  if (name !== undefined && name !== '') return { recipient: await remoteKeys(out, name) };
   out.warn('no KMS key given (--key or WARDEN_KEY): using the development keyring');
   const keyring = await openKeyring(out, true);
   return { recipient: keyring, keyring };
@@ -123,7 +123,7 @@ async function recipientFor(
 async function unwrappersFor(out: Output): Promise<SlotUnwrapper[]> {
   const keys: SlotUnwrapper[] = [];
   if ((process.env.WARDEN_TOKEN ?? process.env.WARDEN_TOKEN_FILE ?? '') !== '') {
-    keys.push(remoteEnvelopeKeys(await connect(cliIo(), {}, out)));
+    keys.push(await remoteKeys(out));
   }
   try {
     keys.push((await LocalKeyring.open(defaultKeyringPath())).keyring);
@@ -342,7 +342,7 @@ async function runInspect(input: string, options: { json?: boolean }): Promise<v
 
 async function runRewrap(files: string[], options: { json?: boolean }): Promise<void> {
   const out = createOutput(options.json ?? false);
-  const keys = remoteEnvelopeKeys(await connect(cliIo(), {}, out));
+  const keys = await remoteKeys(out);
   const results = [];
   for (const file of files) {
     const { before, after, rewrapped } = await rewrapFile(file, { keys });
