@@ -47,6 +47,8 @@ export interface KmsRepository {
   getSystemMaterial(id: string): Promise<Buffer | undefined>;
   /** Stores it unless an entry with that id exists (first writer wins). */
   putSystemMaterial(id: string, wrapped: Buffer): Promise<void>;
+  /** Retries a scrub of deleted material that a concurrent reader kept from completing; true when none is left. */
+  flushPendingScrub(): Promise<boolean>;
   /** Repairs what a crash between the two stores can leave: orphan material, half-destroyed versions. */
   reconcile(): Promise<{ orphanMaterialRemoved: number; destructionsCompleted: number }>;
   close(): Promise<void>;

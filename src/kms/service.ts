@@ -702,6 +702,7 @@ export class KmsService {
       await this.scheduleDestruction(SYSTEM_PRINCIPAL, name, version, 0);
       destroyed.push(`${name}:${version}`);
     }
+    await this.#repo.flushPendingScrub();
     return { rotated, floorsRaised, destroyed };
   }
 

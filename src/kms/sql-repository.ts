@@ -162,6 +162,7 @@ export class SqlKmsRepository implements KmsRepository {
   readonly #meta: Store<KmsMetadataSchema>;
   readonly #keys: Store<KeystoreSchema>;
   readonly #now: () => number;
+  #scrubPending = false;
 
   constructor(
     metadata: Store<KmsMetadataSchema>,
@@ -341,7 +342,29 @@ export class SqlKmsRepository implements KmsRepository {
 
   async #deleteMaterial(id: string): Promise<void> {
     await this.#keys.db.deleteFrom('keystore_material').where('id', '=', id).execute();
-    await this.#keys.scrub(['keystore_material']);
+    this.#scrubPending = true;
+    await this.flushPendingScrub();
+  }
+
+  async #materialExists(id: string): Promise<boolean> {
+    const row = await this.#keys.db
+      .selectFrom('keystore_material')
+      .select('id')
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /**
+   * Makes deleted material unrecoverable from the keystore's files. A reader holding the WAL can keep the
+   * checkpoint from completing; the scrub then stays pending and maintenance retries it until it completes.
+   * Returns whether nothing is pending any more.
+   */
+  async flushPendingScrub(force = false): Promise<boolean> {
+    if (!this.#scrubPending && !force) return true;
+    const { complete } = await this.#keys.scrub(['keystore_material']);
+    this.#scrubPending = !complete;
+    return complete;
   }
 
   async dueRotations(now: number): Promise<string[]> {
@@ -387,13 +410,17 @@ export class SqlKmsRepository implements KmsRepository {
   }
 
   async reconcile(): Promise<{ orphanMaterialRemoved: number; destructionsCompleted: number }> {
-    const material = await this.#keys.db
-      .selectFrom('keystore_material')
-      .select(['id', 'created_at'])
-      .execute();
+    // Versions first, material second: material is always written before the version row that points to it, so
+    // every version read here already had its material when the material is read — unless a destruction took
+    // it. Reading in the other order would take a version committed in between (another node rotating) for an
+    // interrupted destruction and destroy it.
     const versions = await this.#meta.db
       .selectFrom('kms_key_versions')
       .select(['name', 'version', 'state', 'material_id'])
+      .execute();
+    const material = await this.#keys.db
+      .selectFrom('keystore_material')
+      .select(['id', 'created_at'])
       .execute();
     const referencedBy = new Map(versions.map((v) => [v.material_id, v]));
     const present = new Set(material.map((m) => m.id));
@@ -408,12 +435,18 @@ export class SqlKmsRepository implements KmsRepository {
     }
     let destructionsCompleted = 0;
     for (const v of versions) {
-      if (v.state !== 'destroyed' && !present.has(v.material_id)) {
+      if (
+        v.state !== 'destroyed' &&
+        !present.has(v.material_id) &&
+        !(await this.#materialExists(v.material_id))
+      ) {
         // Material gone but version not marked: a destruction interrupted between its two steps.
         await this.destroyVersion(v.name, v.version, this.#now());
         destructionsCompleted++;
       }
     }
+    // A scrub a concurrent reader kept from completing before a restart is finished here.
+    await this.flushPendingScrub(true);
     return { orphanMaterialRemoved, destructionsCompleted };
   }
 

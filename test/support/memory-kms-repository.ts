@@ -115,6 +115,11 @@ export class MemoryKmsRepository implements KmsRepository {
     return Promise.resolve();
   }
 
+  /** Nothing to scrub: memory holds no files. */
+  flushPendingScrub(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+
   reconcile(): Promise<{ orphanMaterialRemoved: number; destructionsCompleted: number }> {
     return Promise.resolve({ orphanMaterialRemoved: 0, destructionsCompleted: 0 });
   }
