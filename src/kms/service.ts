@@ -554,10 +554,8 @@ export class KmsService {
     version?: number,
   ): Promise<boolean> {
     return this.#run(principal, 'crypto.verify', `key:${name}`, async () => {
-      const meta = await this.#metaFor(name, 'sign');
-      const v = version ?? meta.key.latestVersion;
-      this.#usable(meta, v, 'verify');
-      return { result: verifyWith(await this.#load(meta.key, v), message, signature), keyVersion: v };
+      const { loaded, version: v } = await this.#forVerification(name, 'sign', version);
+      return { result: verifyWith(loaded, message, signature), keyVersion: v };
     });
   }
 
@@ -581,10 +579,8 @@ export class KmsService {
     version?: number,
   ): Promise<boolean> {
     return this.#run(principal, 'crypto.verify-hmac', `key:${name}`, async () => {
-      const meta = await this.#metaFor(name, 'mac');
-      const v = version ?? meta.key.latestVersion;
-      this.#usable(meta, v, 'verify');
-      return { result: verifyMacWith(await this.#load(meta.key, v), data, tag), keyVersion: v };
+      const { loaded, version: v } = await this.#forVerification(name, 'mac', version);
+      return { result: verifyMacWith(loaded, data, tag), keyVersion: v };
     });
   }
 
@@ -823,6 +819,18 @@ export class KmsService {
     const version = meta.key.latestVersion;
     this.#usable(meta, version, 'use');
     return { loaded: await this.#load(meta.key, version), version };
+  }
+
+  /** The key of `version` (default: latest) for a verification; any enabled version verifies. */
+  async #forVerification(
+    name: string,
+    purpose: KeyPurpose,
+    version: number | undefined,
+  ): Promise<{ loaded: LoadedKey; version: number }> {
+    const meta = await this.#metaFor(name, purpose);
+    const v = version ?? meta.key.latestVersion;
+    this.#usable(meta, v, 'verify');
+    return { loaded: await this.#load(meta.key, v), version: v };
   }
 
   async #load(key: KeyRecord, version: number): Promise<LoadedKey> {
