@@ -15,22 +15,41 @@ export class CanonicalJsonError extends Error {
 export function canonicalJson(value: unknown): string {
   if (value === null) return 'null';
   switch (typeof value) {
-    case 'boolean':
-      return value ? 'true' : 'false';
+    case 'string':
+      return JSON.stringify(value);
     case 'number':
       if (!Number.isFinite(value)) throw new CanonicalJsonError('non-finite number');
       return Object.is(value, -0) ? '0' : JSON.stringify(value);
-    case 'string':
-      return JSON.stringify(value);
+    case 'boolean':
+      return value ? 'true' : 'false';
     case 'object': {
-      if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v)).join(',')}]`;
-      const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
-      entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-      return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+      // String concatenation over sorted keys: this runs once per entry on the verification hot path.
+      if (Array.isArray(value)) {
+        let out = '[';
+        for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + canonicalJson(value[i]);
+        return `${out}]`;
+      }
+      const record = value as Record<string, unknown>;
+      // Default sort compares UTF-16 code units, exactly JCS's member order.
+      const keys = Object.keys(record).sort();
+      let out = '{';
+      let first = true;
+      for (const key of keys) {
+        const member = record[key];
+        if (member === undefined) continue;
+        out += `${first ? '' : ','}${JSON.stringify(key)}:${canonicalJson(member)}`;
+        first = false;
+      }
+      return `${out}}`;
     }
-    default:
+    case 'undefined':
+    case 'bigint':
+    case 'function':
+    case 'symbol':
       throw new CanonicalJsonError(`cannot encode a ${typeof value}`);
   }
+  // TypeScript does not treat a switch over `typeof` as exhaustive.
+  throw new CanonicalJsonError('cannot encode this value');
 }
 
 export function canonicalBytes(value: unknown): Buffer {
