@@ -1,0 +1,62 @@
+import type { Authorizer, KmsAction } from '../kms/authz.ts';
+import type { Principal } from '../kms/types.ts';
+import type { AuthzContext, AuthzPrincipal, PolicyEngine } from './engine.ts';
+import { kmsCedarAction } from './schema.ts';
+
+export interface KmsAuthorizerOptions {
+  /** Extra context for a call (e.g. MFA age from the session); merged over what the principal carries. */
+  readonly context?: (principal: Principal, action: KmsAction, resource: string) => AuthzContext;
+  /** Called with every denial's reasons and errors (e.g. to log evaluation errors). */
+  readonly onDeny?: (
+    principal: Principal,
+    action: KmsAction,
+    resource: string,
+    errors: readonly string[],
+  ) => void;
+}
+
+/** The KMS's principal as a Cedar principal: internal callers and `system:`/`service:` ids are service accounts. */
+export function kmsPrincipal(principal: Principal): AuthzPrincipal {
+  const service =
+    principal.authMethod === 'internal' ||
+    principal.id.startsWith('system:') ||
+    principal.id.startsWith('service:');
+  return { type: service ? 'ServiceAccount' : 'User', id: principal.id, roles: principal.roles };
+}
+
+/**
+ * The KMS resource string as a `Key` id: `key:<name>` → `<name>`; the collection-level `key:*` (list, bulk import),
+ * an unparseable ciphertext's `key:?`, and non-key resources (`random`) → `*`. Key names never contain `*` or `?`
+ * (KEY_NAME_PATTERN), so these ids cannot collide with a real key.
+ */
+export function kmsKeyId(resource: string): string {
+  if (!resource.startsWith('key:')) return '*';
+  const name = resource.slice(4);
+  return name === '' ? '*' : name;
+}
+
+/**
+ * Implements the KMS `Authorizer` on the policy engine: KmsAction `keys.create` → `Warden::Action::"kms.keys.create"`,
+ * resource `key:<name>` → `Warden::Key::"<name>"`, the principal's roles → `Warden::Role` parents, and its
+ * request's source address and auth method → context. Drop-in replacement for `BuiltInRoleAuthorizer`.
+ */
+export function cedarKmsAuthorizer(engine: PolicyEngine, options: KmsAuthorizerOptions = {}): Authorizer {
+  return {
+    authorize(principal: Principal, action: KmsAction, resource: string): boolean {
+      const sourceIp = principal.request?.sourceIp;
+      const context: AuthzContext = {
+        authMethod: principal.authMethod,
+        ...(sourceIp === undefined ? {} : { sourceIp }),
+        ...options.context?.(principal, action, resource),
+      };
+      const decision = engine.authorize({
+        principal: kmsPrincipal(principal),
+        action: kmsCedarAction(action),
+        resource: { type: 'Key', id: kmsKeyId(resource) },
+        context,
+      });
+      if (decision.decision !== 'allow') options.onDeny?.(principal, action, resource, decision.errors);
+      return decision.decision === 'allow';
+    },
+  };
+}
