@@ -64,3 +64,31 @@ export type {
 } from './checkpoint.ts';
 export { AuditHasher, JsonLinesAuditRecorder } from './recorder.ts';
 export type { AuditEvent, AuditOutcome, AuditRecorder } from './recorder.ts';
+export { AuditLog, AuditLogError, DEFAULT_RETENTION_MS, MAX_QUERY_LIMIT } from './log.ts';
+export type {
+  AuditLogOptions,
+  AuditLogFailure,
+  AuditEntry,
+  AppendReceipt,
+  StoredCheckpoint,
+  AuditTime,
+  AuditQuery,
+  AuditQueryEntry,
+  AuditQueryPage,
+  AuditLineConsumer,
+  AuditExportOptions,
+  AuditExportSummary,
+  AuditVerifyReport,
+} from './log.ts';
+export { auditLogMigrations } from './log-store.ts';
+export type { AuditDB } from './log-store.ts';
+export { verifyExport, verifyExportFile, readExportLines, MAX_EXPORT_LINE_BYTES } from './verify.ts';
+export type {
+  ExportProblem,
+  ExportProblemKind,
+  ExportLine,
+  ExportLines,
+  PreviousCheckpoint,
+  VerifyExportOptions,
+  VerifyExportReport,
+} from './verify.ts';
