@@ -57,18 +57,33 @@ async function run(job: ChunkRangeJob): Promise<void> {
       return pending;
     };
     let pendingRead = read(job.firstChunk);
+    // The previous chunk's write stays in flight while this one is processed (its output is a fresh buffer).
+    let pendingWrite: Promise<unknown> = Promise.resolve();
+    let unreported = 0;
     for (let k = job.firstChunk; k < job.endChunk; k++) {
       const input = await pendingRead;
       if (k + 1 < job.endChunk) pendingRead = read(k + 1);
+      let write: Promise<unknown> = Promise.resolve();
       if (enc !== undefined) {
-        await sink.writev(enc.sealChunk(k, input), sealedOffset(k));
+        const sealed = enc.sealChunk(k, input);
+        await pendingWrite;
+        write = sink.writev(sealed, sealedOffset(k));
       } else if (dec !== undefined) {
         const plain = dec.openChunk(k, input);
-        await sink.write(plain, 0, plain.length, plainOffset(k));
+        await pendingWrite;
+        write = sink.write(plain, 0, plain.length, plainOffset(k));
       }
+      write.catch(() => undefined);
+      pendingWrite = write;
       garbage.add(input.length);
-      parentPort?.postMessage({ type: 'progress', bytes: plainLength(k) } satisfies WorkerMessage);
+      unreported += plainLength(k);
+      // Progress in batches: a message per chunk would cost more than it tells.
+      if ((k - job.firstChunk) % 16 === 15 || k + 1 === job.endChunk) {
+        parentPort?.postMessage({ type: 'progress', bytes: unreported } satisfies WorkerMessage);
+        unreported = 0;
+      }
     }
+    await pendingWrite;
   } finally {
     await source.close();
     await sink.close();
