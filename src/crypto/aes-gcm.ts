@@ -2,7 +2,7 @@ import { createCipheriv, createDecipheriv, type KeyObject } from 'node:crypto';
 import { concatBytes, wipe } from './bytes.ts';
 import { DecryptionError, InvalidInputError } from './errors.ts';
 import { AeadKey, keyObjectOf, requireKey } from './keys.ts';
-import { randomBytes } from './random.ts';
+import { publicNonce } from './random.ts';
 
 /**
  * AES-256-GCM with a 96-bit random nonce and a full 128-bit tag. The sealed form is nonce || ciphertext || tag.
@@ -42,7 +42,7 @@ function encrypt(
 /** Encrypts under a fresh random nonce. Returns nonce(12) || ciphertext || tag(16). */
 export function seal(key: AeadKey, plaintext: Uint8Array, aad?: Uint8Array): Buffer {
   const keyObject = aeadKeyObject(key);
-  const nonce = randomBytes(AES_GCM_NONCE_BYTES);
+  const nonce = publicNonce(AES_GCM_NONCE_BYTES);
   return concatBytes(nonce, encrypt(keyObject, nonce, plaintext, aad));
 }
 

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvalidInputError } from '../../src/crypto/errors.ts';
-import { MAX_RANDOM_BYTES, randomBytes } from '../../src/crypto/random.ts';
+import { MAX_RANDOM_BYTES, publicNonce, randomBytes } from '../../src/crypto/random.ts';
 
 describe('randomBytes', () => {
   it('returns the requested number of bytes, from 1 to 1 MiB', () => {
@@ -19,5 +19,23 @@ describe('randomBytes', () => {
   it('does not repeat itself', () => {
     const seen = new Set(Array.from({ length: 1000 }, () => randomBytes(16).toString('hex')));
     assert.equal(seen.size, 1000);
+  });
+});
+
+describe('publicNonce', () => {
+  it('cuts distinct nonces of the asked length from its pool, across refills', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 5000; i++) {
+      const nonce = publicNonce(12);
+      assert.equal(nonce.length, 12);
+      seen.add(nonce.toString('hex'));
+    }
+    assert.equal(seen.size, 5000);
+    const first = publicNonce(12);
+    const copy = Buffer.from(first);
+    for (let i = 0; i < 1000; i++) publicNonce(12);
+    assert.deepEqual(first, copy, 'a nonce handed out is never overwritten by a later refill');
+    assert.throws(() => publicNonce(0));
+    assert.throws(() => publicNonce(65));
   });
 });

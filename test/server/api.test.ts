@@ -557,7 +557,8 @@ describe('KMS HTTP API: authentication, validation, TLS, logs, OpenAPI', () => {
 
   it('exercised every route through the SDK, and never logged a token or a secret', () => {
     const logs = h.logs.text();
-    assert.match(logs, /incoming request/);
+    assert.match(logs, /request completed/);
+    assert.doesNotMatch(logs, /incoming request/, 'one line per request');
     const seen = new Set<string>();
     for (const line of logs.split('\n')) {
       if (line === '') continue;
