@@ -1,4 +1,5 @@
 import { constants, createReadStream } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { access, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
@@ -28,6 +29,16 @@ import type { Output } from '../output.ts';
 
 /** Files at least this large go through worker threads unless `--threads 1`. */
 const PARALLEL_THRESHOLD = 256 * 1024 * 1024;
+
+/**
+ * Worker threads by default only for large files on machines with more than two CPUs: on two vCPUs (often SMT
+ * siblings sharing one AES unit) one thread already runs at memory speed and workers were measured slower for
+ * encryption (docs/benchmarks.md). `--threads` overrides either way.
+ */
+function useWorkers(threads: number | undefined, size: number): boolean {
+  if (threads !== undefined) return threads > 1;
+  return size >= PARALLEL_THRESHOLD && availableParallelism() > 2;
+}
 
 interface CommonOptions {
   output?: string;
@@ -219,7 +230,7 @@ async function runEncrypt(input: string, options: EncryptCliOptions): Promise<vo
   }
   await refuseOverwrite(target, options.force);
   const bar = out.progress('encrypt', info.size);
-  const parallel = (threads ?? (info.size >= PARALLEL_THRESHOLD ? undefined : 1)) !== 1;
+  const parallel = useWorkers(threads, info.size);
   const fileOptions = {
     recipients: [recipient],
     context,
@@ -297,7 +308,7 @@ async function runDecrypt(input: string, options: CommonOptions): Promise<void> 
   }
   await refuseOverwrite(target, options.force);
   const bar = out.progress('decrypt', info.size);
-  const parallel = (threads ?? (info.size >= PARALLEL_THRESHOLD ? undefined : 1)) !== 1;
+  const parallel = useWorkers(threads, info.size);
   const fileOptions = {
     keys,
     expectedContext,
@@ -375,7 +386,10 @@ export function registerEnvelopeCommands(program: Command): void {
       'chunk size, a power of two from 16KiB to 16MiB',
       `${2 ** (DEFAULT_CHUNK_EXPONENT - 20)}MiB`,
     )
-    .option('--threads <n>', 'worker threads for large files (default: all cores from 256 MiB up)')
+    .option(
+      '--threads <n>',
+      'worker threads (default: all cores for files from 256 MiB on machines with more than 2 CPUs)',
+    )
     .option('-f, --force', 'replace an existing output')
     .option('--json', 'machine-readable output')
     .action(runEncrypt);
@@ -386,7 +400,10 @@ export function registerEnvelopeCommands(program: Command): void {
     .argument('<input>', 'file, directory, or - for stdin')
     .option('-o, --output <path>', 'output file or directory (default: input without .wenc; - for stdout)')
     .option('-c, --context <key=value>', 'require this encryption context entry (repeatable)', collect, [])
-    .option('--threads <n>', 'worker threads for large files (default: all cores from 256 MiB up)')
+    .option(
+      '--threads <n>',
+      'worker threads (default: all cores for files from 256 MiB on machines with more than 2 CPUs)',
+    )
     .option('-f, --force', 'replace an existing output')
     .option('--json', 'machine-readable output')
     .action(runDecrypt);
