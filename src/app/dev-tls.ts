@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { webcrypto } from 'node:crypto';
+import { createPrivateKey, webcrypto } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as x509 from '@peculiar/x509';
@@ -71,11 +71,10 @@ export async function ensureDevTls(dir: string, hostnames: readonly string[] = [
     ],
   });
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', serverKeys.privateKey));
-  const key =
-    `-----BEGIN PRIVATE KEY-----\n${pkcs8.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END PRIVATE KEY-----\n`.replace(
-      '\n\n',
-      '\n',
-    );
+  const key = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' })
+    .export({ format: 'pem', type: 'pkcs8' })
+    .toString();
+  pkcs8.fill(0);
   const cert = `${server.toString('pem')}\n${ca.toString('pem')}\n`;
   await writeFile(keyPath, key, { mode: 0o600 });
   await writeFile(certPath, cert, { mode: 0o644 });
