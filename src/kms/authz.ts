@@ -4,27 +4,29 @@ import type { Principal } from './types.ts';
  * The single authorisation call-out of the KMS. Until the Cedar policy engine lands it enforces built-in roles;
  * Cedar policies replace `BuiltInRoleAuthorizer` behind this same interface.
  */
-export type KmsAction =
-  | 'keys.create'
-  | 'keys.read'
-  | 'keys.list'
-  | 'keys.rotate'
-  | 'keys.update'
-  | 'keys.disable'
-  | 'keys.enable'
-  | 'keys.destroy'
-  | 'keys.import'
-  | 'keys.export'
-  | 'crypto.encrypt'
-  | 'crypto.decrypt'
-  | 'crypto.generate-data-key'
-  | 'crypto.decrypt-data-key'
-  | 'crypto.rewrap'
-  | 'crypto.sign'
-  | 'crypto.verify'
-  | 'crypto.hmac'
-  | 'crypto.verify-hmac'
-  | 'crypto.random';
+export const KMS_ACTIONS = [
+  'keys.create',
+  'keys.read',
+  'keys.list',
+  'keys.rotate',
+  'keys.update',
+  'keys.disable',
+  'keys.enable',
+  'keys.destroy',
+  'keys.import',
+  'keys.export',
+  'crypto.encrypt',
+  'crypto.decrypt',
+  'crypto.generate-data-key',
+  'crypto.decrypt-data-key',
+  'crypto.rewrap',
+  'crypto.sign',
+  'crypto.verify',
+  'crypto.hmac',
+  'crypto.verify-hmac',
+  'crypto.random',
+] as const;
+export type KmsAction = (typeof KMS_ACTIONS)[number];
 
 export interface Authorizer {
   authorize(principal: Principal, action: KmsAction, resource: string): boolean;

@@ -1,6 +1,6 @@
 export * from './errors.ts';
 export * from './types.ts';
-export { BUILT_IN_ROLES, BuiltInRoleAuthorizer } from './authz.ts';
+export { BUILT_IN_ROLES, BuiltInRoleAuthorizer, KMS_ACTIONS } from './authz.ts';
 export type { Authorizer, KmsAction } from './authz.ts';
 export { formatCiphertext, parseCiphertext } from './ciphertext.ts';
 export { KmsService, MAX_BATCH_ITEMS, SYSTEM_PRINCIPAL } from './service.ts';

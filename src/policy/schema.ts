@@ -1,3 +1,4 @@
+import { KMS_ACTIONS } from '../kms/authz.ts';
 import type { KmsAction } from '../kms/authz.ts';
 
 /** Cedar namespace of every Warden entity type and action. */
@@ -24,28 +25,7 @@ export const MODEL_STAGES = ['dev', 'staging', 'prod'] as const;
 export const ENVIRONMENTS = ['dev', 'staging', 'prod'] as const;
 
 /** Every KMS action, as the KMS names it (`keys.create`); the Cedar action id is `kms.<action>`. */
-export const KMS_ACTIONS: readonly KmsAction[] = [
-  'keys.create',
-  'keys.read',
-  'keys.list',
-  'keys.rotate',
-  'keys.update',
-  'keys.disable',
-  'keys.enable',
-  'keys.destroy',
-  'keys.import',
-  'keys.export',
-  'crypto.encrypt',
-  'crypto.decrypt',
-  'crypto.generate-data-key',
-  'crypto.decrypt-data-key',
-  'crypto.rewrap',
-  'crypto.sign',
-  'crypto.verify',
-  'crypto.hmac',
-  'crypto.verify-hmac',
-  'crypto.random',
-];
+export { KMS_ACTIONS };
 
 export function kmsCedarAction(action: KmsAction): `kms.${KmsAction}` {
   return `kms.${action}`;
