@@ -32,39 +32,18 @@ export interface Authorizer {
   authorize(principal: Principal, action: KmsAction, resource: string): boolean;
 }
 
-const ADMIN_ACTIONS: readonly KmsAction[] = [
-  'keys.create',
-  'keys.read',
-  'keys.list',
-  'keys.rotate',
-  'keys.update',
-  'keys.disable',
-  'keys.enable',
-  'keys.destroy',
-  'keys.import',
-];
-const USE_ACTIONS: readonly KmsAction[] = [
-  'keys.read',
-  'crypto.encrypt',
-  'crypto.decrypt',
-  'crypto.generate-data-key',
-  'crypto.decrypt-data-key',
-  'crypto.rewrap',
-  'crypto.sign',
-  'crypto.verify',
-  'crypto.hmac',
-  'crypto.verify-hmac',
-  'crypto.random',
-];
+/** Administration: every `keys.*` action but export, which only admin and key-custodian get. */
+const ADMIN_ACTIONS = KMS_ACTIONS.filter((a) => a.startsWith('keys.') && a !== 'keys.export');
+/** Use: every `crypto.*` action, plus reading the metadata of the keys used. */
+const USE_ACTIONS = KMS_ACTIONS.filter((a) => a.startsWith('crypto.') || a === 'keys.read');
 
 /**
  * Built-in roles: `admin` may do everything; `key-custodian` administers keys (create, rotate, states,
  * destruction, import, export) but cannot use them; `key-user` uses keys (crypto operations) but cannot change
- * them; `auditor` reads key metadata. `system` is the scheduler. Keys whose name starts with a role's declared
- * prefix scope could come later through Cedar.
+ * them; `auditor` reads key metadata. `system` is the scheduler.
  */
 export const BUILT_IN_ROLES: Readonly<Record<string, readonly KmsAction[]>> = {
-  admin: [...ADMIN_ACTIONS, ...USE_ACTIONS, 'keys.export'],
+  admin: KMS_ACTIONS,
   'key-custodian': [...ADMIN_ACTIONS, 'keys.export'],
   'key-user': USE_ACTIONS,
   auditor: ['keys.read', 'keys.list'],
