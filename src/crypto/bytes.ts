@@ -17,9 +17,3 @@ export function wipe(buf: Uint8Array): void {
 export function concatBytes(...parts: readonly Uint8Array[]): Buffer {
   return Buffer.concat(parts);
 }
-
-export function u32be(n: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32BE(n);
-  return b;
-}

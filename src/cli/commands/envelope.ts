@@ -194,19 +194,13 @@ async function runEncrypt(input: string, options: EncryptCliOptions): Promise<vo
     keyring?.assertOutside(input);
     const target = options.output ?? `${input.replace(/\/+$/, '')}${FILE_SUFFIX}`;
     await refuseOverwrite(target, options.force);
-    let total = 0;
-    const files = await encryptTree(input, target, {
-      recipients: [recipient],
-      context,
-      chunkExponent,
-      onProgress: (n) => (total = n),
-    });
+    const files = await encryptTree(input, target, { recipients: [recipient], context, chunkExponent });
     const bytes = files.reduce((n, f) => n + f.size, 0);
     out.result(`encrypted ${files.length} files from ${input} to ${target}/ (${rate(bytes, started)})`, {
       input,
       output: target,
       files: files.length,
-      bytes: Math.max(bytes, total),
+      bytes,
       seconds: (performance.now() - started) / 1000,
     });
     return;
