@@ -1,6 +1,7 @@
-import { createPrivateKey } from 'node:crypto';
 import {
   AeadKey,
+  EcdsaPublicKey,
+  Ed25519PublicKey,
   EcdsaPrivateKey,
   Ed25519PrivateKey,
   MacKey,
@@ -13,7 +14,7 @@ import {
   seal,
   verifyMac,
 } from '../crypto/index.ts';
-import type { EcdsaCurve, EcdsaPublicKey, Ed25519PublicKey } from '../crypto/index.ts';
+import type { EcdsaCurve } from '../crypto/index.ts';
 import { InvalidRequestError, KmsDecryptionError } from './errors.ts';
 import type { KeyType } from './types.ts';
 
@@ -42,7 +43,7 @@ export function generateMaterial(type: KeyType, seed: Buffer): GeneratedMaterial
     case 'hmac-sha256':
       return { material: seed, publicKey: null };
     case 'ed25519': {
-      const key = Ed25519PrivateKey.fromPkcs8Der(ed25519Pkcs8(seed));
+      const key = Ed25519PrivateKey.fromRaw(seed);
       seed.fill(0);
       return { material: key.exportPkcs8Der(), publicKey: key.publicKey().toSpkiDer() };
     }
@@ -56,11 +57,6 @@ export function generateMaterial(type: KeyType, seed: Buffer): GeneratedMaterial
   }
 }
 
-/** PKCS#8 for a raw Ed25519 seed (RFC 8410): fixed prefix then the 32-byte seed. */
-function ed25519Pkcs8(seed: Buffer): Buffer {
-  return Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]);
-}
-
 /** Validates imported material (BYOK) for a type and derives its public key. */
 export function importMaterial(type: KeyType, material: Buffer): GeneratedMaterial {
   try {
@@ -70,12 +66,16 @@ export function importMaterial(type: KeyType, material: Buffer): GeneratedMateri
         if (material.length !== 32) throw new InvalidRequestError(`${type} key material must be 32 bytes`);
         return { material, publicKey: null };
       case 'ed25519': {
-        const key = Ed25519PrivateKey.fromPkcs8Der(toPkcs8(material));
+        // A raw 32-byte seed or PKCS#8 DER.
+        const key =
+          material.length === 32
+            ? Ed25519PrivateKey.fromRaw(material)
+            : Ed25519PrivateKey.fromPkcs8Der(material);
         return { material: key.exportPkcs8Der(), publicKey: key.publicKey().toSpkiDer() };
       }
       case 'ecdsa-p256':
       case 'ecdsa-p384': {
-        const key = EcdsaPrivateKey.fromPkcs8Der(toPkcs8(material));
+        const key = EcdsaPrivateKey.fromPkcs8Der(material);
         if (key.curve !== CURVES[type])
           throw new InvalidRequestError(`imported key is not on ${CURVES[type] ?? ''}`);
         return { material: key.exportPkcs8Der(), publicKey: key.publicKey().toSpkiDer() };
@@ -85,15 +85,6 @@ export function importMaterial(type: KeyType, material: Buffer): GeneratedMateri
     if (err instanceof InvalidRequestError) throw err;
     throw new InvalidRequestError(`imported material is not a valid ${type} key`);
   }
-}
-
-/** Accepts PKCS#8 DER, or a raw 32-byte seed for Ed25519. */
-function toPkcs8(material: Buffer): Buffer {
-  if (material.length === 32) return ed25519Pkcs8(material);
-  return createPrivateKey({ key: material, format: 'der', type: 'pkcs8' }).export({
-    format: 'der',
-    type: 'pkcs8',
-  });
 }
 
 export type LoadedKey =
@@ -160,4 +151,10 @@ export function verifyWith(loaded: LoadedKey, message: Uint8Array, signature: Ui
   if (loaded.type === 'ecdsa-p256' || loaded.type === 'ecdsa-p384')
     return ecdsaVerify(loaded.publicKey, message, signature, 'der');
   return false;
+}
+
+/** SPKI PEM of a signing key version's public key. */
+export function publicKeyPem(type: KeyType, spki: Buffer): string {
+  if (type === 'ed25519') return Ed25519PublicKey.fromSpkiDer(spki).toPem();
+  return EcdsaPublicKey.fromSpkiDer(spki).toPem();
 }

@@ -21,6 +21,7 @@ import {
   importMaterial,
   loadMaterial,
   macWith,
+  publicKeyPem,
   signWith,
   verifyMacWith,
   verifyWith,
@@ -595,7 +596,7 @@ export class KmsService {
       const record = meta.versions.get(v);
       if (record?.publicKey === undefined || record.publicKey === null || record.state === 'destroyed')
         throw new VersionUnavailableError(name, v, 'not available');
-      const pem = `-----BEGIN PUBLIC KEY-----\n${record.publicKey.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n?$/, '\n')}-----END PUBLIC KEY-----\n`;
+      const pem = publicKeyPem(meta.key.type, record.publicKey);
       return { result: { pem, keyVersion: v }, keyVersion: v };
     });
   }
