@@ -1,6 +1,8 @@
 import { open } from 'node:fs/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ChunkedDecryption, ChunkedEncryption, DecryptionError } from '../crypto/index.ts';
+import { TruncatedEnvelopeError } from './errors.ts';
+import { readExactly } from './io.ts';
 import { GarbageStep } from './memory.ts';
 
 /**
@@ -26,7 +28,7 @@ export interface ChunkRangeJob {
 export type WorkerMessage =
   | { type: 'progress'; bytes: number }
   | { type: 'done' }
-  | { type: 'failed'; authentication: boolean; message: string };
+  | { type: 'failed'; kind: 'authentication' | 'truncated' | 'other'; message: string };
 
 async function run(job: ChunkRangeJob): Promise<void> {
   const { chunkSize, headerLength, plaintextLength } = job;
@@ -50,9 +52,7 @@ async function run(job: ChunkRangeJob): Promise<void> {
     const inputLength = (k: number) => plainLength(k) + (seal ? 0 : 16);
     const read = (k: number) => {
       const buffer = buffers[k % 2 === 0 ? 0 : 1];
-      const pending = readFully(source, buffer, inputLength(k), seal ? plainOffset(k) : sealedOffset(k)).then(
-        () => buffer.subarray(0, inputLength(k)),
-      );
+      const pending = readExactly(source, buffer, inputLength(k), seal ? plainOffset(k) : sealedOffset(k));
       pending.catch(() => undefined);
       return pending;
     };
@@ -90,20 +90,6 @@ async function run(job: ChunkRangeJob): Promise<void> {
   }
 }
 
-async function readFully(
-  handle: Awaited<ReturnType<typeof open>>,
-  buffer: Buffer,
-  length: number,
-  position: number,
-): Promise<void> {
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await handle.read(buffer, done, length - done, position + done);
-    if (bytesRead === 0) throw new DecryptionError();
-    done += bytesRead;
-  }
-}
-
 if (parentPort !== null) {
   const job = workerData as ChunkRangeJob;
   run(job).then(
@@ -111,7 +97,12 @@ if (parentPort !== null) {
     (err: unknown) =>
       parentPort?.postMessage({
         type: 'failed',
-        authentication: err instanceof DecryptionError,
+        kind:
+          err instanceof DecryptionError
+            ? 'authentication'
+            : err instanceof TruncatedEnvelopeError
+              ? 'truncated'
+              : 'other',
         message: err instanceof Error ? err.message : String(err),
       } satisfies WorkerMessage),
   );

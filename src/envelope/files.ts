@@ -8,6 +8,7 @@ import { checkContext, openEnvelope, prepareEncryption } from './envelope.ts';
 import type { DecryptOptions, EncryptOptions, OpenedEnvelope } from './envelope.ts';
 import { MAX_HEADER_BYTES, declaredHeaderLength, parseHeader } from './header.ts';
 import type { ParsedHeader } from './header.ts';
+import { readExactly } from './io.ts';
 import { GarbageStep } from './memory.ts';
 
 export type ProgressCallback = (bytesDone: number) => void;
@@ -63,21 +64,6 @@ export async function writeAtomically<T>(
 function inFlight<T>(operation: Promise<T>): Promise<T> {
   operation.catch(() => undefined);
   return operation;
-}
-
-async function readExactly(
-  handle: FileHandle,
-  buffer: Buffer,
-  length: number,
-  position: number,
-): Promise<Buffer> {
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await handle.read(buffer, done, length - done, position + done);
-    if (bytesRead === 0) throw new TruncatedEnvelopeError();
-    done += bytesRead;
-  }
-  return buffer.subarray(0, length);
 }
 
 /**

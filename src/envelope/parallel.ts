@@ -5,6 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { DecryptionError } from '../crypto/index.ts';
 import type { ChunkRangeJob, WorkerMessage } from './chunk-worker.ts';
 import { prepareEncryption } from './envelope.ts';
+import { TruncatedEnvelopeError } from './errors.ts';
 import { parseHeader } from './header.ts';
 import type { ParsedHeader } from './header.ts';
 import { openVerified, writeAtomically } from './files.ts';
@@ -47,7 +48,9 @@ async function runRanges(
               done += msg.bytes;
               onProgress?.(done);
             } else if (msg.type === 'done') resolve();
-            else reject(msg.authentication ? new DecryptionError() : new Error(msg.message));
+            else if (msg.kind === 'authentication') reject(new DecryptionError());
+            else if (msg.kind === 'truncated') reject(new TruncatedEnvelopeError());
+            else reject(new Error(msg.message));
           });
           worker.on('error', reject);
           worker.on('exit', (code) => {
