@@ -1,8 +1,8 @@
 import { InvalidRequestError, KmsError } from '../kms/index.ts';
 import type { KmsService, RootStatus } from '../kms/index.ts';
-import type { Pkcs11RootOfTrust } from '../kms/root/pkcs11.ts';
-import { SoftwareRootError } from '../kms/root/software.ts';
-import type { SoftwareRootOfTrust } from '../kms/root/software.ts';
+import type { Pkcs11RootOfTrust } from '../kms/index.ts';
+import { SoftwareRootError } from '../kms/index.ts';
+import type { SoftwareRootOfTrust } from '../kms/index.ts';
 import type { OperatorControl } from '../server/index.ts';
 
 /** Software root errors are caller errors (bad share, already initialised): 400/409, never a generic 500. */

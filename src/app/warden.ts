@@ -3,9 +3,14 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { JsonLinesAuditRecorder } from '../audit/index.ts';
-import { SoftwareRootOfTrust, fileSealStateStore, openKmsRuntime, startKmsScheduler } from '../kms/index.ts';
+import {
+  SoftwareRootOfTrust,
+  fileSealStateStore,
+  openKmsRuntime,
+  openPkcs11Root,
+  startKmsScheduler,
+} from '../kms/index.ts';
 import type { KmsRuntime, KmsScheduler, RootOfTrust } from '../kms/index.ts';
-import { Pkcs11RootOfTrust, pkcs11ConfigFromEnv } from '../kms/root/pkcs11.ts';
 import { bootstrapTokenAuthenticator, createKmsServer } from '../server/index.ts';
 import type { OperatorControl } from '../server/index.ts';
 import type { StoreConfig } from '../store/index.ts';
@@ -110,7 +115,7 @@ async function openRoot(
       return { root, operatorFor: (kms) => softwareOperator(root, kms.service) };
     }
     case 'pkcs11': {
-      const root = await Pkcs11RootOfTrust.open(await pkcs11ConfigFromEnv());
+      const root = await openPkcs11Root();
       return { root, operatorFor: (kms) => pkcs11Operator(root, kms.service) };
     }
   }

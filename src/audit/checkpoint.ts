@@ -15,7 +15,7 @@ import {
   verify as cryptoVerify,
   type KeyObject,
 } from 'node:crypto';
-import { InvalidInputError, InvalidKeyError, VerificationError } from '../crypto/errors.ts';
+import { InvalidInputError, InvalidKeyError, VerificationError } from '../crypto/index.ts';
 import { HASH_SIZE, isEmptyRoot } from './merkle.ts';
 
 /** Notes with more signature lines than this are rejected before any signature is checked. */

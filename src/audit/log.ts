@@ -8,8 +8,8 @@
 import { hash as sha } from 'node:crypto';
 import { once } from 'node:events';
 import type { Kysely } from 'kysely';
-import { constantTimeEqual } from '../crypto/bytes.ts';
-import { InvalidInputError } from '../crypto/errors.ts';
+import { constantTimeEqual } from '../crypto/index.ts';
+import { InvalidInputError } from '../crypto/index.ts';
 import { openStore } from '../store/index.ts';
 import type { Store, StoreConfig } from '../store/index.ts';
 import { canonicalBytes } from './canonical.ts';

@@ -12,8 +12,8 @@
  *   `VerificationError`) on every failure, malformed input included, with a machine-readable `reason`.
  */
 import { createHash } from 'node:crypto';
-import { constantTimeEqual } from '../crypto/bytes.ts';
-import { InvalidInputError, VerificationError } from '../crypto/errors.ts';
+import { constantTimeEqual } from '../crypto/index.ts';
+import { InvalidInputError, VerificationError } from '../crypto/index.ts';
 
 /** Size in bytes of every hash in the tree (SHA-256). */
 export const HASH_SIZE = 32;

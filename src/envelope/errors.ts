@@ -1,4 +1,4 @@
-import { WardenCryptoError } from '../crypto/errors.ts';
+import { WardenCryptoError } from '../crypto/index.ts';
 
 /**
  * Envelope errors. Only facts visible without any key (structure, lengths, the clear-text header) get their own

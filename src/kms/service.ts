@@ -43,7 +43,7 @@ import type { KeyPurpose, KeyRecord, KeyType, Principal, VersionRecord } from '.
 export const MAX_BATCH_ITEMS = 1000;
 export const MAX_PLAINTEXT_BYTES = 64 * 1024;
 export const MAX_CONTEXT_BYTES = 8 * 1024;
-export const MAX_RANDOM_BYTES = 1024;
+export const MAX_RANDOM_REQUEST_BYTES = 1024;
 const DATA_KEY_BYTES = 32;
 /** Metadata read on the hot path is cached this long; other nodes' state changes take effect within it. */
 const METADATA_TTL_MS = 1000;
@@ -603,8 +603,8 @@ export class KmsService {
 
   async randomBytes(principal: Principal, length: number): Promise<Buffer> {
     return this.#run(principal, 'crypto.random', 'random', async () => {
-      if (!Number.isInteger(length) || length < 1 || length > MAX_RANDOM_BYTES) {
-        throw new InvalidRequestError(`length must be 1..${MAX_RANDOM_BYTES}`);
+      if (!Number.isInteger(length) || length < 1 || length > MAX_RANDOM_REQUEST_BYTES) {
+        throw new InvalidRequestError(`length must be 1..${MAX_RANDOM_REQUEST_BYTES}`);
       }
       return { result: await this.#root.randomBytes(length).catch(mapSealed) };
     });

@@ -1,5 +1,5 @@
-import type { Authorizer, KmsAction } from '../kms/authz.ts';
-import type { Principal } from '../kms/types.ts';
+import type { Authorizer, KmsAction } from '../kms/index.ts';
+import type { Principal } from '../kms/index.ts';
 import type { AuthzContext, AuthzPrincipal, PolicyEngine } from './engine.ts';
 import { kmsCedarAction } from './schema.ts';
 

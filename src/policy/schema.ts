@@ -1,5 +1,5 @@
-import { KMS_ACTIONS } from '../kms/authz.ts';
-import type { KmsAction } from '../kms/authz.ts';
+import { KMS_ACTIONS } from '../kms/index.ts';
+import type { KmsAction } from '../kms/index.ts';
 
 /** Cedar namespace of every Warden entity type and action. */
 export const NAMESPACE = 'Warden';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { constantTimeEqual } from '../crypto/index.ts';
-import type { Principal } from '../kms/types.ts';
+import type { Principal } from '../kms/index.ts';
 
 /** Maps the raw `Authorization` header of a request to the caller, or `undefined` when it proves nobody. */
 export type Authenticate = (authorizationHeader: string | undefined) => Principal | undefined;

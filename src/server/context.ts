@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { AuditUnavailableError, KmsError } from '../kms/errors.ts';
-import type { BatchResult, KmsService } from '../kms/service.ts';
-import type { Principal } from '../kms/types.ts';
+import { AuditUnavailableError, KmsError } from '../kms/index.ts';
+import type { BatchResult, KmsService } from '../kms/index.ts';
+import type { Principal } from '../kms/index.ts';
 import { UnauthenticatedError } from './errors.ts';
 import type { OperatorAction, OperatorControl } from './operator.ts';
 

@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify';
 import { InvalidInputError } from '../crypto/index.ts';
-import { KmsError } from '../kms/errors.ts';
-import { SealedError } from '../kms/root/types.ts';
+import { KmsError } from '../kms/index.ts';
+import { SealedError } from '../kms/index.ts';
 import { BASE64_PATTERN } from './schemas.ts';
 
 /** The body of every error response: `{ "error": { "code", "message" } }`. */

@@ -1,4 +1,4 @@
-import type { RootStatus } from '../kms/root/types.ts';
+import type { RootStatus } from '../kms/index.ts';
 
 /**
  * Operator control of the root of trust, as the HTTP API exposes it (`/v1/operator/*`). The server only

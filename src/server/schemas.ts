@@ -1,8 +1,8 @@
-import { MAX_BATCH_ITEMS, MAX_CONTEXT_BYTES, MAX_PLAINTEXT_BYTES } from '../kms/service.ts';
-import type { KeyInfo } from '../kms/service.ts';
-import { DAY_MS, KEY_TYPES, VERSION_STATES } from '../kms/types.ts';
-import type { KeyRecord, VersionRecord } from '../kms/types.ts';
-import type { RootStatus } from '../kms/root/types.ts';
+import { MAX_BATCH_ITEMS, MAX_CONTEXT_BYTES, MAX_PLAINTEXT_BYTES } from '../kms/index.ts';
+import type { KeyInfo } from '../kms/index.ts';
+import { DAY_MS, KEY_TYPES, VERSION_STATES } from '../kms/index.ts';
+import type { KeyRecord, VersionRecord } from '../kms/index.ts';
+import type { RootStatus } from '../kms/index.ts';
 
 /**
  * JSON schemas of the HTTP API. They validate requests (strictly: no extra properties, no type coercion, base64

@@ -1,4 +1,4 @@
-import { KEY_TYPES } from '../../kms/types.ts';
+import { KEY_TYPES } from '../../kms/index.ts';
 import { emptyBodyAsObject, fromBase64, principalOf, toBase64 } from '../context.ts';
 import type { RouteModule } from '../context.ts';
 import { base64, errorResponses, keyInfoView, nameParams, object, versionNumberSchema } from '../schemas.ts';

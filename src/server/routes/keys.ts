@@ -1,5 +1,5 @@
-import { KEY_TYPES } from '../../kms/types.ts';
-import type { KeyType } from '../../kms/types.ts';
+import { KEY_TYPES } from '../../kms/index.ts';
+import type { KeyType } from '../../kms/index.ts';
 import { emptyBodyAsObject, principalOf, versionNumber } from '../context.ts';
 import type { RouteModule } from '../context.ts';
 import {

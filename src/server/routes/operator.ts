@@ -1,4 +1,4 @@
-import { ForbiddenError, InvalidRequestError } from '../../kms/errors.ts';
+import { ForbiddenError, InvalidRequestError } from '../../kms/index.ts';
 import { principalOf } from '../context.ts';
 import type { RouteModule } from '../context.ts';
 import { errorResponses, object, rootStatusView } from '../schemas.ts';

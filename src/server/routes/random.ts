@@ -1,4 +1,4 @@
-import { MAX_RANDOM_BYTES } from '../../kms/service.ts';
+import { MAX_RANDOM_REQUEST_BYTES } from '../../kms/index.ts';
 import { principalOf, toBase64 } from '../context.ts';
 import type { RouteModule } from '../context.ts';
 import { base64Out, errorResponses, object } from '../schemas.ts';
@@ -11,7 +11,9 @@ export const randomRoutes: RouteModule = (app, { kms }) => {
       schema: {
         tags: ['crypto'],
         summary: "Random bytes from the root of trust's generator",
-        body: object({ bytes: { type: 'integer', minimum: 1, maximum: MAX_RANDOM_BYTES } }, ['bytes']),
+        body: object({ bytes: { type: 'integer', minimum: 1, maximum: MAX_RANDOM_REQUEST_BYTES } }, [
+          'bytes',
+        ]),
         response: {
           200: object({ random: base64Out('the random bytes') }, ['random']),
           ...errorResponses,
