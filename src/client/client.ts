@@ -1,7 +1,8 @@
-import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import { buildImportBlob } from './byok.ts';
-import { KmsClientError, transportError } from './errors.ts';
+import { KmsClientError } from './errors.ts';
+import { WardenHttp } from './http.ts';
+import type { WardenHttpOptions } from './http.ts';
 import type {
   BatchItemResult,
   CreateKeyRequest,
@@ -19,26 +20,13 @@ import type {
   UpdateKeyRequest,
 } from './types.ts';
 
-export interface KmsClientOptions {
-  /** `https://host:port` (plain `http://` only to a loopback address). */
-  readonly address: string;
-  /** Bearer token. Optional only for the calls that need none: health, operator status and unseal. */
-  readonly token?: string;
-  /** PEM certificate(s) to trust for the server, e.g. the development certificate; default: the system CAs. */
-  readonly ca?: string | Buffer;
-  /** Concurrent connections (default 8). */
-  readonly connections?: number;
-  /** Per-request timeout for headers and for the body, in milliseconds (default 30 s). */
-  readonly timeoutMs?: number;
-}
+export type KmsClientOptions = WardenHttpOptions;
 
 /** Bytes in, bytes out: context and payloads are `Uint8Array`s; the wire carries base64. */
 export interface CiphertextInput {
   readonly ciphertext: string;
   readonly context?: Uint8Array;
 }
-
-const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
 
 type Json = Record<string, unknown>;
 
@@ -54,56 +42,26 @@ const key = (name: string): string => encodeURIComponent(name);
  * `status`; the token is held privately and never appears in an error or in `util.inspect` output.
  */
 export class KmsClient {
-  readonly address: string;
-  readonly #pool: Pool;
-  readonly #authorization: string | undefined;
-  readonly #timeoutMs: number;
+  readonly #http: WardenHttp;
 
-  constructor(options: KmsClientOptions) {
-    let url: URL;
-    try {
-      url = new URL(options.address);
-    } catch {
-      throw new KmsClientError('invalid_options', 0, `not a URL: ${options.address}`);
-    }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-      throw new KmsClientError('invalid_options', 0, 'the address must be https://host:port');
-    }
-    if (url.protocol === 'http:' && !isLoopback(url.hostname)) {
-      throw new KmsClientError(
-        'invalid_options',
-        0,
-        'refusing to send credentials over plain HTTP to a non-loopback address: use https://',
-      );
-    }
-    if (options.token !== undefined && !/^[\x21-\x7e]{1,4096}$/.test(options.token)) {
-      throw new KmsClientError('invalid_options', 0, 'the token must be 1-4096 printable ASCII characters');
-    }
-    this.address = url.origin;
-    this.#authorization = options.token === undefined ? undefined : `Bearer ${options.token}`;
-    this.#timeoutMs = options.timeoutMs ?? 30_000;
-    this.#pool = new Pool(url.origin, {
-      connections: options.connections ?? 8,
-      allowH2: false,
-      maxResponseSize: MAX_RESPONSE_BYTES,
-      connect: {
-        ...(options.ca === undefined ? {} : { ca: options.ca }),
-        rejectUnauthorized: true,
-        timeout: this.#timeoutMs,
-      },
-    });
+  constructor(options: KmsClientOptions | WardenHttp) {
+    this.#http = options instanceof WardenHttp ? options : new WardenHttp(options);
+  }
+
+  get address(): string {
+    return this.#http.address;
   }
 
   /** Closes the connection pool after in-flight requests finish. */
   async close(): Promise<void> {
-    await this.#pool.close();
+    await this.#http.close();
   }
 
   // ---- system and operator ------------------------------------------------------------------------------
 
   /** Health; resolves for 503 (sealed, uninitialised) too, since the body says which. */
   async health(): Promise<Health> {
-    return (await this.#call('GET', '/v1/health', undefined, [503])).body as Health;
+    return (await this.#http.request<Health>('GET', '/v1/health', undefined, { acceptedErrors: [503] })).body;
   }
 
   async openapi(): Promise<Json> {
@@ -375,7 +333,7 @@ export class KmsClient {
   // ---- transport ----------------------------------------------------------------------------------------
 
   async #json<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown): Promise<T> {
-    return (await this.#call(method, path, body, [])).body as T;
+    return this.#http.json<T>(method, path, body);
   }
 
   async #batch<T>(
@@ -392,57 +350,6 @@ export class KmsClient {
       return { ok: true, value: map(item) };
     });
   }
-
-  async #call(
-    method: Dispatcher.HttpMethod,
-    path: string,
-    body: unknown,
-    acceptedErrors: readonly number[],
-  ): Promise<{ status: number; body: object }> {
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (this.#authorization !== undefined) headers.authorization = this.#authorization;
-    let payload: string | undefined;
-    if (body !== undefined) {
-      payload = JSON.stringify(body);
-      headers['content-type'] = 'application/json';
-    }
-    let response: Dispatcher.ResponseData;
-    let text: string;
-    try {
-      response = await this.#pool.request({
-        method,
-        path,
-        headers,
-        body: payload,
-        headersTimeout: this.#timeoutMs,
-        bodyTimeout: this.#timeoutMs,
-      });
-      text = await response.body.text();
-    } catch (err) {
-      throw transportError(err, this.address);
-    }
-    const status = response.statusCode;
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      throw new KmsClientError('invalid_response', status, `HTTP ${status} from ${this.address} is not JSON`);
-    }
-    if (status >= 400 && !acceptedErrors.includes(status)) {
-      const error = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-      const code = typeof error?.code === 'string' ? error.code : `http_${status}`;
-      const message = typeof error?.message === 'string' ? error.message : `HTTP ${status}`;
-      throw new KmsClientError(code, status, message);
-    }
-    if (parsed === null || typeof parsed !== 'object') {
-      throw new KmsClientError('invalid_response', status, `unexpected response from ${this.address}`);
-    }
-    return { status, body: parsed };
-  }
-}
-
-function isLoopback(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }
 
 function ciphertextItems(items: readonly CiphertextInput[]): { items: Json[] } {

@@ -4,3 +4,5 @@ export { KmsClientError } from './errors.ts';
 export { buildImportBlob } from './byok.ts';
 export type * from './types.ts';
 export { remoteDataKeyApi, remoteEnvelopeKeys } from './envelope-keys.ts';
+export { WardenHttp } from './http.ts';
+export type { RequestOptions, WardenHttpOptions } from './http.ts';

@@ -57,6 +57,12 @@ export interface Principal {
   readonly id: string;
   readonly roles: readonly string[];
   readonly authMethod: string;
+  /** Cedar principal type; absent: a user, unless the id starts with `service:` or `system:`. */
+  readonly kind?: 'user' | 'service';
+  /** IdP or local groups (mapped to roles by the identity service; Cedar sees them as `Warden::Group` parents). */
+  readonly groups?: readonly string[];
+  /** When this principal's session last passed MFA (epoch ms), for step-up policies. */
+  readonly mfaAt?: number;
   /** The request this call belongs to, for the audit trail (set by the HTTP layer). */
   readonly request?: { readonly id?: string; readonly sourceIp?: string; readonly userAgent?: string };
 }
