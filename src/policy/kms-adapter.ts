@@ -15,13 +15,23 @@ export interface KmsAuthorizerOptions {
   ) => void;
 }
 
-/** The KMS's principal as a Cedar principal: internal callers and `system:`/`service:` ids are service accounts. */
+/**
+ * A Warden principal as a Cedar principal: service accounts (`kind: 'service'`, internal callers, `system:` and
+ * `service:` ids) or users; roles become `Warden::Role` parents, and a user's groups `Warden::Group` parents.
+ */
 export function kmsPrincipal(principal: Principal): AuthzPrincipal {
   const service =
+    principal.kind === 'service' ||
     principal.authMethod === 'internal' ||
     principal.id.startsWith('system:') ||
     principal.id.startsWith('service:');
-  return { type: service ? 'ServiceAccount' : 'User', id: principal.id, roles: principal.roles };
+  if (service) return { type: 'ServiceAccount', id: principal.id, roles: principal.roles };
+  return {
+    type: 'User',
+    id: principal.id,
+    roles: principal.roles,
+    ...(principal.groups === undefined ? {} : { groups: principal.groups }),
+  };
 }
 
 /**
@@ -47,6 +57,9 @@ export function cedarKmsAuthorizer(engine: PolicyEngine, options: KmsAuthorizerO
       const context: AuthzContext = {
         authMethod: principal.authMethod,
         ...(sourceIp === undefined ? {} : { sourceIp }),
+        ...(principal.mfaAt === undefined
+          ? {}
+          : { mfaAgeSeconds: Math.max(0, Math.floor((Date.now() - principal.mfaAt) / 1000)) }),
         ...options.context?.(principal, action, resource),
       };
       const decision = engine.authorize({

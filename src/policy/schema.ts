@@ -16,6 +16,7 @@ export const RESOURCE_TYPES = [
   'AuditLog',
   'Policy',
   'Identity',
+  'System',
 ] as const;
 export type ResourceType = (typeof RESOURCE_TYPES)[number];
 
@@ -59,6 +60,15 @@ export const ACTIONS = {
   'policy.write': ['Policy'],
   'identity.read': ['Identity'],
   'identity.manage': ['Identity'],
+  'operator.init': ['System'],
+  'operator.seal': ['System'],
+  'model.approve': ['ModelVersion'],
+  'model.waive': ['ModelVersion'],
+  'model.scan': ['Model', 'ModelVersion'],
+  'model.verify': ['Model', 'ModelVersion'],
+  'model.release': ['Model', 'ModelVersion'],
+  'dataset.sign': ['Dataset'],
+  'dataset.verify': ['Dataset'],
 } as const satisfies Record<string, readonly ResourceType[]>;
 
 export type ActionId = keyof typeof ACTIONS;
@@ -104,6 +114,8 @@ const ENTITY_DECLARATIONS = `  // Time of day in the deployment's time zone: min
   entity AuditLog;
   entity Policy;
   entity Identity;
+  // The deployment itself (root of trust lifecycle): the one entity System::"warden".
+  entity System;
 `;
 
 function actionDeclarations(): string {

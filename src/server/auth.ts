@@ -2,8 +2,32 @@ import { createHash } from 'node:crypto';
 import { constantTimeEqual } from '../crypto/index.ts';
 import type { Principal } from '../kms/index.ts';
 
-/** Maps the raw `Authorization` header of a request to the caller, or `undefined` when it proves nobody. */
-export type Authenticate = (authorizationHeader: string | undefined) => Principal | undefined;
+/** The credentials a request carries and where it comes from (for throttling and the audit trail). */
+export interface AuthenticationInput {
+  /** The raw `Authorization` header. */
+  readonly authorization: string | undefined;
+  /** DER of a client certificate that TLS verified against the configured client CA (mutual TLS). */
+  readonly clientCertificate: Buffer | undefined;
+  readonly sourceIp: string;
+  readonly userAgent?: string;
+  readonly requestId: string;
+}
+
+/** Maps a request's credentials to the caller, or `undefined` when they prove nobody. */
+export type Authenticate = (
+  input: AuthenticationInput,
+) => Principal | undefined | Promise<Principal | undefined>;
+
+/** Tries each authenticator in turn; the first that recognises the credentials decides. */
+export function firstOf(...authenticators: readonly Authenticate[]): Authenticate {
+  return async (input) => {
+    for (const authenticate of authenticators) {
+      const principal = await authenticate(input);
+      if (principal !== undefined) return principal;
+    }
+    return undefined;
+  };
+}
 
 /** Longest bearer token accepted; longer headers are rejected before hashing. */
 const MAX_TOKEN_CHARS = 4096;
@@ -35,8 +59,8 @@ export function bootstrapTokenAuthenticator(
     throw new Error('the bootstrap token must be at least 16 printable ASCII characters, without spaces');
   }
   const expected = sha256(token);
-  return (header) => {
-    const presented = bearerToken(header);
+  return ({ authorization }) => {
+    const presented = bearerToken(authorization);
     if (presented === undefined) return undefined;
     return constantTimeEqual(sha256(presented), expected) ? principal : undefined;
   };

@@ -1,22 +1,28 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AuditUnavailableError, KmsError } from '../kms/index.ts';
-import type { BatchResult, KmsService } from '../kms/index.ts';
+import type { BatchResult, KmsAction, KmsService } from '../kms/index.ts';
+import { kmsCedarAction } from '../policy/index.ts';
 import type { Principal } from '../kms/index.ts';
 import { UnauthenticatedError } from './errors.ts';
-import type { OperatorAction, OperatorControl } from './operator.ts';
+import type { OperatorControl } from './operator.ts';
 
 /** What route modules get: the services behind the API and the server's route policy. */
 export interface RouteContext {
   readonly kms: KmsService;
   readonly operator: OperatorControl;
-  readonly authorizeOperator: (principal: Principal, action: OperatorAction) => boolean;
   /** Body limit of routes that take batches (the default limit applies to the others). */
   readonly batchBodyLimit: number;
-  /** Marks a route reachable without a token. Every other route requires one (fail closed). */
-  readonly publicRoute: (method: string, url: string) => void;
 }
 
 export type RouteModule = (app: FastifyInstance, context: RouteContext) => void;
+
+/**
+ * The route declaration of a KMS operation: its Cedar action (`kms.<action>`), decided per key by the KMS service,
+ * which asks the server's policy engine (through `cedarKmsAuthorizer`) for every key a request touches.
+ */
+export function kmsRoute(action: KmsAction): { action: `kms.${KmsAction}`; authorizedBy: 'kms' } {
+  return { action: kmsCedarAction(action), authorizedBy: 'kms' };
+}
 
 const principals = new WeakMap<FastifyRequest, Principal>();
 

@@ -15,6 +15,37 @@ export class UnauthenticatedError extends KmsError {
   }
 }
 
+/** The caller is authenticated but its policies do not allow the route's action. */
+export class PermissionDeniedError extends Error {
+  readonly code = 'forbidden';
+  readonly httpStatus = 403;
+  constructor(action: string) {
+    super(`not allowed to ${action}`);
+    this.name = 'PermissionDeniedError';
+  }
+}
+
+/**
+ * Errors of any domain meant for API callers carry a stable `code` and an `httpStatus`; their messages never
+ * contain secrets or personal data (each domain's error classes guarantee it), so they are shown as they are.
+ */
+interface PublicError extends Error {
+  readonly code: string;
+  readonly httpStatus: number;
+}
+
+function isPublicError(err: unknown): err is PublicError {
+  if (!(err instanceof Error)) return false;
+  const { code, httpStatus } = err as Partial<PublicError>;
+  return (
+    typeof code === 'string' &&
+    typeof httpStatus === 'number' &&
+    Number.isInteger(httpStatus) &&
+    httpStatus >= 400 &&
+    httpStatus <= 599
+  );
+}
+
 export class RouteNotFoundError extends KmsError {
   constructor() {
     super('not_found', 404, 'no such route');
@@ -64,6 +95,7 @@ export function mapError(err: unknown): MappedError {
   if (err instanceof KmsError) return fail(err.status, err.code, err.message, err.status >= 500);
   if (err instanceof SealedError) return fail(503, 'sealed', err.message);
   if (err instanceof InvalidInputError) return fail(400, 'invalid_request', err.message);
+  if (isPublicError(err)) return fail(err.httpStatus, err.code, err.message, err.httpStatus >= 500);
   if (!(err instanceof Error)) return fail(500, 'internal_error', 'internal error', true);
   const e: Partial<FastifyError> & Error = err;
   if (e.name === 'SoftwareRootError' && typeof e.code === 'string') {

@@ -6,9 +6,13 @@ export {
   API_VERSION,
 } from './server.ts';
 export type { KmsServerOptions, RouteInfo } from './server.ts';
-export type { OperatorAction, OperatorControl } from './operator.ts';
-export { BOOTSTRAP_PRINCIPAL, bearerToken, bootstrapTokenAuthenticator } from './auth.ts';
-export type { Authenticate } from './auth.ts';
+export type { OperatorControl } from './operator.ts';
+export { BOOTSTRAP_PRINCIPAL, bearerToken, bootstrapTokenAuthenticator, firstOf } from './auth.ts';
+export type { Authenticate, AuthenticationInput } from './auth.ts';
+export { PermissionDeniedError } from './errors.ts';
+export { RouteDeclarationError, requestContext } from './route-authz.ts';
+export type { RouteAuthz } from './route-authz.ts';
+export { kmsRoute, principalOf } from './context.ts';
 export { mapError } from './errors.ts';
 export type { ErrorBody } from './errors.ts';
 export type { KeyInfoView, KeyView, VersionView } from './schemas.ts';

@@ -16,6 +16,3 @@ export interface OperatorControl {
   unseal(share: string): Promise<RootStatus>;
   seal(): Promise<RootStatus>;
 }
-
-/** The operator actions that need an authenticated caller. */
-export type OperatorAction = 'init' | 'seal';

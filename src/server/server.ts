@@ -1,14 +1,18 @@
 import Fastify, { LogController } from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
+import type { TLSSocket } from 'node:tls';
 import swagger from '@fastify/swagger';
 import type { AuditRecorder } from '../audit/index.ts';
 import type { KmsService } from '../kms/index.ts';
 import type { Principal } from '../kms/index.ts';
+import { PolicyEngine } from '../policy/index.ts';
 import type { Authenticate } from './auth.ts';
-import { setPrincipal } from './context.ts';
+import { principalOf, setPrincipal } from './context.ts';
 import type { RouteContext, RouteModule } from './context.ts';
 import { RouteNotFoundError, UnauthenticatedError, sendError } from './errors.ts';
-import type { OperatorAction, OperatorControl } from './operator.ts';
+import type { OperatorControl } from './operator.ts';
+import { cedarRouteAuthorizer, routeAuthzOf } from './route-authz.ts';
+import type { RouteAuthz } from './route-authz.ts';
 import { SHARED_SCHEMAS } from './schemas.ts';
 import { dataKeyRoutes } from './routes/datakey.ts';
 import { decryptRoutes } from './routes/decrypt.ts';
@@ -31,21 +35,35 @@ export const DEFAULT_BATCH_BODY_LIMIT = 24 * 1024 * 1024;
 export interface KmsServerOptions {
   readonly kms: KmsService;
   readonly operator: OperatorControl;
-  /** Maps the `Authorization` header to a principal; `bootstrapTokenAuthenticator` for the bootstrap token. */
+  /** Maps a request's credentials (bearer token, client certificate) to a principal, or undefined. */
   readonly authenticate: Authenticate;
-  /** PEM key and certificate: the server speaks TLS 1.3 only. Without it, plain HTTP (tests, local proxies). */
-  readonly tls?: { readonly key: string | Buffer; readonly cert: string | Buffer };
+  /**
+   * Authorises every route's declared action with Cedar (default: an engine with the built-in roles only). The
+   * KMS service should be given `cedarKmsAuthorizer` over the same engine.
+   */
+  readonly policy?: PolicyEngine;
+  /** The deployment's environment, `dev` | `staging` | `prod`, in every request's ABAC context (default dev). */
+  readonly environment?: string;
+  /**
+   * PEM key and certificate: the server speaks TLS 1.3 only. With `clientCa`, clients may present certificates
+   * issued by it (mutual TLS); unverified ones are never passed on. Without `tls`, plain HTTP (tests, local proxies).
+   */
+  readonly tls?: {
+    readonly key: string | Buffer;
+    readonly cert: string | Buffer;
+    readonly clientCa?: string | Buffer | readonly (string | Buffer)[];
+  };
+  /** Route groups of other domains (identity, audit, registry, CA, gateway), registered after the KMS's. */
+  readonly routes?: readonly ((app: FastifyInstance) => void)[];
   /**
    * false/undefined: no logs. true or pino options (level, stream, ...): request logs with the `authorization`
    * header redacted; no request or response body is ever logged.
    */
   readonly logger?: boolean | Record<string, unknown>;
-  /** Who may initialise and seal the root of trust; default: principals with the `admin` role. */
-  readonly authorizeOperator?: (principal: Principal, action: OperatorAction) => boolean;
   readonly bodyLimit?: number;
   readonly batchBodyLimit?: number;
   /**
-   * Where refused authentications are recorded (`auth.bearer`, outcome `denied`), with request id, peer and user
+   * Where refused authentications are recorded (`auth.request`, outcome `denied`) and denied authorisations (`authz.denied`), with request id, peer and user
    * agent. KMS operations are audited by the KMS itself.
    */
   readonly audit?: AuditRecorder;
@@ -54,8 +72,8 @@ export interface KmsServerOptions {
 export interface RouteInfo {
   readonly method: string;
   readonly url: string;
-  /** Reachable without a token. */
-  readonly public: boolean;
+  /** What the route declared: public, or its Cedar action (and who decides on the resource). */
+  readonly authz: RouteAuthz;
 }
 
 const ROUTE_MODULES: readonly RouteModule[] = [
@@ -125,8 +143,6 @@ class OneLinePerRequest extends LogController {
   }
 }
 
-const adminOnly = (principal: Principal): boolean => principal.roles.includes('admin');
-
 /**
  * The KMS HTTP API: Fastify with strict JSON schemas (no coercion, no extra properties), bearer-token
  * authentication on every route not explicitly public, one error shape, and the OpenAPI document generated from
@@ -155,12 +171,23 @@ export async function createKmsServer(options: KmsServerOptions): Promise<Fastif
     ? Fastify(serverOptions)
     : Fastify({
         ...serverOptions,
-        https: { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.3' },
+        https: {
+          key: options.tls.key,
+          cert: options.tls.cert,
+          minVersion: 'TLSv1.3',
+          ...(options.tls.clientCa === undefined
+            ? {}
+            : {
+                ca: options.tls.clientCa as string | Buffer | (string | Buffer)[],
+                requestCert: true,
+                rejectUnauthorized: false,
+              }),
+        },
       })) as unknown as FastifyInstance;
 
   const routes: RouteInfo[] = [];
   registeredRoutes.set(app, routes);
-  const publicRoutes = new Set<string>();
+  const declarations = new Map<string, RouteAuthz>();
 
   await app.register(swagger, {
     openapi: {
@@ -190,54 +217,64 @@ export async function createKmsServer(options: KmsServerOptions): Promise<Fastif
   });
   for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
 
+  // A route without a declaration cannot be registered: routeAuthzOf throws, and so does registration.
   app.addHook('onRoute', (route) => {
+    const authz = routeAuthzOf(route);
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const method of methods) {
-      routes.push({ method, url: route.url, public: publicRoutes.has(`${method} ${route.url}`) });
+      routes.push({ method, url: route.url, authz });
+      declarations.set(`${method} ${route.url}`, authz);
     }
   });
 
   // Authentication runs before the body is read, so unauthenticated callers cannot make the server parse it.
-  app.addHook('onRequest', (request, _reply, done) => {
-    const url = request.routeOptions.url;
-    if (url === undefined || publicRoutes.has(`${request.method} ${url}`)) {
-      done();
-      return;
-    }
+  app.addHook('onRequest', async (request) => {
+    if (request.routeOptions.config.public === true || request.routeOptions.url === undefined) return;
+    const userAgent = request.headers['user-agent'];
     let principal: Principal | undefined;
     try {
-      principal = options.authenticate(request.headers.authorization);
+      principal = await options.authenticate({
+        authorization: request.headers.authorization,
+        clientCertificate: verifiedClientCertificate(request),
+        sourceIp: request.ip,
+        requestId: request.id,
+        ...(userAgent === undefined ? {} : { userAgent }),
+      });
     } catch {
       principal = undefined;
     }
-    if (principal === undefined) {
-      const audit = options.audit;
-      if (audit === undefined) {
-        done(new UnauthenticatedError());
-        return;
-      }
-      const userAgent = request.headers['user-agent'];
-      audit
-        .record({
-          action: 'auth.bearer',
-          principal: { id: 'anonymous', authMethod: 'bearer' },
-          resource: `${request.method} ${url}`,
-          outcome: 'denied',
-          reason: request.headers.authorization === undefined ? 'missing_token' : 'invalid_token',
-          requestId: request.id,
-          sourceIp: request.ip,
-          ...(userAgent === undefined ? {} : { userAgent: userAgent.slice(0, 256) }),
-        })
-        .catch(() => {
-          request.log.warn('could not audit a refused authentication');
-        })
-        .finally(() => {
-          done(new UnauthenticatedError());
-        });
+    if (principal !== undefined) {
+      setPrincipal(request, principal);
       return;
     }
-    setPrincipal(request, principal);
-    done();
+    await options.audit
+      ?.record({
+        action: 'auth.request',
+        principal: { id: 'anonymous', authMethod: 'none' },
+        resource: `${request.method} ${request.routeOptions.url}`,
+        outcome: 'denied',
+        reason: request.headers.authorization === undefined ? 'missing_credentials' : 'invalid_credentials',
+        requestId: request.id,
+        sourceIp: request.ip,
+        ...(userAgent === undefined ? {} : { userAgent: userAgent.slice(0, 256) }),
+      })
+      .catch(() => {
+        request.log.warn('could not audit a refused authentication');
+      });
+    throw new UnauthenticatedError();
+  });
+
+  // Authorisation runs after validation, because a route's resource may come from its body.
+  const authorizer = cedarRouteAuthorizer(
+    options.policy ?? new PolicyEngine(),
+    options.environment ?? 'dev',
+    options.audit,
+  );
+  app.addHook('preHandler', async (request) => {
+    const authz = declarations.get(`${request.method} ${request.routeOptions.url ?? ''}`);
+    if (authz === undefined) throw new RouteNotFoundError();
+    if ('public' in authz) return;
+    await authorizer.check(request, principalOf(request), authz);
   });
 
   app.addHook('onSend', (_request, reply, payload, done) => {
@@ -254,14 +291,19 @@ export async function createKmsServer(options: KmsServerOptions): Promise<Fastif
   const context: RouteContext = {
     kms: options.kms,
     operator: options.operator,
-    authorizeOperator: options.authorizeOperator ?? adminOnly,
     batchBodyLimit: options.batchBodyLimit ?? DEFAULT_BATCH_BODY_LIMIT,
-    publicRoute: (method, url) => {
-      publicRoutes.add(`${method} ${url}`);
-    },
   };
   for (const register of ROUTE_MODULES) register(app, context);
+  for (const register of options.routes ?? []) register(app);
 
   await app.ready();
   return app;
+}
+
+/** The DER of the client's certificate when TLS verified it against the configured client CA; else undefined. */
+function verifiedClientCertificate(request: FastifyRequest): Buffer | undefined {
+  const socket = request.raw.socket as Partial<TLSSocket>;
+  if (socket.authorized !== true || typeof socket.getPeerCertificate !== 'function') return undefined;
+  const certificate = socket.getPeerCertificate();
+  return Buffer.isBuffer(certificate.raw) && certificate.raw.length > 0 ? certificate.raw : undefined;
 }

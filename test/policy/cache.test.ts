@@ -15,6 +15,7 @@ const RESOURCES: Record<ResourceType, AuthzRequest['resource']> = {
   AuditLog: { type: 'AuditLog', id: 'a' },
   Policy: { type: 'Policy', id: 'p' },
   Identity: { type: 'Identity', id: 'i' },
+  System: { type: 'System', id: 'warden' },
 };
 
 function requests(): AuthzRequest[] {

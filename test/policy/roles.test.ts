@@ -76,6 +76,7 @@ const SAMPLE: Record<ResourceType, AuthzResource> = {
   AuditLog: { type: 'AuditLog', id: 'main' },
   Policy: { type: 'Policy', id: 'custom-1' },
   Identity: { type: 'Identity', id: 'bob' },
+  System: { type: 'System', id: 'warden' },
 };
 const PROD_ENDPOINT: AuthzResource = { type: 'Endpoint', id: 'fraud-prod', attrs: { environment: 'prod' } };
 

@@ -378,14 +378,14 @@ describe('KMS HTTP API: authentication, validation, TLS, logs, OpenAPI', () => {
   it('answers 401 on every protected route without a token, with a wrong one, or a malformed header', async () => {
     const routes = listRoutes(h.app);
     assert.ok(routes.length >= 27, `only ${routes.length} routes`);
-    const publicOnes = routes.filter((r) => r.public).map((r) => `${r.method} ${r.url}`);
+    const publicOnes = routes.filter((r) => 'public' in r.authz).map((r) => `${r.method} ${r.url}`);
     assert.deepEqual(publicOnes.sort(), [
       'GET /v1/health',
       'GET /v1/openapi.json',
       'GET /v1/operator/status',
       'POST /v1/operator/unseal',
     ]);
-    for (const route of routes.filter((r) => !r.public)) {
+    for (const route of routes.filter((r) => !('public' in r.authz))) {
       const path = concrete(route.url);
       for (const token of [null, 'wrong-token-value-0123456789', `${h.token}x`, '']) {
         const r = await raw(route.method, path, { token, body: route.method === 'GET' ? undefined : {} });
@@ -394,11 +394,11 @@ describe('KMS HTTP API: authentication, validation, TLS, logs, OpenAPI', () => {
       }
     }
     secrets.push('wrong-token-value-0123456789');
-    const denied = h.audit.events.filter((e) => e.action === 'auth.bearer');
-    assert.ok(denied.length >= routes.filter((r) => !r.public).length * 4);
+    const denied = h.audit.events.filter((e) => e.action === 'auth.request');
+    assert.ok(denied.length >= routes.filter((r) => !('public' in r.authz)).length * 4);
     assert.ok(denied.every((e) => e.outcome === 'denied' && e.sourceIp === '127.0.0.1'));
     assert.ok(
-      denied.some((e) => e.reason === 'missing_token' && e.resource === 'POST /v1/kms/encrypt/:name'),
+      denied.some((e) => e.reason === 'missing_credentials' && e.resource === 'POST /v1/kms/encrypt/:name'),
     );
     assert.equal(JSON.stringify(denied).includes('wrong-token-value'), false);
     const basic = await raw('GET', '/v1/kms/keys', { token: null });

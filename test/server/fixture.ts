@@ -13,7 +13,7 @@ import { SealedError } from '../../src/kms/root/types.ts';
 import type { RootOfTrust, RootStatus } from '../../src/kms/root/types.ts';
 import { KmsService } from '../../src/kms/service.ts';
 import type { Principal } from '../../src/kms/types.ts';
-import { bootstrapTokenAuthenticator, createKmsServer } from '../../src/server/index.ts';
+import { bootstrapTokenAuthenticator, createKmsServer, firstOf } from '../../src/server/index.ts';
 import type { OperatorControl } from '../../src/server/index.ts';
 import { MemoryKmsRepository } from '../support/memory-kms-repository.ts';
 
@@ -200,7 +200,7 @@ export async function startHarness(): Promise<Harness> {
   const app = await createKmsServer({
     kms,
     operator,
-    authenticate: (header) => admin(header) ?? user(header),
+    authenticate: firstOf(admin, user),
     tls,
     logger: { level: 'trace', stream: logs },
     audit,

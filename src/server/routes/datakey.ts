@@ -1,4 +1,12 @@
-import { fromBase64, optionalBytes, principalOf, settleEach, toBase64, wireItems } from '../context.ts';
+import {
+  fromBase64,
+  kmsRoute,
+  optionalBytes,
+  principalOf,
+  settleEach,
+  toBase64,
+  wireItems,
+} from '../context.ts';
 import type { RouteModule } from '../context.ts';
 import {
   base64Out,
@@ -28,6 +36,7 @@ export const dataKeyRoutes: RouteModule = (app, { kms, batchBodyLimit }) => {
   }>(
     '/v1/kms/datakey/:name',
     {
+      config: kmsRoute('crypto.generate-data-key'),
       bodyLimit: batchBodyLimit,
       schema: {
         tags: ['crypto'],
@@ -77,6 +86,7 @@ export const dataKeyRoutes: RouteModule = (app, { kms, batchBodyLimit }) => {
   app.post<{ Body: CiphertextItem | { items: CiphertextItem[] } }>(
     '/v1/kms/decrypt-datakey',
     {
+      config: kmsRoute('crypto.decrypt-data-key'),
       bodyLimit: batchBodyLimit,
       schema: {
         tags: ['crypto'],

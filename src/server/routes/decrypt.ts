@@ -1,4 +1,4 @@
-import { fromBase64, optionalBytes, principalOf, toBase64, wireItems } from '../context.ts';
+import { fromBase64, kmsRoute, optionalBytes, principalOf, toBase64, wireItems } from '../context.ts';
 import type { RouteModule } from '../context.ts';
 import {
   base64Out,
@@ -25,6 +25,7 @@ export const decryptRoutes: RouteModule = (app, { kms, batchBodyLimit }) => {
   app.post<{ Body: CiphertextItem | { items: CiphertextItem[] } }>(
     '/v1/kms/decrypt',
     {
+      config: kmsRoute('crypto.decrypt'),
       bodyLimit: batchBodyLimit,
       schema: {
         tags: ['crypto'],

@@ -1,4 +1,4 @@
-import { fromBase64, optionalBytes, principalOf, wireItems } from '../context.ts';
+import { fromBase64, kmsRoute, optionalBytes, principalOf, wireItems } from '../context.ts';
 import type { RouteContext, RouteModule } from '../context.ts';
 import {
   ciphertextOut,
@@ -22,6 +22,7 @@ export const encryptRoutes: RouteModule = (app, { kms, batchBodyLimit }: RouteCo
   app.post<{ Params: { name: string }; Body: EncryptItem | { items: EncryptItem[] } }>(
     '/v1/kms/encrypt/:name',
     {
+      config: kmsRoute('crypto.encrypt'),
       bodyLimit: batchBodyLimit,
       schema: {
         tags: ['crypto'],

@@ -14,11 +14,11 @@ const healthBody = object(
   ['status', 'initialized', 'sealed'],
 );
 
-export const healthRoutes: RouteModule = (app, { operator, publicRoute }) => {
-  publicRoute('GET', '/v1/health');
+export const healthRoutes: RouteModule = (app, { operator }) => {
   app.get(
     '/v1/health',
     {
+      config: { public: true },
       schema: {
         tags: ['system'],
         summary: 'Health: 200 when serving, 503 when sealed or not initialised',
@@ -33,10 +33,10 @@ export const healthRoutes: RouteModule = (app, { operator, publicRoute }) => {
     },
   );
 
-  publicRoute('GET', '/v1/openapi.json');
   app.get(
     '/v1/openapi.json',
     {
+      config: { public: true },
       schema: {
         tags: ['system'],
         summary: 'This API as an OpenAPI 3.1 document, generated from the route schemas',

@@ -4,6 +4,8 @@ import { tagRoutes } from './tags.ts';
 /** HMAC-SHA256: `POST /v1/kms/hmac/:name` and `POST /v1/kms/verify-hmac/:name`. */
 export const hmacRoutes = tagRoutes({
   producePath: '/v1/kms/hmac/:name',
+  produceAction: 'crypto.hmac',
+  verifyAction: 'crypto.verify-hmac',
   verifyPath: '/v1/kms/verify-hmac/:name',
   produceSummary: "HMAC-SHA256 with the key's latest version",
   verifySummary: 'Verify an HMAC-SHA256 tag in constant time (latest version unless `version` is given)',

@@ -1,5 +1,5 @@
 import { KEY_TYPES } from '../../kms/index.ts';
-import { emptyBodyAsObject, fromBase64, principalOf, toBase64 } from '../context.ts';
+import { emptyBodyAsObject, fromBase64, kmsRoute, principalOf, toBase64 } from '../context.ts';
 import type { RouteModule } from '../context.ts';
 import { base64, errorResponses, keyInfoView, nameParams, object, versionNumberSchema } from '../schemas.ts';
 import type { CreateKeyBody } from './keys.ts';
@@ -17,6 +17,7 @@ export const importExportRoutes: RouteModule = (app, { kms }) => {
   app.get(
     '/v1/kms/import-wrapping-key',
     {
+      config: kmsRoute('keys.import'),
       schema: {
         tags: ['keys'],
         summary: 'The RSA-4096 public key that import blobs are wrapped for',
@@ -35,6 +36,7 @@ export const importExportRoutes: RouteModule = (app, { kms }) => {
   app.post<{ Params: { name: string }; Body: Omit<CreateKeyBody, 'name'> & { blob: string } }>(
     '/v1/kms/keys/:name/import',
     {
+      config: kmsRoute('keys.import'),
       schema: {
         tags: ['keys'],
         summary: 'Import key material: creates the key, or adds a version to an existing key of that type',
@@ -68,6 +70,7 @@ export const importExportRoutes: RouteModule = (app, { kms }) => {
   app.post<{ Params: { name: string }; Body: { version?: number } }>(
     '/v1/kms/keys/:name/export',
     {
+      config: kmsRoute('keys.export'),
       preValidation: emptyBodyAsObject,
       schema: {
         tags: ['keys'],

@@ -1,6 +1,6 @@
 import { KEY_TYPES } from '../../kms/index.ts';
 import type { KeyType } from '../../kms/index.ts';
-import { emptyBodyAsObject, principalOf, versionNumber } from '../context.ts';
+import { emptyBodyAsObject, kmsRoute, principalOf, versionNumber } from '../context.ts';
 import type { RouteModule } from '../context.ts';
 import {
   daysSchema,
@@ -72,6 +72,7 @@ export const keyRoutes: RouteModule = (app, { kms }) => {
   app.post<{ Body: CreateKeyBody }>(
     '/v1/kms/keys',
     {
+      config: kmsRoute('keys.create'),
       schema: {
         tags: ['keys'],
         summary: 'Create a key (version 1)',
@@ -95,6 +96,7 @@ export const keyRoutes: RouteModule = (app, { kms }) => {
   app.get(
     '/v1/kms/keys',
     {
+      config: kmsRoute('keys.list'),
       schema: {
         tags: ['keys'],
         summary: 'List keys',
@@ -114,6 +116,7 @@ export const keyRoutes: RouteModule = (app, { kms }) => {
   app.get<{ Params: { name: string } }>(
     '/v1/kms/keys/:name',
     {
+      config: kmsRoute('keys.read'),
       schema: {
         tags: ['keys'],
         summary: 'Show a key and its versions',
@@ -127,6 +130,7 @@ export const keyRoutes: RouteModule = (app, { kms }) => {
   app.patch<{ Params: { name: string }; Body: UpdateKeyBody }>(
     '/v1/kms/keys/:name',
     {
+      config: kmsRoute('keys.update'),
       schema: {
         tags: ['keys'],
         summary: 'Change rotation period, decryption floor, automatic floor or description',
@@ -157,6 +161,7 @@ export const keyRoutes: RouteModule = (app, { kms }) => {
   app.post<{ Params: { name: string } }>(
     '/v1/kms/keys/:name/rotate',
     {
+      config: kmsRoute('keys.rotate'),
       schema: {
         tags: ['keys'],
         summary: 'Add a new latest version',
@@ -173,6 +178,7 @@ export const keyRoutes: RouteModule = (app, { kms }) => {
     app.post<{ Params: { name: string }; Body: { version?: number } }>(
       `/v1/kms/keys/:name/${action}`,
       {
+        config: kmsRoute(action === 'disable' ? 'keys.disable' : 'keys.enable'),
         preValidation: emptyBodyAsObject,
         schema: {
           tags: ['keys'],
@@ -200,6 +206,7 @@ export const keyRoutes: RouteModule = (app, { kms }) => {
   app.post<{ Params: { name: string; version: string }; Body: { delayDays?: number } }>(
     '/v1/kms/keys/:name/versions/:version/destroy',
     {
+      config: kmsRoute('keys.destroy'),
       preValidation: emptyBodyAsObject,
       schema: {
         tags: ['keys'],
@@ -224,6 +231,7 @@ export const keyRoutes: RouteModule = (app, { kms }) => {
   app.post<{ Params: { name: string; version: string } }>(
     '/v1/kms/keys/:name/versions/:version/cancel-destroy',
     {
+      config: kmsRoute('keys.destroy'),
       schema: {
         tags: ['keys'],
         summary: 'Cancel a scheduled destruction (the version stays disabled)',
@@ -242,6 +250,7 @@ export const keyRoutes: RouteModule = (app, { kms }) => {
   app.get<{ Params: { name: string }; Querystring: { version?: string } }>(
     '/v1/kms/keys/:name/public-key',
     {
+      config: kmsRoute('keys.read'),
       schema: {
         tags: ['keys'],
         summary: 'Public key (SPKI PEM) of a signing key version',

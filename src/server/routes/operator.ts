@@ -1,5 +1,5 @@
-import { ForbiddenError, InvalidRequestError } from '../../kms/index.ts';
-import { principalOf } from '../context.ts';
+import { InvalidRequestError } from '../../kms/index.ts';
+import type { AuthzResource } from '../../policy/index.ts';
 import type { RouteModule } from '../context.ts';
 import { errorResponses, object, rootStatusView } from '../schemas.ts';
 
@@ -10,11 +10,14 @@ import { errorResponses, object, rootStatusView } from '../schemas.ts';
  */
 const statusResponse = { 200: { $ref: 'RootStatus#' }, ...errorResponses };
 
-export const operatorRoutes: RouteModule = (app, { operator, kms, authorizeOperator, publicRoute }) => {
-  publicRoute('GET', '/v1/operator/status');
+/** The deployment's root of trust, as the resource of operator actions. */
+const SYSTEM = (): AuthzResource => ({ type: 'System', id: 'warden' });
+
+export const operatorRoutes: RouteModule = (app, { operator, kms }) => {
   app.get(
     '/v1/operator/status',
     {
+      config: { public: true },
       schema: {
         tags: ['operator'],
         summary: 'Root of trust status: initialised, sealed, unseal progress (no token needed)',
@@ -28,6 +31,7 @@ export const operatorRoutes: RouteModule = (app, { operator, kms, authorizeOpera
   app.post<{ Body: { shares: number; threshold: number } }>(
     '/v1/operator/init',
     {
+      config: { action: 'operator.init', resource: SYSTEM },
       schema: {
         tags: ['operator'],
         summary: 'Initialise the root of trust; returns the unseal shares, shown once',
@@ -45,7 +49,6 @@ export const operatorRoutes: RouteModule = (app, { operator, kms, authorizeOpera
       },
     },
     async (request) => {
-      if (!authorizeOperator(principalOf(request), 'init')) throw new ForbiddenError('operator.init');
       const { shares, threshold } = request.body;
       if (threshold > shares) throw new InvalidRequestError('threshold must not exceed shares');
       const result = await operator.init({ shares, threshold });
@@ -54,10 +57,10 @@ export const operatorRoutes: RouteModule = (app, { operator, kms, authorizeOpera
     },
   );
 
-  publicRoute('POST', '/v1/operator/unseal');
   app.post<{ Body: { share: string } }>(
     '/v1/operator/unseal',
     {
+      config: { public: true },
       schema: {
         tags: ['operator'],
         summary: 'Give one unseal share (no token needed: the shares are the credential)',
@@ -72,14 +75,14 @@ export const operatorRoutes: RouteModule = (app, { operator, kms, authorizeOpera
   app.post(
     '/v1/operator/seal',
     {
+      config: { action: 'operator.seal', resource: SYSTEM },
       schema: {
         tags: ['operator'],
         summary: 'Seal: wipe the root key and every unwrapped key from memory',
         response: statusResponse,
       },
     },
-    async (request) => {
-      if (!authorizeOperator(principalOf(request), 'seal')) throw new ForbiddenError('operator.seal');
+    async () => {
       const status = await operator.seal();
       kms.forgetKeys();
       return rootStatusView(status);

@@ -1,5 +1,5 @@
 import { MAX_RANDOM_REQUEST_BYTES } from '../../kms/index.ts';
-import { principalOf, toBase64 } from '../context.ts';
+import { kmsRoute, principalOf, toBase64 } from '../context.ts';
 import type { RouteModule } from '../context.ts';
 import { base64Out, errorResponses, object } from '../schemas.ts';
 
@@ -8,6 +8,7 @@ export const randomRoutes: RouteModule = (app, { kms }) => {
   app.post<{ Body: { bytes: number } }>(
     '/v1/kms/random',
     {
+      config: kmsRoute('crypto.random'),
       schema: {
         tags: ['crypto'],
         summary: "Random bytes from the root of trust's generator",

@@ -1,4 +1,4 @@
-import { fromBase64, optionalBytes, principalOf, wireItems } from '../context.ts';
+import { fromBase64, kmsRoute, optionalBytes, principalOf, wireItems } from '../context.ts';
 import type { RouteModule } from '../context.ts';
 import { ciphertextOut, errorResponses, singleOrBatch, singleOrBatchResponse } from '../schemas.ts';
 import { ciphertextItemSchema } from './decrypt.ts';
@@ -9,6 +9,7 @@ export const rewrapRoutes: RouteModule = (app, { kms, batchBodyLimit }) => {
   app.post<{ Body: CiphertextItem | { items: CiphertextItem[] } }>(
     '/v1/kms/rewrap',
     {
+      config: kmsRoute('crypto.rewrap'),
       bodyLimit: batchBodyLimit,
       schema: {
         tags: ['crypto'],

@@ -4,6 +4,8 @@ import { tagRoutes } from './tags.ts';
 /** Signatures: `POST /v1/kms/sign/:name` and `POST /v1/kms/verify/:name`. */
 export const signRoutes = tagRoutes({
   producePath: '/v1/kms/sign/:name',
+  produceAction: 'crypto.sign',
+  verifyAction: 'crypto.verify',
   verifyPath: '/v1/kms/verify/:name',
   produceSummary: "Sign with the key's latest version (Ed25519, or ECDSA with SHA-256/384, DER)",
   verifySummary: 'Verify a signature (with the latest version unless `version` is given)',

@@ -1,5 +1,5 @@
-import type { BatchResult, KmsService, Principal } from '../../kms/index.ts';
-import { fromBase64, principalOf, settleEach, toBase64, wireItems } from '../context.ts';
+import type { BatchResult, KmsAction, KmsService, Principal } from '../../kms/index.ts';
+import { fromBase64, kmsRoute, principalOf, settleEach, toBase64, wireItems } from '../context.ts';
 import type { RouteModule } from '../context.ts';
 import {
   errorResponses,
@@ -19,6 +19,8 @@ export interface TagRouteSpec {
   readonly producePath: string;
   readonly verifyPath: string;
   readonly produceSummary: string;
+  readonly produceAction: KmsAction;
+  readonly verifyAction: KmsAction;
   readonly verifySummary: string;
   /** JSON field names: the input (`message`, `data`) and the tag (`signature`, `mac`). */
   readonly inputField: string;
@@ -57,6 +59,7 @@ export function tagRoutes(spec: TagRouteSpec): RouteModule {
     app.post<{ Params: { name: string }; Body: Fields | { items: Fields[] } }>(
       spec.producePath,
       {
+        config: kmsRoute(spec.produceAction),
         bodyLimit: batchBodyLimit,
         schema: {
           tags: ['crypto'],
@@ -91,6 +94,7 @@ export function tagRoutes(spec: TagRouteSpec): RouteModule {
     app.post<{ Params: { name: string }; Body: Fields | { items: Fields[] } }>(
       spec.verifyPath,
       {
+        config: kmsRoute(spec.verifyAction),
         bodyLimit: batchBodyLimit,
         schema: {
           tags: ['crypto'],

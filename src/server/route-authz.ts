@@ -1,0 +1,130 @@
+import { isIP } from 'node:net';
+import type { FastifyRequest, RouteOptions } from 'fastify';
+import type { AuditRecorder } from '../audit/index.ts';
+import type { Principal } from '../kms/index.ts';
+import { isActionId, kmsPrincipal } from '../policy/index.ts';
+import type { ActionId, AuthzContext, AuthzResource, PolicyEngine } from '../policy/index.ts';
+import { PermissionDeniedError } from './errors.ts';
+
+/**
+ * What every route declares at registration (Fastify route `config`): reachable without credentials, or the
+ * Cedar action it performs and the resource it performs it on. The KMS routes name their action and leave the
+ * per-key decision to the KMS service, which asks the same policy engine for every key an item touches (one
+ * batch request can name several keys, so no single route-level resource exists).
+ */
+export type RouteAuthz =
+  | { readonly public: true }
+  | {
+      readonly action: ActionId;
+      readonly resource: (request: FastifyRequest) => AuthzResource | Promise<AuthzResource>;
+    }
+  | { readonly action: ActionId; readonly authorizedBy: 'kms' };
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    public?: true;
+    action?: ActionId;
+    resource?: (request: FastifyRequest) => AuthzResource | Promise<AuthzResource>;
+    authorizedBy?: 'kms';
+  }
+}
+
+export class RouteDeclarationError extends Error {
+  override readonly name = 'RouteDeclarationError';
+}
+
+/** The declaration of a route being registered; throws when it has none, so an undeclared route cannot exist. */
+export function routeAuthzOf(route: RouteOptions): RouteAuthz {
+  const config = (route.config ?? {}) as Partial<
+    Record<'public' | 'action' | 'resource' | 'authorizedBy', unknown>
+  >;
+  const where = `${String(route.method)} ${route.url}`;
+  if (config.public === true) {
+    if (config.action !== undefined)
+      throw new RouteDeclarationError(`${where}: a public route has no action`);
+    return { public: true };
+  }
+  if (typeof config.action !== 'string' || !isActionId(config.action)) {
+    throw new RouteDeclarationError(
+      `${where}: every route declares config.action (a Cedar action of the Warden schema) or config.public`,
+    );
+  }
+  if (config.authorizedBy === 'kms') return { action: config.action, authorizedBy: 'kms' };
+  if (typeof config.resource !== 'function') {
+    throw new RouteDeclarationError(
+      `${where}: config.resource(request) must name the resource of ${config.action}`,
+    );
+  }
+  return {
+    action: config.action,
+    resource: config.resource as (request: FastifyRequest) => AuthzResource | Promise<AuthzResource>,
+  };
+}
+
+const PURPOSE_PATTERN = /^[a-z][a-z0-9._-]{0,63}$/;
+
+/** The ABAC context of a request: source address, authentication method, MFA age, environment, purpose. */
+export function requestContext(
+  request: FastifyRequest,
+  principal: Principal,
+  environment: string,
+  now: number = Date.now(),
+): AuthzContext {
+  const purpose = request.headers['x-warden-purpose'];
+  return {
+    authMethod: principal.authMethod,
+    environment,
+    ...(isIP(request.ip) === 0 ? {} : { sourceIp: request.ip }),
+    ...(principal.mfaAt === undefined
+      ? {}
+      : { mfaAgeSeconds: Math.max(0, Math.floor((now - principal.mfaAt) / 1000)) }),
+    ...(typeof purpose === 'string' && PURPOSE_PATTERN.test(purpose) ? { purpose } : {}),
+  };
+}
+
+export interface RouteAuthorizer {
+  /** Resolves when the principal may perform the route's action; rejects with `PermissionDeniedError`. */
+  check(request: FastifyRequest, principal: Principal, authz: RouteAuthz): Promise<void>;
+}
+
+/**
+ * Authorises a request against its route's declaration with Cedar. A denial is audited (`authz.denied`, with the
+ * determining policies) and answered 403 whether or not the audit record could be written: failing to record
+ * a refusal must not turn it into an acceptance.
+ */
+export function cedarRouteAuthorizer(
+  engine: PolicyEngine,
+  environment: string,
+  audit: AuditRecorder | undefined,
+): RouteAuthorizer {
+  return {
+    async check(request, principal, authz) {
+      if ('public' in authz || 'authorizedBy' in authz) return;
+      const resource = await authz.resource(request);
+      const decision = engine.authorize({
+        principal: kmsPrincipal(principal),
+        action: authz.action,
+        resource,
+        context: requestContext(request, principal, environment),
+      });
+      if (decision.decision === 'allow') return;
+      const userAgent = request.headers['user-agent'];
+      await audit
+        ?.record({
+          action: 'authz.denied',
+          principal: { id: principal.id, authMethod: principal.authMethod },
+          resource: `${resource.type}:${resource.id}`,
+          outcome: 'denied',
+          reason: authz.action,
+          requestId: request.id,
+          sourceIp: request.ip,
+          ...(userAgent === undefined ? {} : { userAgent: userAgent.slice(0, 256) }),
+          details: { policies: decision.reasons.join(',').slice(0, 512), errors: decision.errors.length },
+        })
+        .catch(() => {
+          request.log.warn('could not audit a denied request');
+        });
+      throw new PermissionDeniedError(authz.action);
+    },
+  };
+}
