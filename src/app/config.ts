@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { isValidKeyName } from '../audit/index.ts';
+import type { AuditSinkConfig } from './audit-trail.ts';
 
 /**
  * Server configuration from an optional JSON file (`WARDEN_CONFIG`) overlaid by environment variables. Secrets
@@ -16,6 +18,15 @@ export interface WardenConfig {
   readonly databaseUrl?: string;
   readonly keystoreUrl?: string;
   readonly rotationCheckSeconds: number;
+  /** `dev` | `staging` | `prod`: in every request's ABAC context (policies may restrict by it). */
+  readonly environment: string;
+  readonly audit: {
+    /** The log's name in its checkpoints (C2SP origin), e.g. `warden.example.com/audit`. */
+    readonly origin: string;
+    /** Event bodies older than this are pruned (their hashes stay, so proofs still verify). Default 365. */
+    readonly retentionDays: number;
+    readonly sinks: readonly AuditSinkConfig[];
+  };
 }
 
 interface ConfigFile {
@@ -25,6 +36,8 @@ interface ConfigFile {
   databaseUrl?: string;
   keystoreUrl?: string;
   rotationCheckSeconds?: number;
+  environment?: string;
+  audit?: { origin?: string; retentionDays?: number; sinks?: AuditSinkConfig[] };
 }
 
 export class ConfigError extends Error {
@@ -55,6 +68,7 @@ export function loadConfig(
       root: env.WARDEN_ROOT as RootMode | undefined,
       databaseUrl: env.WARDEN_DATABASE_URL,
       keystoreUrl: env.WARDEN_KEYSTORE_URL,
+      environment: env.WARDEN_ENVIRONMENT,
     }),
     ...definedOnly(overrides),
   };
@@ -66,7 +80,19 @@ export function loadConfig(
       'set both WARDEN_DATABASE_URL and WARDEN_KEYSTORE_URL (the keystore is a separate database), or neither',
     );
   }
+  const environment = merged.environment ?? 'dev';
+  if (!['dev', 'staging', 'prod'].includes(environment)) {
+    throw new ConfigError(`environment must be dev, staging or prod, not ${environment}`);
+  }
+  const origin = merged.audit?.origin ?? env.WARDEN_AUDIT_ORIGIN ?? 'warden.local/audit';
+  if (!isValidKeyName(origin)) throw new ConfigError('audit.origin must be a note key name (no spaces or +)');
+  const retentionDays = merged.audit?.retentionDays ?? 365;
+  if (!Number.isInteger(retentionDays) || retentionDays < 1) {
+    throw new ConfigError('audit.retentionDays must be a positive integer (default 365)');
+  }
   return {
+    environment,
+    audit: { origin, retentionDays, sinks: merged.audit?.sinks ?? [] },
     dataDir: path.resolve(merged.dataDir ?? defaultDataDir(env)),
     listen: parseListen(merged.listen ?? '127.0.0.1:8443'),
     root,

@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { JsonLinesAuditRecorder } from '../audit/index.ts';
 import {
   SoftwareRootOfTrust,
   fileSealStateStore,
@@ -11,9 +10,12 @@ import {
   startKmsScheduler,
 } from '../kms/index.ts';
 import type { KmsRuntime, KmsScheduler, RootOfTrust } from '../kms/index.ts';
-import { bootstrapTokenAuthenticator, createKmsServer } from '../server/index.ts';
+import { PolicyEngine, cedarKmsAuthorizer } from '../policy/index.ts';
+import { auditRoutes, bootstrapTokenAuthenticator, createKmsServer } from '../server/index.ts';
 import type { OperatorControl } from '../server/index.ts';
 import type { StoreConfig } from '../store/index.ts';
+import { openAuditTrail } from './audit-trail.ts';
+import type { AuditTrail } from './audit-trail.ts';
 import type { WardenConfig } from './config.ts';
 import { ensureDevTls } from './dev-tls.ts';
 import { pkcs11Operator, softwareOperator } from './operator.ts';
@@ -25,6 +27,8 @@ export interface RunningWarden {
   readonly tokenCreated: boolean;
   readonly root: RootOfTrust;
   readonly kms: KmsRuntime;
+  readonly audit: AuditTrail;
+  readonly policy: PolicyEngine;
   readonly server: FastifyInstance;
   close(): Promise<void>;
 }
@@ -46,18 +50,36 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const file = (name: string) => path.join(config.dataDir, name);
   const { root, operatorFor } = await openRoot(config, file);
-  const audit = await JsonLinesAuditRecorder.open(file('audit.jsonl'));
-  const stores: { metadata: StoreConfig; keystore: StoreConfig } =
+  const stores: { metadata: StoreConfig; keystore: StoreConfig; audit: StoreConfig } =
     config.databaseUrl !== undefined && config.keystoreUrl !== undefined
       ? {
           metadata: { kind: 'postgres', url: config.databaseUrl },
           keystore: { kind: 'postgres', url: config.keystoreUrl },
+          audit: { kind: 'postgres', url: config.databaseUrl },
         }
       : {
           metadata: { kind: 'sqlite', path: file('warden.db') },
           keystore: { kind: 'sqlite', path: file('keystore.db') },
+          audit: { kind: 'sqlite', path: file('audit.db') },
         };
-  const kms = await openKmsRuntime({ ...stores, root, audit });
+  const audit = await openAuditTrail({
+    store: stores.audit,
+    origin: config.audit.origin,
+    retentionDays: config.audit.retentionDays,
+    sinks: config.audit.sinks,
+    log,
+  });
+  const policy = new PolicyEngine();
+  const kms = await openKmsRuntime({
+    metadata: stores.metadata,
+    keystore: stores.keystore,
+    root,
+    audit: audit.recorder,
+    authorizer: cedarKmsAuthorizer(policy, { context: () => ({ environment: config.environment }) }),
+  });
+  audit.attach(kms.service);
+  // Learns the checkpoint key now when the root is unsealed (dev mode); otherwise after the unseal.
+  audit.signer.load().catch(() => undefined);
   const scheduler: KmsScheduler = startKmsScheduler(kms.service, {
     intervalMs: config.rotationCheckSeconds * 1000,
     onRun: (r) => {
@@ -70,12 +92,33 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
   });
   const { token, created: tokenCreated } = await ensureBootstrapToken(file('bootstrap-token'));
   const tls = await ensureDevTls(file('tls'));
+  const operator = operatorFor(kms);
   const server = await createKmsServer({
     kms: kms.service,
-    operator: operatorFor(kms),
+    operator: {
+      status: () => operator.status(),
+      init: (request) => operator.init(request),
+      seal: () => operator.seal(),
+      async unseal(share) {
+        const status = await operator.unseal(share);
+        if (!status.sealed) audit.signer.load().catch(() => undefined);
+        return status;
+      },
+    },
     authenticate: bootstrapTokenAuthenticator(token),
+    policy,
+    environment: config.environment,
     tls,
-    audit,
+    audit: audit.recorder,
+    routes: [
+      (app) => {
+        auditRoutes(app, {
+          log: audit.log,
+          hasher: () => audit.hasher(),
+          verifierKey: () => audit.signer.verifierKey,
+        });
+      },
+    ],
     logger: { level: 'info', stream: options.requestLog ?? process.stderr },
   });
   await server.listen({ host: config.listen.host, port: config.listen.port });
@@ -90,12 +133,15 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
     tokenCreated,
     root,
     kms,
+    audit,
+    policy,
     server,
     async close() {
       await server.close();
       await scheduler.stop();
-      await kms.close();
+      // The audit log signs a last checkpoint through the KMS as it closes.
       await audit.close();
+      await kms.close();
       await root.close();
     },
   };

@@ -92,3 +92,4 @@ export type {
   VerifyExportOptions,
   VerifyExportReport,
 } from './verify.ts';
+export * from './sinks/index.ts';

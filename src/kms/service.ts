@@ -83,6 +83,12 @@ export const SYSTEM_PRINCIPAL: Principal = {
   authMethod: 'internal',
 };
 
+/** Warden's own keys (audit checkpoints, token signing, the internal CA) are named `warden.*`. */
+export const SYSTEM_KEY_PREFIX = 'warden.';
+
+/** The principal under which Warden's own key management (system keys) is audited. */
+const WARDEN_PRINCIPAL: Principal = { id: 'system:warden', roles: ['system'], authMethod: 'internal' };
+
 interface CachedMetadata {
   readonly key: KeyRecord;
   readonly versions: Map<number, VersionRecord>;
@@ -129,10 +135,75 @@ export class KmsService {
   async createKey(principal: Principal, request: CreateKeyRequest): Promise<KeyInfo> {
     return this.#run(principal, 'keys.create', `key:${request.name}`, async () => {
       validateName(request.name);
-      if (!isKeyType(request.type)) throw new InvalidRequestError(`unknown key type ${String(request.type)}`);
-      const generated = generateMaterial(request.type, await this.#seed());
-      return this.#insertNewKey(request, generated.material, generated.publicKey, 'generated');
+      if (request.name.startsWith(SYSTEM_KEY_PREFIX)) {
+        throw new InvalidRequestError(`key names starting with ${SYSTEM_KEY_PREFIX} are reserved for Warden`);
+      }
+      return this.#createGenerated(request);
     });
+  }
+
+  /**
+   * Creates one of Warden's own keys (`warden.*`) unless it exists, and returns it. Called by Warden's components
+   * at start-up (never from the API); audited under `system:warden`, not subject to the policy engine.
+   */
+  async ensureSystemKey(request: CreateKeyRequest): Promise<KeyInfo> {
+    if (!request.name.startsWith(SYSTEM_KEY_PREFIX)) {
+      throw new InvalidRequestError(`system key names start with ${SYSTEM_KEY_PREFIX}`);
+    }
+    const existing = await this.#repo.getKey(request.name);
+    if (existing !== undefined) {
+      return { key: existing, versions: await this.#repo.listVersions(request.name) };
+    }
+    return this.#run(
+      WARDEN_PRINCIPAL,
+      'keys.create',
+      `key:${request.name}`,
+      async () => {
+        validateName(request.name);
+        return this.#createGenerated(request);
+      },
+      { trusted: true },
+    );
+  }
+
+  /**
+   * Signs with the latest version of a Warden system key without an audit event, for signatures that are
+   * themselves the record: the audit log's checkpoints (auditing each would add an entry, so a new checkpoint,
+   * forever). Not reachable from the API.
+   */
+  async signAsSystem(name: string, message: Uint8Array): Promise<{ signature: Buffer; keyVersion: number }> {
+    if (!name.startsWith(SYSTEM_KEY_PREFIX)) throw new ForbiddenError('crypto.sign');
+    try {
+      const { loaded, version } = await this.#latest(name, 'sign');
+      return { signature: signWith(loaded, message), keyVersion: version };
+    } catch (err) {
+      throw err instanceof SealedError ? new KmsSealedError() : err;
+    }
+  }
+
+  /**
+   * A key derived from version 1 of a Warden system HMAC key (`warden.*`): HMAC(key, label). Stable across
+   * rotations of that key and across nodes sharing the KMS, so components can hold a local key (the audit log's
+   * hasher) without storing it anywhere. Audited under `system:warden`.
+   */
+  async deriveAsSystem(name: string, label: string): Promise<Buffer> {
+    if (!name.startsWith(SYSTEM_KEY_PREFIX)) throw new ForbiddenError('crypto.hmac');
+    return this.#run(
+      WARDEN_PRINCIPAL,
+      'crypto.hmac',
+      `key:${name}`,
+      async () => {
+        const { loaded } = await this.#forVerification(name, 'mac', 1);
+        return { result: macWith(loaded, Buffer.from(label, 'utf8')), keyVersion: 1 };
+      },
+      { trusted: true },
+    );
+  }
+
+  async #createGenerated(request: CreateKeyRequest): Promise<{ result: KeyInfo; keyVersion: number }> {
+    if (!isKeyType(request.type)) throw new InvalidRequestError(`unknown key type ${String(request.type)}`);
+    const generated = generateMaterial(request.type, await this.#seed());
+    return this.#insertNewKey(request, generated.material, generated.publicKey, 'generated');
   }
 
   async #insertNewKey(
@@ -714,6 +785,7 @@ export class KmsService {
     action: KmsAction,
     resource: string,
     operation: () => Promise<{ result: T; keyVersion?: number | undefined }>,
+    options: { readonly trusted?: boolean } = {},
   ): Promise<T> {
     const started = performance.now();
     const event = (outcome: AuditEvent['outcome'], extra: Partial<AuditEvent>): AuditEvent => ({
@@ -729,7 +801,7 @@ export class KmsService {
       latencyMs: Math.round((performance.now() - started) * 1000) / 1000,
       ...extra,
     });
-    if (!this.#authz.authorize(principal, action, resource)) {
+    if (options.trusted !== true && !this.#authz.authorize(principal, action, resource)) {
       await this.#audited(event('denied', { reason: 'forbidden' }));
       throw new ForbiddenError(action);
     }

@@ -16,3 +16,5 @@ export { kmsRoute, principalOf } from './context.ts';
 export { mapError } from './errors.ts';
 export type { ErrorBody } from './errors.ts';
 export type { KeyInfoView, KeyView, VersionView } from './schemas.ts';
+export { auditRoutes } from './routes/audit.ts';
+export type { AuditRouteDeps } from './routes/audit.ts';

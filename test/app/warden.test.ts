@@ -5,7 +5,14 @@ import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { loadConfig, startWarden } from '../../src/app/index.ts';
-import { KmsClient, KmsClientError, remoteEnvelopeKeys } from '../../src/client/index.ts';
+import {
+  AuditClient,
+  KmsClient,
+  KmsClientError,
+  WardenHttp,
+  remoteEnvelopeKeys,
+} from '../../src/client/index.ts';
+import { openCheckpoint, parseVerifierKey, verifyExport, verifyInclusion } from '../../src/audit/index.ts';
 import { decryptFile, encryptFile, rewrapFile } from '../../src/envelope/index.ts';
 import { tempDir } from '../envelope/support.ts';
 
@@ -26,7 +33,9 @@ describe('warden server on embedded defaults', async () => {
   });
   after(() => warden.close());
   const token = readFileSync(warden.tokenPath, 'utf8').trim();
-  const client = new KmsClient({ address: warden.url, token, ca: readFileSync(warden.caPath) });
+  const http = new WardenHttp({ address: warden.url, token, ca: readFileSync(warden.caPath) });
+  const client = new KmsClient(http);
+  const audit = new AuditClient(http);
   const secrets: Buffer[] = [Buffer.from(token)];
 
   it('lays out the data directory: separate keystore, audit log, TLS identity, 0600 secrets', () => {
@@ -34,7 +43,7 @@ describe('warden server on embedded defaults', async () => {
     for (const expected of [
       'warden.db',
       'keystore.db',
-      'audit.jsonl',
+      'audit.db',
       'tls',
       'bootstrap-token',
       'dev-root.key',
@@ -46,6 +55,7 @@ describe('warden server on embedded defaults', async () => {
       'dev-root.key',
       'keystore.db',
       'warden.db',
+      'audit.db',
       path.join('tls', 'server.key'),
     ]) {
       assert.equal(statSync(path.join(dataDir, secret)).mode & 0o077, 0, `${secret} is private`);
@@ -103,13 +113,7 @@ describe('warden server on embedded defaults', async () => {
     assert.deepEqual(readFileSync(path.join(dir, 'out.bin')), data);
   });
 
-  it('audits every operation with request metadata', () => {
-    const events = readFileSync(path.join(dataDir, 'audit.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .map(
-        (l) => JSON.parse(l) as { action: string; requestId?: string; sourceIp?: string; outcome: string },
-      );
+  it('audits every operation with request metadata in the Merkle log, with proofs and signed checkpoints', async () => {
     for (const action of [
       'kms.keys.create',
       'kms.crypto.encrypt',
@@ -119,18 +123,54 @@ describe('warden server on embedded defaults', async () => {
       'kms.keys.import',
       'kms.crypto.rewrap',
     ]) {
-      const event = events.find((e) => e.action === action);
+      const { events } = await audit.events({ action, principal: 'bootstrap-admin', limit: 5 });
+      const event = events[0]?.event as { sourceIp?: string; requestId?: string } | undefined;
       assert.ok(event, action);
       assert.equal(event.sourceIp, '127.0.0.1');
       assert.ok(event.requestId !== undefined);
     }
+    const denied = await audit.events({ action: 'auth.request', outcome: 'denied' });
+    assert.ok(denied.events.length >= 1, 'the anonymous call was audited');
+
+    const { verifierKey } = await audit.verifierKey();
+    const verifier = parseVerifierKey(verifierKey);
+    const checkpoint = await audit.checkpoint();
+    const opened = openCheckpoint(checkpoint.note, [verifier], 'warden.local/audit');
+    assert.equal(opened.checkpoint.treeSize, checkpoint.treeSize);
+
+    const [first] = (await audit.events({ action: 'kms.keys.create', limit: 1 })).events;
+    assert.ok(first);
+    const proof = await audit.inclusionProof(first.index, checkpoint.treeSize);
+    verifyInclusion(
+      Buffer.from(proof.leafHash, 'hex'),
+      first.index,
+      checkpoint.treeSize,
+      proof.proof.map((h) => Buffer.from(h, 'hex')),
+      Buffer.from(checkpoint.rootHash, 'hex'),
+    );
+    assert.equal(proof.rootHash, checkpoint.rootHash);
+
+    const lines: string[] = [];
+    let rest = '';
+    for await (const chunk of await audit.export()) {
+      const parts = (rest + (chunk as Buffer).toString('utf8')).split('\n');
+      rest = parts.pop() ?? '';
+      lines.push(...parts.filter((l) => l !== ''));
+    }
+    const report = await verifyExport(lines, { verifierKey });
+    assert.equal(report.ok, true, JSON.stringify(report.problems));
+    assert.ok((report.treeSize ?? 0) >= checkpoint.treeSize);
+
+    const hashed = await audit.hash('alice@example.com');
+    assert.match(hashed, /^hmac-sha256:[0-9a-f]{64}$/);
+    assert.equal(await audit.hash('alice@example.com'), hashed, 'stable per log');
   });
 
   it('never writes key material, plaintext or the token to a log or the audit trail', () => {
     const haystack = Buffer.concat([
       ...logged,
       Buffer.from(messages.join('\n')),
-      readFileSync(path.join(dataDir, 'audit.jsonl')),
+      readFileSync(path.join(dataDir, 'audit.db')),
     ]);
     assert.ok(logged.length > 0, 'request logs were produced');
     const text = haystack.toString('latin1');
