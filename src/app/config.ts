@@ -18,6 +18,8 @@ export interface WardenConfig {
   readonly databaseUrl?: string;
   readonly keystoreUrl?: string;
   readonly rotationCheckSeconds: number;
+  /** The URL clients reach this server at (token issuer, OAuth metadata); default: the listen address. */
+  readonly publicUrl?: string;
   /** `dev` | `staging` | `prod`: in every request's ABAC context (policies may restrict by it). */
   readonly environment: string;
   readonly audit: {
@@ -37,6 +39,7 @@ interface ConfigFile {
   keystoreUrl?: string;
   rotationCheckSeconds?: number;
   environment?: string;
+  publicUrl?: string;
   audit?: { origin?: string; retentionDays?: number; sinks?: AuditSinkConfig[] };
 }
 
@@ -69,6 +72,7 @@ export function loadConfig(
       databaseUrl: env.WARDEN_DATABASE_URL,
       keystoreUrl: env.WARDEN_KEYSTORE_URL,
       environment: env.WARDEN_ENVIRONMENT,
+      publicUrl: env.WARDEN_PUBLIC_URL,
     }),
     ...definedOnly(overrides),
   };
@@ -91,6 +95,7 @@ export function loadConfig(
     throw new ConfigError('audit.retentionDays must be a positive integer (default 365)');
   }
   return {
+    ...(merged.publicUrl === undefined ? {} : { publicUrl: merged.publicUrl }),
     environment,
     audit: { origin, retentionDays, sinks: merged.audit?.sinks ?? [] },
     dataDir: path.resolve(merged.dataDir ?? defaultDataDir(env)),

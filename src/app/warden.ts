@@ -11,12 +11,22 @@ import {
 } from '../kms/index.ts';
 import type { KmsRuntime, KmsScheduler, RootOfTrust } from '../kms/index.ts';
 import { PolicyEngine, cedarKmsAuthorizer } from '../policy/index.ts';
-import { auditRoutes, bootstrapTokenAuthenticator, createKmsServer } from '../server/index.ts';
+import {
+  auditRoutes,
+  bootstrapTokenAuthenticator,
+  createKmsServer,
+  identitiesRoutes,
+  oauthRoutes,
+} from '../server/index.ts';
+import type { Authenticate } from '../server/index.ts';
+import { openStore } from '../store/index.ts';
+import type { IdentityDB } from '../identity/index.ts';
 import type { OperatorControl } from '../server/index.ts';
 import type { StoreConfig } from '../store/index.ts';
 import { openAuditTrail } from './audit-trail.ts';
 import type { AuditTrail } from './audit-trail.ts';
 import type { WardenConfig } from './config.ts';
+import { IdentityRuntime } from './identity.ts';
 import { ensureDevTls } from './dev-tls.ts';
 import { pkcs11Operator, softwareOperator } from './operator.ts';
 
@@ -28,6 +38,7 @@ export interface RunningWarden {
   readonly root: RootOfTrust;
   readonly kms: KmsRuntime;
   readonly audit: AuditTrail;
+  readonly identity: IdentityRuntime;
   readonly policy: PolicyEngine;
   readonly server: FastifyInstance;
   close(): Promise<void>;
@@ -50,17 +61,19 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const file = (name: string) => path.join(config.dataDir, name);
   const { root, operatorFor } = await openRoot(config, file);
-  const stores: { metadata: StoreConfig; keystore: StoreConfig; audit: StoreConfig } =
+  const stores: { metadata: StoreConfig; keystore: StoreConfig; audit: StoreConfig; identity: StoreConfig } =
     config.databaseUrl !== undefined && config.keystoreUrl !== undefined
       ? {
           metadata: { kind: 'postgres', url: config.databaseUrl },
           keystore: { kind: 'postgres', url: config.keystoreUrl },
           audit: { kind: 'postgres', url: config.databaseUrl },
+          identity: { kind: 'postgres', url: config.databaseUrl },
         }
       : {
           metadata: { kind: 'sqlite', path: file('warden.db') },
           keystore: { kind: 'sqlite', path: file('keystore.db') },
           audit: { kind: 'sqlite', path: file('audit.db') },
+          identity: { kind: 'sqlite', path: file('identity.db') },
         };
   const audit = await openAuditTrail({
     store: stores.audit,
@@ -92,6 +105,30 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
   });
   const { token, created: tokenCreated } = await ensureBootstrapToken(file('bootstrap-token'));
   const tls = await ensureDevTls(file('tls'));
+  const identityStore = await openStore<IdentityDB>(stores.identity);
+  const identity = new IdentityRuntime({
+    store: identityStore,
+    kms: kms.service,
+    audit: audit.recorder,
+    bootstrapToken: token,
+  });
+  const bootstrap = bootstrapTokenAuthenticator(token);
+  // The bootstrap token is a bearer only until it is redeemed for the first administrator (POST /v1/auth/bootstrap).
+  const authenticate: Authenticate = async (input) => {
+    const service = identity.ready;
+    if ((await bootstrap(input)) !== undefined) {
+      return service !== undefined && (await service.isBootstrapRedeemed()) ? undefined : bootstrap(input);
+    }
+    return service?.authenticate(input);
+  };
+  let issuer = '';
+  const openIdentity = () => {
+    identity.open(issuer).catch((err: unknown) => {
+      if (!(err instanceof Error && err.name === 'KmsSealedError')) {
+        log(`identity service not started: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    });
+  };
   const operator = operatorFor(kms);
   const server = await createKmsServer({
     kms: kms.service,
@@ -101,11 +138,14 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
       seal: () => operator.seal(),
       async unseal(share) {
         const status = await operator.unseal(share);
-        if (!status.sealed) audit.signer.load().catch(() => undefined);
+        if (!status.sealed) {
+          audit.signer.load().catch(() => undefined);
+          openIdentity();
+        }
         return status;
       },
     },
-    authenticate: bootstrapTokenAuthenticator(token),
+    authenticate,
     policy,
     environment: config.environment,
     tls,
@@ -118,6 +158,10 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
           verifierKey: () => audit.signer.verifierKey,
         });
       },
+      (app) => {
+        oauthRoutes(app, { identity: identity.proxy() });
+        identitiesRoutes(app, { identity: identity.proxy() });
+      },
     ],
     logger: { level: 'info', stream: options.requestLog ?? process.stderr },
   });
@@ -126,6 +170,14 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
   const port = typeof address === 'object' && address !== null ? address.port : config.listen.port;
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
   const url = `https://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+  issuer = config.publicUrl ?? url;
+  if (!root.status().sealed) await identity.open(issuer);
+  const purge = setInterval(() => {
+    identity.ready?.purgeExpired().catch((err: unknown) => {
+      log(`identity purge failed: ${err instanceof Error ? err.message : String(err)}`);
+    });
+  }, 3_600_000);
+  purge.unref();
   return {
     url,
     caPath: tls.caPath,
@@ -134,13 +186,16 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
     root,
     kms,
     audit,
+    identity,
     policy,
     server,
     async close() {
+      clearInterval(purge);
       await server.close();
       await scheduler.stop();
       // The audit log signs a last checkpoint through the KMS as it closes.
       await audit.close();
+      await identityStore.close();
       await kms.close();
       await root.close();
     },

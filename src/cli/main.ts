@@ -12,6 +12,10 @@ const groups: Record<string, () => Promise<Register>> = {
   envelope: async () => (await import('./commands/envelope.ts')).registerEnvelopeCommands,
   kms: async () => (await import('./commands/kms.ts')).registerKmsCommands,
   demo: async () => (await import('./commands/demo.ts')).registerDemoCommand,
+  audit: async () => (await import('./commands/audit.ts')).registerAuditCommands,
+  gateway: async () => (await import('./commands/gateway.ts')).registerGatewayCommands,
+  ca: async () => (await import('./commands/ca.ts')).registerCaCommands,
+  registry: async () => (await import('./commands/registry.ts')).registerRegistryCommands,
 };
 const groupOf: Record<string, string> = {
   server: 'server',
@@ -23,6 +27,11 @@ const groupOf: Record<string, string> = {
   kms: 'kms',
   operator: 'kms',
   demo: 'demo',
+  audit: 'audit',
+  gateway: 'gateway',
+  ca: 'ca',
+  model: 'registry',
+  dataset: 'registry',
 };
 
 const program = new Command()

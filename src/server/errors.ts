@@ -163,6 +163,10 @@ export function sendError(
     request.log.info({ code: mapped.body.error.code, status: mapped.status }, 'request refused');
   }
   if (mapped.status === 401) void reply.header('www-authenticate', 'Bearer');
+  const retryAfter = (err as { retryAfterSeconds?: unknown } | null)?.retryAfterSeconds;
+  if (typeof retryAfter === 'number' && Number.isFinite(retryAfter) && retryAfter >= 0) {
+    void reply.header('retry-after', String(Math.ceil(retryAfter)));
+  }
   return reply.code(mapped.status).type('application/json; charset=utf-8').send(mapped.body);
 }
 

@@ -18,3 +18,5 @@ export type { ErrorBody } from './errors.ts';
 export type { KeyInfoView, KeyView, VersionView } from './schemas.ts';
 export { auditRoutes } from './routes/audit.ts';
 export type { AuditRouteDeps } from './routes/audit.ts';
+export { oauthRoutes } from './routes/oauth.ts';
+export { identitiesRoutes } from './routes/identities.ts';

@@ -240,7 +240,10 @@ export async function createKmsServer(options: KmsServerOptions): Promise<Fastif
         requestId: request.id,
         ...(userAgent === undefined ? {} : { userAgent }),
       });
-    } catch {
+    } catch (err) {
+      // Throttled (429) or unavailable (503) is said as such; any other failure proves nobody.
+      const status = (err as { httpStatus?: unknown } | null)?.httpStatus;
+      if (status === 429 || status === 503) throw err;
       principal = undefined;
     }
     if (principal !== undefined) {

@@ -1,7 +1,7 @@
 import { createPrivateKey } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { KmsClient, KmsClientError } from '../../client/index.ts';
+import { KmsClient, KmsClientError, WardenHttp } from '../../client/index.ts';
 import type { Key, KeyInfo, KeyType, KeyVersion, RootStatus } from '../../client/index.ts';
 import { CliError, ExitCode } from '../exit-codes.ts';
 import { createOutput } from '../output.ts';
@@ -78,12 +78,13 @@ async function readToken(io: KmsCliIo, options: ConnectionOptions, out: Output):
   return token;
 }
 
-export async function connect(
+/** The HTTP transport to the configured server, for any command group's SDK client. */
+export async function connectHttp(
   io: KmsCliIo,
   options: ConnectionOptions,
   out: Output,
   needsToken = true,
-): Promise<KmsClient> {
+): Promise<WardenHttp> {
   const address = options.addr ?? io.env.WARDEN_ADDR ?? DEFAULT_ADDRESS;
   const token = await readToken(io, options, out);
   if (needsToken && token === undefined) {
@@ -96,7 +97,7 @@ export async function connect(
   const caFile = options.caCert ?? io.env.WARDEN_CACERT;
   const ca = caFile === undefined || caFile === '' ? undefined : await readFile(caFile);
   try {
-    return new KmsClient({
+    return new WardenHttp({
       address,
       ...(token === undefined ? {} : { token }),
       ...(ca === undefined ? {} : { ca }),
@@ -107,8 +108,17 @@ export async function connect(
   }
 }
 
+export async function connect(
+  io: KmsCliIo,
+  options: ConnectionOptions,
+  out: Output,
+  needsToken = true,
+): Promise<KmsClient> {
+  return new KmsClient(await connectHttp(io, options, out, needsToken));
+}
+
 /** Reads a bounded amount of stdin. */
-async function readStdin(io: KmsCliIo, limit = MAX_INPUT_BYTES): Promise<Buffer> {
+export async function readStdin(io: KmsCliIo, limit = MAX_INPUT_BYTES): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of io.stdin) {
@@ -141,7 +151,7 @@ async function ciphertextArg(io: KmsCliIo, value: string | undefined): Promise<s
 }
 
 /** One secret line typed without echo on a terminal. */
-function promptHidden(io: KmsCliIo, prompt: string): Promise<string> {
+export function promptHidden(io: KmsCliIo, prompt: string): Promise<string> {
   const stdin = io.stdin;
   const setRawMode = stdin.setRawMode?.bind(stdin);
   if (setRawMode === undefined) return Promise.reject(new Error('stdin is not a terminal'));
@@ -276,7 +286,7 @@ type Action = (
 ) => Promise<void>;
 
 /** Wraps actions: output per `--json` on the given streams, SDK errors mapped to exit codes. */
-function actionFor(io: KmsCliIo) {
+export function actionFor(io: KmsCliIo) {
   return (fn: Action) =>
     async (...received: unknown[]): Promise<void> => {
       const command = received[received.length - 1] as Command;
@@ -292,7 +302,7 @@ function actionFor(io: KmsCliIo) {
     };
 }
 
-function withConnectionOptions(command: Command): Command {
+export function withConnectionOptions(command: Command): Command {
   return command
     .option('--addr <url>', `KMS address (default: $WARDEN_ADDR or ${DEFAULT_ADDRESS})`)
     .option('--ca-cert <path>', 'PEM certificate to trust for the KMS (default: $WARDEN_CACERT)')

@@ -1,0 +1,84 @@
+import { MacKey } from '../crypto/index.ts';
+import { IDENTITY_SYSTEM_PRINCIPAL, IdentityService, kmsSecretSealer } from '../identity/index.ts';
+import type { IdentityDB } from '../identity/index.ts';
+import type { AuditRecorder } from '../audit/index.ts';
+import { KmsSealedError } from '../kms/index.ts';
+import type { KmsService } from '../kms/index.ts';
+import type { Store } from '../store/index.ts';
+
+/** Warden's own identity keys: token signing (rotated every 90 days, JWKS keeps older versions), keyed hashes, TOTP seeds. */
+export const TOKEN_SIGNING_KEY = 'warden.oauth-signing';
+const IDENTITY_MAC_KEY = 'warden.identity-mac';
+const IDENTITY_SECRETS_KEY = 'warden.identity-secrets';
+
+export interface IdentityRuntimeOptions {
+  readonly store: Store<IdentityDB>;
+  readonly kms: KmsService;
+  readonly audit: AuditRecorder;
+  readonly bootstrapToken: string;
+}
+
+/**
+ * The identity service needs the KMS (its signing key, its keyed-hash key), so with a sealed root it can only
+ * open after the unseal. Routes are registered at start-up against `current()`: calls before the service is
+ * open answer 503 `sealed`, like the KMS itself.
+ */
+export class IdentityRuntime {
+  readonly #options: IdentityRuntimeOptions;
+  #service: IdentityService | undefined;
+  #opening: Promise<IdentityService> | undefined;
+
+  constructor(options: IdentityRuntimeOptions) {
+    this.#options = options;
+  }
+
+  get ready(): IdentityService | undefined {
+    return this.#service;
+  }
+
+  /** The service, or 503 `sealed` while it cannot be opened yet. */
+  current(): IdentityService {
+    if (this.#service === undefined) throw new KmsSealedError();
+    return this.#service;
+  }
+
+  /** Opens the service once the KMS can be used; resolves the same instance for every caller. */
+  open(issuer: string): Promise<IdentityService> {
+    if (this.#service !== undefined) return Promise.resolve(this.#service);
+    this.#opening ??= this.#open(issuer).finally(() => {
+      this.#opening = undefined;
+    });
+    return this.#opening;
+  }
+
+  async #open(issuer: string): Promise<IdentityService> {
+    const { kms, store, audit, bootstrapToken } = this.#options;
+    await kms.ensureSystemKey({ name: TOKEN_SIGNING_KEY, type: 'ecdsa-p256' });
+    await kms.ensureSystemKey({ name: IDENTITY_MAC_KEY, type: 'hmac-sha256', rotationPeriodDays: 0 });
+    await kms.ensureSystemKey({ name: IDENTITY_SECRETS_KEY, type: 'aes256-gcm' });
+    const macKey = MacKey.fromBytes(await kms.deriveAsSystem(IDENTITY_MAC_KEY, 'warden identity mac v1'));
+    this.#service = await IdentityService.open({
+      store,
+      kms,
+      signingKeyName: TOKEN_SIGNING_KEY,
+      macKey,
+      sealer: kmsSecretSealer(kms, IDENTITY_SYSTEM_PRINCIPAL, IDENTITY_SECRETS_KEY),
+      audit,
+      issuer,
+      bootstrapToken,
+    });
+    return this.#service;
+  }
+
+  /** A stand-in with the service's shape for route modules registered before it opens. */
+  proxy(): IdentityService {
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment -- every access is forwarded to the real instance
+    return new Proxy({} as IdentityService, {
+      get: (_target, property) => {
+        const service = this.current();
+        const value: unknown = Reflect.get(service, property, service);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(service) : value;
+      },
+    });
+  }
+}

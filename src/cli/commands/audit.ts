@@ -1,0 +1,302 @@
+import { createWriteStream } from 'node:fs';
+import { readFile, rename, rm } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import type { Command } from 'commander';
+import {
+  openCheckpoint,
+  parseVerifierKey,
+  verifyConsistency,
+  verifyExportFile,
+  verifyInclusion,
+} from '../../audit/index.ts';
+import type { PreviousCheckpoint, VerifyExportReport } from '../../audit/index.ts';
+import { AuditClient } from '../../client/index.ts';
+import type { AuditEventQuery } from '../../client/index.ts';
+import { CliError, ExitCode } from '../exit-codes.ts';
+import type { Output } from '../output.ts';
+import { actionFor, connectHttp, promptHidden, readStdin, withConnectionOptions } from './kms.ts';
+import type { ConnectionOptions, KmsCliIo } from './kms.ts';
+
+/**
+ * `warden audit …`: the tamper-evident audit log. `verify` works offline on an export, a verifier key and an
+ * optional checkpoint saved earlier; the other commands call the server (`/v1/audit/...`) and check every proof
+ * they receive against a signed checkpoint before printing it.
+ */
+
+const fromHex = (hex: string): Buffer => Buffer.from(hex, 'hex');
+
+async function withAudit<T>(
+  io: KmsCliIo,
+  options: ConnectionOptions,
+  out: Output,
+  fn: (audit: AuditClient) => Promise<T>,
+): Promise<T> {
+  const http = await connectHttp(io, options, out);
+  try {
+    return await fn(new AuditClient(http));
+  } finally {
+    await http.close();
+  }
+}
+
+function sizeArg(name: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^(0|[1-9][0-9]{0,14})$/.test(text)) {
+    throw new CliError('usage', `${name} must be a non-negative integer`, ExitCode.usage);
+  }
+  return Number(text);
+}
+
+async function verifierKeyFrom(text: string): Promise<string> {
+  const value = text.startsWith('@') ? (await readFile(text.slice(1), 'utf8')).trim() : text.trim();
+  try {
+    parseVerifierKey(value);
+  } catch {
+    throw new CliError(
+      'usage',
+      'not a verifier key (<name>+<id>+<base64>), or @file holding one',
+      ExitCode.usage,
+    );
+  }
+  return value;
+}
+
+function describeReport(report: VerifyExportReport): string {
+  if (report.ok) {
+    return [
+      `verified: ${report.entriesChecked} entries, ${report.bodiesChecked} bodies, tree size ${String(report.treeSize)}`,
+      `root ${Buffer.from(report.root).toString('hex')}`,
+      ...(report.prunedBodies > 0
+        ? [`${report.prunedBodies} bodies pruned by retention (hashes verified)`]
+        : []),
+    ].join('\n');
+  }
+  const lines = report.problems.map((p) => {
+    const where =
+      p.index !== undefined
+        ? `entry ${p.index}`
+        : p.range !== undefined
+          ? `entries ${p.range[0]}..${p.range[1] - 1}`
+          : p.line !== undefined
+            ? `line ${p.line}`
+            : 'export';
+    return `  ${p.kind} at ${where}: ${p.message}`;
+  });
+  if (report.problemsOmitted > 0) lines.push(`  … and ${report.problemsOmitted} more`);
+  return `TAMPERING OR DAMAGE DETECTED:\n${lines.join('\n')}`;
+}
+
+export function registerAuditCommands(program: Command, ioOverrides: Partial<KmsCliIo> = {}): void {
+  const io: KmsCliIo = {
+    stdin: process.stdin,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    ...ioOverrides,
+  };
+  const action = actionFor(io);
+  const audit = withConnectionOptions(
+    program.command('audit').description('the tamper-evident audit log: verify, proofs, queries, export'),
+  );
+
+  audit
+    .command('verify <export>')
+    .description(
+      'verify an exported log offline: every entry, the root, the signed checkpoint, an earlier one',
+    )
+    .requiredOption('--key <vkey>', 'the log verifier key, or @file holding it')
+    .option('--previous <file>', 'a checkpoint note saved earlier: the export must be consistent with it')
+    .option('--origin <origin>', 'expected log origin (default: the key name)')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (out, options, [file]) => {
+        const verifierKey = await verifierKeyFrom(String(options.key));
+        const previous: PreviousCheckpoint | undefined =
+          typeof options.previous === 'string'
+            ? { note: await readFile(options.previous, 'utf8') }
+            : undefined;
+        const report = await verifyExportFile(String(file), {
+          verifierKey,
+          ...(typeof options.origin === 'string' ? { origin: options.origin } : {}),
+          ...(previous === undefined ? {} : { previous }),
+        });
+        out.result(describeReport(report), { ...report, root: Buffer.from(report.root).toString('hex') });
+        if (!report.ok) {
+          throw new CliError('verification_failed', 'the export does not verify', ExitCode.authentication);
+        }
+      }),
+    );
+
+  audit
+    .command('checkpoint')
+    .description('show the latest signed checkpoint, checked against the verifier key')
+    .option('--key <vkey>', 'the verifier key to check it with (default: the one the server publishes)')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (out, options) => {
+        await withAudit(io, options, out, async (client) => {
+          const verifierKey =
+            typeof options.key === 'string'
+              ? await verifierKeyFrom(options.key)
+              : (await client.verifierKey()).verifierKey;
+          const cp = await client.checkpoint();
+          const verifier = parseVerifierKey(verifierKey);
+          openCheckpoint(cp.note, [verifier], (await client.verifierKey()).origin);
+          out.result(cp.note.trimEnd(), { ...cp, verifierKey });
+        });
+      }),
+    );
+
+  audit
+    .command('query')
+    .description('events by principal, action, resource, outcome and time range (all pages)')
+    .option('--principal <id>')
+    .option('--action <action>')
+    .option('--resource <resource>')
+    .option('--outcome <outcome>', 'success | failure | denied')
+    .option('--from <time>', 'RFC 3339 or epoch ms, inclusive')
+    .option('--to <time>', 'RFC 3339 or epoch ms, exclusive')
+    .option('--limit <n>', 'stop after this many events', '1000')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (out, options) => {
+        const limit = sizeArg('--limit', String(options.limit)) ?? 1000;
+        const q: AuditEventQuery = {
+          ...(typeof options.principal === 'string' ? { principal: options.principal } : {}),
+          ...(typeof options.action === 'string' ? { action: options.action } : {}),
+          ...(typeof options.resource === 'string' ? { resource: options.resource } : {}),
+          ...(typeof options.outcome === 'string'
+            ? { outcome: options.outcome as 'success' | 'failure' | 'denied' }
+            : {}),
+          ...(typeof options.from === 'string' ? { from: options.from } : {}),
+          ...(typeof options.to === 'string' ? { to: options.to } : {}),
+        };
+        await withAudit(io, options, out, async (client) => {
+          const events = [];
+          for await (const e of client.allEvents(q)) {
+            events.push(e);
+            if (events.length >= limit) break;
+          }
+          const human = events
+            .map((e) => {
+              const ev = e.event as {
+                action?: string;
+                principal?: { id?: string };
+                resource?: string;
+                outcome?: string;
+              } | null;
+              return ev === null
+                ? `${e.index}\t${e.time}\t(body pruned)`
+                : `${e.index}\t${e.time}\t${ev.principal?.id ?? '?'}\t${ev.action ?? '?'}\t${ev.resource ?? ''}\t${ev.outcome ?? ''}`;
+            })
+            .join('\n');
+          out.result(human === '' ? 'no matching events' : human, { events });
+        });
+      }),
+    );
+
+  audit
+    .command('proof <index>')
+    .description('inclusion proof of one event, verified against the signed checkpoint')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (out, options, [indexText]) => {
+        const index = sizeArg('index', indexText) ?? 0;
+        await withAudit(io, options, out, async (client) => {
+          const { verifierKey, origin } = await client.verifierKey();
+          const cp = await client.checkpoint();
+          openCheckpoint(cp.note, [parseVerifierKey(verifierKey)], origin);
+          const proof = await client.inclusionProof(index, cp.treeSize);
+          verifyInclusion(
+            fromHex(proof.leafHash),
+            index,
+            cp.treeSize,
+            proof.proof.map(fromHex),
+            fromHex(cp.rootHash),
+          );
+          out.result(
+            `event ${index} is included in the signed tree of size ${cp.treeSize} (${proof.proof.length} hashes)`,
+            { ...proof, checkpoint: cp.note },
+          );
+        });
+      }),
+    );
+
+  audit
+    .command('consistency <previous-checkpoint-file>')
+    .description('prove the current log extends a checkpoint saved earlier (nothing rewritten)')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (out, options, [file]) => {
+        const note = await readFile(String(file), 'utf8');
+        await withAudit(io, options, out, async (client) => {
+          const { verifierKey, origin } = await client.verifierKey();
+          const verifier = parseVerifierKey(verifierKey);
+          const old = openCheckpoint(note, [verifier], origin).checkpoint;
+          const cp = await client.checkpoint();
+          const current = openCheckpoint(cp.note, [verifier], origin).checkpoint;
+          const proof = await client.consistencyProof(old.treeSize, current.treeSize);
+          verifyConsistency(
+            old.treeSize,
+            current.treeSize,
+            proof.proof.map(fromHex),
+            old.rootHash,
+            current.rootHash,
+          );
+          out.result(
+            `the log of size ${current.treeSize} extends the saved checkpoint of size ${old.treeSize}`,
+            {
+              ...proof,
+              checkpoint: cp.note,
+            },
+          );
+        });
+      }),
+    );
+
+  audit
+    .command('hash')
+    .description('the keyed hash a sensitive value is recorded under (value read from stdin, never argv)')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (out, options) => {
+        const value =
+          io.stdin.isTTY === true
+            ? await promptHidden(io, 'value: ')
+            : (await readStdin(io, 65536)).toString('utf8').replace(/\r?\n$/, '');
+        if (value === '') throw new CliError('usage', 'no value given on stdin', ExitCode.usage);
+        await withAudit(io, options, out, async (client) => {
+          const hash = await client.hash(value);
+          out.result(hash, { hash });
+        });
+      }),
+    );
+
+  audit
+    .command('export')
+    .description('export the log (with bodies of events in [from, to)) for offline verification or a SIEM')
+    .requiredOption('-o, --output <file>', 'where to write the export')
+    .option('--from <time>', 'RFC 3339 or epoch ms')
+    .option('--to <time>', 'RFC 3339 or epoch ms')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (out, options) => {
+        const target = String(options.output);
+        const temporary = `${target}.partial`;
+        await withAudit(io, options, out, async (client) => {
+          const stream = await client.export({
+            ...(typeof options.from === 'string' ? { from: options.from } : {}),
+            ...(typeof options.to === 'string' ? { to: options.to } : {}),
+          });
+          try {
+            await pipeline(stream, createWriteStream(temporary, { mode: 0o600 }));
+            await rename(temporary, target);
+          } catch (err) {
+            await rm(temporary, { force: true });
+            throw err;
+          }
+          out.result(`exported to ${target}`, { output: target });
+        });
+      }),
+    );
+}
