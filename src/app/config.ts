@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
+import type { GuardrailOptions } from '../policy/index.ts';
 import { isValidKeyName } from '../audit/index.ts';
 import type { AuditSinkConfig } from './audit-trail.ts';
 
@@ -22,6 +24,14 @@ export interface WardenConfig {
   readonly publicUrl?: string;
   /** `dev` | `staging` | `prod`: in every request's ABAC context (policies may restrict by it). */
   readonly environment: string;
+  readonly policies: {
+    /** Guardrails (forbid policies) switched on by configuration: business hours, corporate ranges, step-up. */
+    readonly guardrails: GuardrailOptions;
+    /** `.cedar` files of the policy directory (`policies.dir`), by name: installed as `file.<name>`. */
+    readonly files: readonly (readonly [string, string])[];
+    /** IANA time zone of time-of-day conditions (default UTC). */
+    readonly timeZone: string;
+  };
   readonly audit: {
     /** The log's name in its checkpoints (C2SP origin), e.g. `warden.example.com/audit`. */
     readonly origin: string;
@@ -40,6 +50,7 @@ interface ConfigFile {
   rotationCheckSeconds?: number;
   environment?: string;
   publicUrl?: string;
+  policies?: { dir?: string; guardrails?: GuardrailOptions; timeZone?: string };
   audit?: { origin?: string; retentionDays?: number; sinks?: AuditSinkConfig[] };
 }
 
@@ -94,7 +105,21 @@ export function loadConfig(
   if (!Number.isInteger(retentionDays) || retentionDays < 1) {
     throw new ConfigError('audit.retentionDays must be a positive integer (default 365)');
   }
+  const policyDir = merged.policies?.dir ?? env.WARDEN_POLICY_DIR;
+  const files: [string, string][] = [];
+  if (policyDir !== undefined) {
+    for (const name of readdirSync(policyDir)
+      .filter((n) => n.endsWith('.cedar'))
+      .sort()) {
+      files.push([name.slice(0, -'.cedar'.length), readFileSync(path.join(policyDir, name), 'utf8')]);
+    }
+  }
   return {
+    policies: {
+      guardrails: merged.policies?.guardrails ?? {},
+      files,
+      timeZone: merged.policies?.timeZone ?? 'UTC',
+    },
     ...(merged.publicUrl === undefined ? {} : { publicUrl: merged.publicUrl }),
     environment,
     audit: { origin, retentionDays, sinks: merged.audit?.sinks ?? [] },

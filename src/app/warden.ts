@@ -10,13 +10,21 @@ import {
   startKmsScheduler,
 } from '../kms/index.ts';
 import type { KmsRuntime, KmsScheduler, RootOfTrust } from '../kms/index.ts';
-import { PolicyEngine, cedarKmsAuthorizer } from '../policy/index.ts';
+import {
+  FILE_POLICY_PREFIX,
+  PolicyEngine,
+  PolicyStore,
+  SqlPolicies,
+  cedarKmsAuthorizer,
+} from '../policy/index.ts';
+import type { PoliciesDB } from '../policy/index.ts';
 import {
   auditRoutes,
   bootstrapTokenAuthenticator,
   createKmsServer,
   identitiesRoutes,
   oauthRoutes,
+  policyRoutes,
 } from '../server/index.ts';
 import type { Authenticate } from '../server/index.ts';
 import { openStore } from '../store/index.ts';
@@ -82,7 +90,9 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
     sinks: config.audit.sinks,
     log,
   });
-  const policy = new PolicyEngine();
+  const policyStore = new PolicyStore({ guardrails: config.policies.guardrails });
+  for (const [name, text] of config.policies.files) policyStore.add(`${FILE_POLICY_PREFIX}${name}`, text);
+  const policy = new PolicyEngine({ store: policyStore, timeZone: config.policies.timeZone });
   const kms = await openKmsRuntime({
     metadata: stores.metadata,
     keystore: stores.keystore,
@@ -105,7 +115,12 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
   });
   const { token, created: tokenCreated } = await ensureBootstrapToken(file('bootstrap-token'));
   const tls = await ensureDevTls(file('tls'));
-  const identityStore = await openStore<IdentityDB>(stores.identity);
+  const identityStore = await openStore<IdentityDB & PoliciesDB>(stores.identity);
+  const customPolicies = await SqlPolicies.open(identityStore, policyStore, {
+    onInvalid: (id, err) => {
+      log(`custom policy ${id} not installed: ${err instanceof Error ? err.message : String(err)}`);
+    },
+  });
   const identity = new IdentityRuntime({
     store: identityStore,
     kms: kms.service,
@@ -159,6 +174,9 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
         });
       },
       (app) => {
+        policyRoutes(app, { policies: policyStore, persistence: customPolicies });
+      },
+      (app) => {
         oauthRoutes(app, { identity: identity.proxy() });
         identitiesRoutes(app, { identity: identity.proxy() });
       },
@@ -191,6 +209,7 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
     server,
     async close() {
       clearInterval(purge);
+      customPolicies.close();
       await server.close();
       await scheduler.stop();
       // The audit log signs a last checkpoint through the KMS as it closes.

@@ -13,9 +13,11 @@ const groups: Record<string, () => Promise<Register>> = {
   kms: async () => (await import('./commands/kms.ts')).registerKmsCommands,
   demo: async () => (await import('./commands/demo.ts')).registerDemoCommand,
   audit: async () => (await import('./commands/audit.ts')).registerAuditCommands,
+  policies: async () => (await import('./commands/policies.ts')).registerPolicyCommands,
   gateway: async () => (await import('./commands/gateway.ts')).registerGatewayCommands,
   ca: async () => (await import('./commands/ca.ts')).registerCaCommands,
   registry: async () => (await import('./commands/registry.ts')).registerRegistryCommands,
+  identity: async () => (await import('./commands/identity.ts')).registerIdentityCommands,
 };
 const groupOf: Record<string, string> = {
   server: 'server',
@@ -28,10 +30,20 @@ const groupOf: Record<string, string> = {
   operator: 'kms',
   demo: 'demo',
   audit: 'audit',
+  policies: 'policies',
   gateway: 'gateway',
   ca: 'ca',
   model: 'registry',
   dataset: 'registry',
+  login: 'identity',
+  logout: 'identity',
+  whoami: 'identity',
+  bootstrap: 'identity',
+  mfa: 'identity',
+  users: 'identity',
+  'service-accounts': 'identity',
+  'api-keys': 'identity',
+  roles: 'identity',
 };
 
 const program = new Command()

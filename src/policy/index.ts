@@ -35,3 +35,10 @@ export { CUSTOM_POLICY_ID, PolicyStore, PolicyStoreError } from './store.ts';
 export type { PolicyEntry, PolicySource, PolicyStoreOptions } from './store.ts';
 export { MAX_POLICY_TEXT_CHARS, PolicyValidationError, validatePolicies } from './validate.ts';
 export type { PolicyDiagnostic, PolicyDiagnosticKind, PolicyValidationResult } from './validate.ts';
+export {
+  FILE_POLICY_PREFIX,
+  POLICY_MIGRATIONS,
+  PolicyPersistenceError,
+  SqlPolicies,
+} from './sql-policies.ts';
+export type { PoliciesDB, SqlPoliciesOptions } from './sql-policies.ts';

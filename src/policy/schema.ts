@@ -69,6 +69,9 @@ export const ACTIONS = {
   'model.release': ['Model', 'ModelVersion'],
   'dataset.sign': ['Dataset'],
   'dataset.verify': ['Dataset'],
+  'ca.issue': ['Identity'],
+  'ca.revoke': ['Identity'],
+  'ca.read': ['Identity'],
 } as const satisfies Record<string, readonly ResourceType[]>;
 
 export type ActionId = keyof typeof ACTIONS;

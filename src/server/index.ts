@@ -20,3 +20,4 @@ export { auditRoutes } from './routes/audit.ts';
 export type { AuditRouteDeps } from './routes/audit.ts';
 export { oauthRoutes } from './routes/oauth.ts';
 export { identitiesRoutes } from './routes/identities.ts';
+export { policyRoutes } from './routes/policies.ts';
