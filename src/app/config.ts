@@ -3,6 +3,8 @@ import os from 'node:os';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { GuardrailOptions } from '../policy/index.ts';
+import { endpointsFromFile } from '../gateway/index.ts';
+import type { EndpointConfig } from '../gateway/index.ts';
 import { isValidKeyName } from '../audit/index.ts';
 import type { AuditSinkConfig } from './audit-trail.ts';
 
@@ -24,6 +26,12 @@ export interface WardenConfig {
   readonly publicUrl?: string;
   /** `dev` | `staging` | `prod`: in every request's ABAC context (policies may restrict by it). */
   readonly environment: string;
+  readonly gateway: {
+    /** Model endpoints served at /v1/chat/completions, /v2/models/…/infer, … (docs/gateway.md). */
+    readonly endpoints: readonly EndpointConfig[];
+    /** With no endpoints configured: start the demo credit-scoring model and serve it (default true). */
+    readonly demo: boolean;
+  };
   readonly policies: {
     /** Guardrails (forbid policies) switched on by configuration: business hours, corporate ranges, step-up. */
     readonly guardrails: GuardrailOptions;
@@ -50,6 +58,7 @@ interface ConfigFile {
   rotationCheckSeconds?: number;
   environment?: string;
   publicUrl?: string;
+  gateway?: { endpoints?: unknown[]; demo?: boolean };
   policies?: { dir?: string; guardrails?: GuardrailOptions; timeZone?: string };
   audit?: { origin?: string; retentionDays?: number; sinks?: AuditSinkConfig[] };
 }
@@ -114,7 +123,19 @@ export function loadConfig(
       files.push([name.slice(0, -'.cedar'.length), readFileSync(path.join(policyDir, name), 'utf8')]);
     }
   }
+  let endpoints: EndpointConfig[] = [];
+  if (merged.gateway?.endpoints !== undefined) {
+    try {
+      endpoints = endpointsFromFile(merged.gateway.endpoints, (file) => readFileSync(file));
+    } catch (err) {
+      throw new ConfigError(`gateway.endpoints: ${(err as Error).message}`);
+    }
+  }
   return {
+    gateway: {
+      endpoints,
+      demo: merged.gateway?.demo ?? env.WARDEN_DEMO !== '0',
+    },
     policies: {
       guardrails: merged.policies?.guardrails ?? {},
       files,

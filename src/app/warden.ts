@@ -24,17 +24,21 @@ import {
   createKmsServer,
   identitiesRoutes,
   oauthRoutes,
+  caRoutes,
   policyRoutes,
 } from '../server/index.ts';
 import type { Authenticate } from '../server/index.ts';
 import { openStore } from '../store/index.ts';
-import type { IdentityDB } from '../identity/index.ts';
+import { CertificateAuthority, SqlCaRepository } from '../identity/index.ts';
+import type { CaSchema, IdentityDB } from '../identity/index.ts';
 import type { OperatorControl } from '../server/index.ts';
 import type { StoreConfig } from '../store/index.ts';
 import { openAuditTrail } from './audit-trail.ts';
 import type { AuditTrail } from './audit-trail.ts';
 import type { WardenConfig } from './config.ts';
 import { IdentityRuntime } from './identity.ts';
+import { openEmbeddedGateway } from './gateway.ts';
+import type { EmbeddedGateway } from './gateway.ts';
 import { ensureDevTls } from './dev-tls.ts';
 import { pkcs11Operator, softwareOperator } from './operator.ts';
 
@@ -47,6 +51,8 @@ export interface RunningWarden {
   readonly kms: KmsRuntime;
   readonly audit: AuditTrail;
   readonly identity: IdentityRuntime;
+  readonly ca: CertificateAuthority;
+  readonly gateway: EmbeddedGateway | undefined;
   readonly policy: PolicyEngine;
   readonly server: FastifyInstance;
   close(): Promise<void>;
@@ -115,7 +121,13 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
   });
   const { token, created: tokenCreated } = await ensureBootstrapToken(file('bootstrap-token'));
   const tls = await ensureDevTls(file('tls'));
-  const identityStore = await openStore<IdentityDB & PoliciesDB>(stores.identity);
+  const identityStore = await openStore<IdentityDB & PoliciesDB & CaSchema>(stores.identity);
+  const ca = new CertificateAuthority({
+    kms: kms.service,
+    keyName: 'internal-ca',
+    repository: await SqlCaRepository.open(identityStore),
+    audit: audit.recorder,
+  });
   const customPolicies = await SqlPolicies.open(identityStore, policyStore, {
     onInvalid: (id, err) => {
       log(`custom policy ${id} not installed: ${err instanceof Error ? err.message : String(err)}`);
@@ -144,6 +156,16 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
       }
     });
   };
+  // The gateway derives its content-hash key in the KMS, so with a sealed root it is not mounted.
+  const gateway = root.status().sealed
+    ? undefined
+    : await openEmbeddedGateway({
+        endpoints: config.gateway.endpoints,
+        demo: config.gateway.demo,
+        environment: config.environment,
+        kms: kms.service,
+        audit: audit.recorder,
+      });
   const operator = operatorFor(kms);
   const server = await createKmsServer({
     kms: kms.service,
@@ -175,6 +197,10 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
       },
       (app) => {
         policyRoutes(app, { policies: policyStore, persistence: customPolicies });
+        caRoutes(app, { ca });
+      },
+      (app) => {
+        gateway?.routes(app);
       },
       (app) => {
         oauthRoutes(app, { identity: identity.proxy() });
@@ -205,12 +231,15 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
     kms,
     audit,
     identity,
+    ca,
+    gateway,
     policy,
     server,
     async close() {
       clearInterval(purge);
       customPolicies.close();
       await server.close();
+      await gateway?.close();
       await scheduler.stop();
       // The audit log signs a last checkpoint through the KMS as it closes.
       await audit.close();

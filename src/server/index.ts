@@ -21,3 +21,8 @@ export type { AuditRouteDeps } from './routes/audit.ts';
 export { oauthRoutes } from './routes/oauth.ts';
 export { identitiesRoutes } from './routes/identities.ts';
 export { policyRoutes } from './routes/policies.ts';
+export { caRoutes } from './routes/ca.ts';
+export { authOidcRoutes } from './routes/auth-oidc.ts';
+export type { AuthOidcRouteDeps, LoginSession } from './routes/auth-oidc.ts';
+export { webauthnRoutes } from './routes/webauthn.ts';
+export type { WebAuthnRouteDeps } from './routes/webauthn.ts';

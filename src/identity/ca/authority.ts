@@ -7,7 +7,7 @@ import { ecdsaDerToP1363, ecdsaP1363ToDer } from '../../crypto/index.ts';
 import { KeyNotFoundError, KmsError } from '../../kms/index.ts';
 import type { KmsService, Principal } from '../../kms/index.ts';
 import { CaError } from './errors.ts';
-import { clientIdentityUri, parseClientIdentity } from './identity.ts';
+import { checkTrustDomain, clientIdentityUri, parseClientIdentity } from './identity.ts';
 import type { CertificateProfile, CertificateRecord, SqlCaRepository } from './repository.ts';
 import {
   OID,
@@ -259,7 +259,7 @@ export class CertificateAuthority {
     if (!Number.isInteger(this.#crlValidityMs) || this.#crlValidityMs < MINUTE_MS) {
       throw new CaError('invalid_request', 'the CRL validity must be at least a minute');
     }
-    parseClientIdentity(`service:probe`, this.#trustDomain);
+    checkTrustDomain(this.#trustDomain);
     this.#now = options.now ?? Date.now;
   }
 
@@ -472,11 +472,9 @@ export class CertificateAuthority {
       const notBefore = wholeSeconds(now - BACKDATE_MS);
       const notAfter = wholeSeconds(now + lifetimeMs);
       const { der, issuer } = await this.#signUnderCa((issuer, sign) => {
+        // Renewal keeps the CA certificate ahead of any leaf; this only guards that invariant.
         if (notAfter.getTime() > issuer.record.notAfter) {
-          throw new CaError(
-            'ca_not_initialized',
-            'the CA certificate expires before the requested certificate',
-          );
+          throw new CaError('ca_unavailable', 'the CA certificate would expire before the new certificate');
         }
         return signCertificate(
           {

@@ -15,6 +15,7 @@ export type CaErrorCode =
   | 'ca_not_initialized'
   | 'ca_key_unsuitable'
   | 'ca_signature_mismatch'
+  | 'ca_unavailable'
   | 'certificate_not_found'
   | 'already_revoked'
   | 'client_certificate_rejected';
@@ -31,6 +32,7 @@ const STATUS: Readonly<Record<CaErrorCode, number>> = {
   ca_not_initialized: 409,
   ca_key_unsuitable: 409,
   ca_signature_mismatch: 500,
+  ca_unavailable: 503,
   certificate_not_found: 404,
   already_revoked: 409,
   client_certificate_rejected: 401,

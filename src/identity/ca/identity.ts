@@ -26,7 +26,7 @@ function isKind(value: string): value is ClientKind {
   return (CLIENT_KINDS as readonly string[]).includes(value);
 }
 
-function checkTrustDomain(trustDomain: string): void {
+export function checkTrustDomain(trustDomain: string): void {
   if (!TRUST_DOMAIN.test(trustDomain)) {
     throw new CaError('invalid_request', 'a trust domain is 1-255 characters of a-z 0-9 . _ -');
   }
