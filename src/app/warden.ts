@@ -26,6 +26,7 @@ import {
   oauthRoutes,
   caRoutes,
   policyRoutes,
+  registryRoutes,
 } from '../server/index.ts';
 import type { Authenticate } from '../server/index.ts';
 import { openStore } from '../store/index.ts';
@@ -37,7 +38,10 @@ import { openAuditTrail } from './audit-trail.ts';
 import type { AuditTrail } from './audit-trail.ts';
 import type { WardenConfig } from './config.ts';
 import { IdentityRuntime } from './identity.ts';
-import { openEmbeddedGateway } from './gateway.ts';
+import { DEMO_MODEL, openEmbeddedGateway } from './gateway.ts';
+import { openRegistry, publishDemoModel } from './registry.ts';
+import type { OpenedRegistry } from './registry.ts';
+import { CREDIT_BIAS, CREDIT_FEATURES, CREDIT_WEIGHTS } from '../gateway/index.ts';
 import type { EmbeddedGateway } from './gateway.ts';
 import { ensureDevTls } from './dev-tls.ts';
 import { pkcs11Operator, softwareOperator } from './operator.ts';
@@ -53,6 +57,7 @@ export interface RunningWarden {
   readonly identity: IdentityRuntime;
   readonly ca: CertificateAuthority;
   readonly gateway: EmbeddedGateway | undefined;
+  readonly registry: OpenedRegistry | undefined;
   readonly policy: PolicyEngine;
   readonly server: FastifyInstance;
   close(): Promise<void>;
@@ -75,19 +80,21 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const file = (name: string) => path.join(config.dataDir, name);
   const { root, operatorFor } = await openRoot(config, file);
-  const stores: { metadata: StoreConfig; keystore: StoreConfig; audit: StoreConfig; identity: StoreConfig } =
+  const stores: Record<'metadata' | 'keystore' | 'audit' | 'identity' | 'registry', StoreConfig> =
     config.databaseUrl !== undefined && config.keystoreUrl !== undefined
       ? {
           metadata: { kind: 'postgres', url: config.databaseUrl },
           keystore: { kind: 'postgres', url: config.keystoreUrl },
           audit: { kind: 'postgres', url: config.databaseUrl },
           identity: { kind: 'postgres', url: config.databaseUrl },
+          registry: { kind: 'postgres', url: config.databaseUrl },
         }
       : {
           metadata: { kind: 'sqlite', path: file('warden.db') },
           keystore: { kind: 'sqlite', path: file('keystore.db') },
           audit: { kind: 'sqlite', path: file('audit.db') },
           identity: { kind: 'sqlite', path: file('identity.db') },
+          registry: { kind: 'sqlite', path: file('registry.db') },
         };
   const audit = await openAuditTrail({
     store: stores.audit,
@@ -156,16 +163,49 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
       }
     });
   };
-  // The gateway derives its content-hash key in the KMS, so with a sealed root it is not mounted.
-  const gateway = root.status().sealed
-    ? undefined
-    : await openEmbeddedGateway({
+  // The registry and the gateway need KMS keys at start-up, so with a sealed root they are not mounted.
+  const unsealed = !root.status().sealed;
+  const registry = unsealed
+    ? await openRegistry({
+        store: stores.registry,
+        dataDir: config.dataDir,
+        kms: kms.service,
+        audit: audit.recorder,
+        policy,
+        environment: config.environment,
+      })
+    : undefined;
+  const servable =
+    registry === undefined
+      ? undefined
+      : {
+          epoch: () => registry.registry.quarantineEpoch(),
+          servable: async (model: string, version: string) =>
+            (await registry.registry.servable(model, version)).servable,
+        };
+  const gateway = unsealed
+    ? await openEmbeddedGateway({
         endpoints: config.gateway.endpoints,
         demo: config.gateway.demo,
         environment: config.environment,
         kms: kms.service,
         audit: audit.recorder,
-      });
+        ...(servable === undefined ? {} : { servable }),
+      })
+    : undefined;
+  if (registry !== undefined && gateway?.demo !== undefined) {
+    for (const endpoint of gateway.endpoints) {
+      await publishDemoModel(
+        registry.registry,
+        file('demo'),
+        endpoint.model,
+        endpoint.model === DEMO_MODEL.name
+          ? { features: CREDIT_FEATURES, weights: CREDIT_WEIGHTS, bias: CREDIT_BIAS }
+          : { template: 'echo' },
+        config.environment,
+      );
+    }
+  }
   const operator = operatorFor(kms);
   const server = await createKmsServer({
     kms: kms.service,
@@ -201,6 +241,7 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
       },
       (app) => {
         gateway?.routes(app);
+        if (registry !== undefined) registryRoutes(app, { registry: registry.registry });
       },
       (app) => {
         oauthRoutes(app, { identity: identity.proxy() });
@@ -233,6 +274,7 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
     identity,
     ca,
     gateway,
+    registry,
     policy,
     server,
     async close() {
@@ -240,6 +282,7 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
       customPolicies.close();
       await server.close();
       await gateway?.close();
+      await registry?.close();
       await scheduler.stop();
       // The audit log signs a last checkpoint through the KMS as it closes.
       await audit.close();

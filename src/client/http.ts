@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import { KmsClientError, transportError } from './errors.ts';
@@ -96,11 +97,7 @@ export class WardenHttp {
     body?: unknown,
     options: RequestOptions = {},
   ): Promise<{ status: number; body: T }> {
-    const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
-    if (this.#token !== undefined && options.anonymous !== true) {
-      const token = typeof this.#token === 'string' ? this.#token : checkToken(await this.#token());
-      headers.authorization = `Bearer ${token}`;
-    }
+    const headers = await this.#headers(options);
     let payload: string | undefined;
     if (body !== undefined) {
       if (options.form === true) {
@@ -127,6 +124,8 @@ export class WardenHttp {
       throw transportError(err, this.address);
     }
     const status = response.statusCode;
+    // 204 No Content (revocations, deletions): no body to parse.
+    if (status === 204) return { status, body: {} as T };
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
@@ -140,6 +139,78 @@ export class WardenHttp {
       throw new KmsClientError('invalid_response', status, `unexpected response from ${this.address}`);
     }
     return { status, body: parsed as T };
+  }
+
+  /**
+   * Sends a raw body streamed from `body` (uploads), without a body timeout; the JSON response is handled as
+   * `request` handles it.
+   */
+  async upload<T = Record<string, unknown>>(
+    method: Dispatcher.HttpMethod,
+    path: string,
+    body: Readable,
+    options: { readonly contentType?: string; readonly length?: number } = {},
+  ): Promise<T> {
+    const headers = await this.#headers({});
+    headers['content-type'] = options.contentType ?? 'application/octet-stream';
+    if (options.length !== undefined) headers['content-length'] = String(options.length);
+    let response: Dispatcher.ResponseData;
+    let text: string;
+    try {
+      response = await this.#pool.request({ method, path, headers, body, headersTimeout: 0, bodyTimeout: 0 });
+      text = await response.body.text();
+    } catch (err) {
+      throw transportError(err, this.address);
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new KmsClientError(
+        'invalid_response',
+        response.statusCode,
+        `HTTP ${response.statusCode} from ${this.address} is not JSON`,
+      );
+    }
+    if (response.statusCode >= 400) throw errorOf(parsed, response.statusCode);
+    return parsed as T;
+  }
+
+  /** A successful response's body as a stream (exports, downloads); error responses throw as `request`'s do. */
+  async stream(method: Dispatcher.HttpMethod, path: string): Promise<Readable> {
+    const headers = await this.#headers({ headers: { accept: '*/*' } });
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await this.#pool.request({
+        method,
+        path,
+        headers,
+        headersTimeout: this.#timeoutMs,
+        bodyTimeout: 0,
+      });
+    } catch (err) {
+      throw transportError(err, this.address);
+    }
+    if (response.statusCode >= 400) {
+      const text = await response.body.text().catch(() => '');
+      let parsed: unknown = null;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        // A non-JSON error body: the status alone.
+      }
+      throw errorOf(parsed, response.statusCode);
+    }
+    return response.body;
+  }
+
+  async #headers(options: RequestOptions): Promise<Record<string, string>> {
+    const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
+    if (this.#token !== undefined && options.anonymous !== true) {
+      const token = typeof this.#token === 'string' ? this.#token : checkToken(await this.#token());
+      headers.authorization = `Bearer ${token}`;
+    }
+    return headers;
   }
 
   /** The response body of a successful request. */

@@ -16,3 +16,35 @@ export type {
 } from './audit.ts';
 export { RegistryClient } from './registry.ts';
 export type { TransferProgress } from './registry.ts';
+export {
+  IdentityClient,
+  PUBLIC_CLIENT_ID,
+  TokenProviderError,
+  clientCredentialsTokenProvider,
+  sessionFrom,
+  sessionTokenProvider,
+} from './identity.ts';
+export type {
+  ApiKeyInfo,
+  BootstrapRequest,
+  ClientAuthMethod,
+  ClientCredentials,
+  ClientCredentialsProviderOptions,
+  CreateApiKeyRequest,
+  CreateServiceAccountRequest,
+  CreateUserRequest,
+  CreatedApiKey,
+  CreatedServiceAccount,
+  Introspection,
+  LoginRequest,
+  RoleMapping,
+  ServiceAccountInfo,
+  Session,
+  SessionProviderOptions,
+  SessionTokens,
+  TokenProvider,
+  TokenResponse,
+  UpdateServiceAccountRequest,
+  UpdateUserRequest,
+  UserInfo,
+} from './identity.ts';

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import type { Authorizer, KmsAction } from '../kms/index.ts';
 import type { Principal } from '../kms/index.ts';
 import type { AuthzContext, AuthzPrincipal, PolicyEngine } from './engine.ts';
@@ -35,6 +36,21 @@ export function kmsPrincipal(principal: Principal): AuthzPrincipal {
 }
 
 /**
+ * The ABAC context a principal carries: how it authenticated, from where (its request's source address), and how
+ * long ago it passed MFA. Callers add the deployment's environment and a declared purpose.
+ */
+export function principalContext(principal: Principal, now: number = Date.now()): AuthzContext {
+  const sourceIp = principal.request?.sourceIp;
+  return {
+    authMethod: principal.authMethod,
+    ...(sourceIp === undefined || isIP(sourceIp) === 0 ? {} : { sourceIp }),
+    ...(principal.mfaAt === undefined
+      ? {}
+      : { mfaAgeSeconds: Math.max(0, Math.floor((now - principal.mfaAt) / 1000)) }),
+  };
+}
+
+/**
  * The KMS resource string as a `Key` id: `key:<name>` → `<name>`; the collection-level `key:*` (list, bulk import),
  * an unparseable ciphertext's `key:?`, and non-key resources (`random`) → `*`. Key names never contain `*` or `?`
  * (KEY_NAME_PATTERN), so these ids cannot collide with a real key.
@@ -53,13 +69,8 @@ export function kmsKeyId(resource: string): string {
 export function cedarKmsAuthorizer(engine: PolicyEngine, options: KmsAuthorizerOptions = {}): Authorizer {
   return {
     authorize(principal: Principal, action: KmsAction, resource: string): boolean {
-      const sourceIp = principal.request?.sourceIp;
       const context: AuthzContext = {
-        authMethod: principal.authMethod,
-        ...(sourceIp === undefined ? {} : { sourceIp }),
-        ...(principal.mfaAt === undefined
-          ? {}
-          : { mfaAgeSeconds: Math.max(0, Math.floor((Date.now() - principal.mfaAt) / 1000)) }),
+        ...principalContext(principal),
         ...options.context?.(principal, action, resource),
       };
       const decision = engine.authorize({

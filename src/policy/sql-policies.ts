@@ -18,7 +18,8 @@ export interface PoliciesTable {
 
 export interface PolicyStateTable {
   id: string;
-  version: number;
+  /** int64: PostgreSQL's driver returns it as a string. */
+  version: number | string;
 }
 
 export interface PoliciesDB {

@@ -26,3 +26,4 @@ export { authOidcRoutes } from './routes/auth-oidc.ts';
 export type { AuthOidcRouteDeps, LoginSession } from './routes/auth-oidc.ts';
 export { webauthnRoutes } from './routes/webauthn.ts';
 export type { WebAuthnRouteDeps } from './routes/webauthn.ts';
+export { registryRoutes } from './routes/registry.ts';

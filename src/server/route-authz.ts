@@ -1,8 +1,7 @@
-import { isIP } from 'node:net';
 import type { FastifyRequest, RouteOptions } from 'fastify';
 import type { AuditRecorder } from '../audit/index.ts';
 import type { Principal } from '../kms/index.ts';
-import { isActionId, kmsPrincipal } from '../policy/index.ts';
+import { isActionId, kmsPrincipal, principalContext } from '../policy/index.ts';
 import type { ActionId, AuthzContext, AuthzResource, PolicyEngine } from '../policy/index.ts';
 import { PermissionDeniedError } from './errors.ts';
 
@@ -63,21 +62,16 @@ export function routeAuthzOf(route: RouteOptions): RouteAuthz {
 
 const PURPOSE_PATTERN = /^[a-z][a-z0-9._-]{0,63}$/;
 
-/** The ABAC context of a request: source address, authentication method, MFA age, environment, purpose. */
+/** The ABAC context of a request: the principal's (address, method, MFA age), environment, declared purpose. */
 export function requestContext(
   request: FastifyRequest,
   principal: Principal,
   environment: string,
-  now: number = Date.now(),
 ): AuthzContext {
   const purpose = request.headers['x-warden-purpose'];
   return {
-    authMethod: principal.authMethod,
+    ...principalContext(principal),
     environment,
-    ...(isIP(request.ip) === 0 ? {} : { sourceIp: request.ip }),
-    ...(principal.mfaAt === undefined
-      ? {}
-      : { mfaAgeSeconds: Math.max(0, Math.floor((now - principal.mfaAt) / 1000)) }),
     ...(typeof purpose === 'string' && PURPOSE_PATTERN.test(purpose) ? { purpose } : {}),
   };
 }

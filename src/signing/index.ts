@@ -2,7 +2,7 @@
  * OpenSSF Model Signing (OMS) v1.0: sign and verify model and dataset directories as Sigstore v0.3 bundles carrying
  * a DSSE-signed in-toto statement. See docs/signing.md for what is supported and the exact rules.
  */
-export { signModel, type SignedModel } from './sign.ts';
+export { signManifest, signModel, type SignedModel } from './sign.ts';
 export {
   verifyBundle,
   verifyModel,

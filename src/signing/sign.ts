@@ -4,7 +4,13 @@ import { IN_TOTO_PAYLOAD_TYPE, pae, verifyDsse } from './dsse.ts';
 import { CertificateError, KeyMismatchError, SignatureError } from './errors.ts';
 import { serializeModel, type SerializeOptions } from './serialize.ts';
 import { algorithmOf, publicKeyHint, type Signer } from './signer.ts';
-import { buildStatement, encodeStatement, parseStatement, type Statement } from './statement.ts';
+import {
+  buildStatement,
+  encodeStatement,
+  parseStatement,
+  type Manifest,
+  type Statement,
+} from './statement.ts';
 
 /** Signing (§6): serialize the model, wrap the manifest in a statement, DSSE-sign it, assemble the bundle. */
 
@@ -31,18 +37,32 @@ function signerPublicKey(signer: Signer): KeyObject {
   }
 }
 
-export async function signModel(
-  modelPath: string,
-  signer: Signer,
-  options: SerializeOptions = {},
-): Promise<SignedModel> {
+function checkedPublicKey(signer: Signer): KeyObject {
   const publicKey = signerPublicKey(signer);
   if (algorithmOf(publicKey) !== signer.algorithm) {
     throw new KeyMismatchError(
       `the signer announces ${signer.algorithm} but its public key is ${algorithmOf(publicKey)}`,
     );
   }
-  const manifest = await serializeModel(modelPath, options);
+  return publicKey;
+}
+
+export async function signModel(
+  modelPath: string,
+  signer: Signer,
+  options: SerializeOptions = {},
+): Promise<SignedModel> {
+  // Checked before hashing: a misconfigured signer should not cost a pass over a multi-GB model.
+  checkedPublicKey(signer);
+  return signManifest(await serializeModel(modelPath, options), signer);
+}
+
+/**
+ * Signs an already computed manifest (e.g. digests a registry recorded when it stored the files), with the same
+ * checks as signModel. The caller vouches that the manifest describes the content it means to sign.
+ */
+export async function signManifest(manifest: Manifest, signer: Signer): Promise<SignedModel> {
+  const publicKey = checkedPublicKey(signer);
   const statement = buildStatement(manifest);
   const payload = encodeStatement(statement);
   const signature = await signer.sign(pae(IN_TOTO_PAYLOAD_TYPE, payload));

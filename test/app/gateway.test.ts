@@ -50,6 +50,7 @@ describe('warden server: the demo model behind the gateway', async () => {
       body: (await r.body.json()) as Record<string, unknown>,
     };
   };
+  const chat = { model: 'demo-chat', messages: [{ role: 'user', content: 'hello' }] };
   const score = {
     inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 5], data: [[85, 0.2, 6, 0, 0.3]] }],
   };
@@ -84,5 +85,14 @@ describe('warden server: the demo model behind the gateway', async () => {
     }
     assert.ok(limited, 'the limit was reached');
     assert.ok(Number(limited.headers['retry-after']) > 0);
+  });
+
+  it('stops serving a quarantined model within a second', async () => {
+    assert.equal((await call('/v1/chat/completions', admin, chat)).status, 200);
+    await warden.registry?.registry.quarantine(BOOTSTRAP_PRINCIPAL, 'demo-chat', '1', 'suspected poisoning');
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const refused = await call('/v1/chat/completions', admin, chat);
+    assert.notEqual(refused.status, 200);
+    assert.match(String((refused.body.error as { code?: string } | undefined)?.code), /model_unavailable/);
   });
 });

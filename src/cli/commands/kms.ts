@@ -66,11 +66,19 @@ export function kmsCliError(err: KmsClientError): CliError {
   return new CliError(code, err.message, exitCode);
 }
 
-async function readToken(io: KmsCliIo, options: ConnectionOptions, out: Output): Promise<string | undefined> {
+export async function readToken(
+  io: KmsCliIo,
+  options: ConnectionOptions,
+  out: Output,
+): Promise<string | undefined> {
   const fromEnv = io.env.WARDEN_TOKEN;
   if (options.tokenFile === undefined && fromEnv !== undefined && fromEnv !== '') return fromEnv.trim();
   const file = options.tokenFile ?? io.env.WARDEN_TOKEN_FILE;
-  if (file === undefined || file === '') return undefined;
+  if (file === undefined || file === '') {
+    // No explicit token: the session `warden login` saved, if any (loaded only then).
+    const { sessionToken } = await import('./identity.ts');
+    return sessionToken(io, options, out);
+  }
   const info = await stat(file);
   if ((info.mode & 0o077) !== 0) out.warn(`token file ${file} is readable by other users (chmod 600 it)`);
   const token = (await readFile(file, 'utf8')).trim();
@@ -90,7 +98,7 @@ export async function connectHttp(
   if (needsToken && token === undefined) {
     throw new CliError(
       'unauthenticated',
-      'no token: set WARDEN_TOKEN or WARDEN_TOKEN_FILE (tokens are never taken from the command line)',
+      'no token: run warden login, or set WARDEN_TOKEN or WARDEN_TOKEN_FILE (tokens are never taken from the command line)',
       ExitCode.unauthenticated,
     );
   }

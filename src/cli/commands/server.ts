@@ -52,6 +52,7 @@ async function runServer(options: ServerOptions): Promise<void> {
       '  npx warden encrypt train.csv --key datasets -c purpose=training',
       '  npx warden keys rotate datasets && npx warden rewrap train.csv.wenc',
       '  echo -n secret | npx warden kms encrypt datasets',
+      ...demoLines(warden.gateway?.demo !== undefined),
       '',
       'Ctrl-C stops it.',
     ].join('\n'),
@@ -71,6 +72,27 @@ async function runServer(options: ServerOptions): Promise<void> {
     process.once('SIGTERM', stop);
   });
   await warden.close();
+}
+
+/** The commands a newcomer runs against the demo model: a call, a denial, the rate limit, PII redaction. */
+function demoLines(demo: boolean): string[] {
+  if (!demo) return [];
+  const curl =
+    'curl -s --cacert "$WARDEN_CACERT" -H "authorization: Bearer $(cat $WARDEN_TOKEN_FILE)" -H content-type:application/json';
+  const score = `'{"inputs":[{"name":"features","datatype":"FP32","shape":[1,5],"data":[[85,0.2,6,0,0.3]]}]}'`;
+  return [
+    '',
+    'The demo credit-scoring model runs behind the inference gateway:',
+    `  ${curl} "$WARDEN_ADDR/v2/models/credit-score/infer" -d ${score}`,
+    '  # denied without credentials (401) — and 403 for a principal whose role may not invoke it:',
+    `  curl -s --cacert "$WARDEN_CACERT" -H content-type:application/json "$WARDEN_ADDR/v2/models/credit-score/infer" -d ${score}`,
+    '  # the demo limit is 10 calls a minute per caller; the 11th answers 429 with Retry-After:',
+    `  for i in $(seq 11); do ${curl} -o /dev/null -w "%{http_code} " "$WARDEN_ADDR/v2/models/credit-score/infer" -d ${score}; done; echo`,
+    '  # PII in a model answer is redacted:',
+    `  ${curl} "$WARDEN_ADDR/v1/chat/completions" -d '{"model":"demo-chat","messages":[{"role":"user","content":"Card 4111 1111 1111 1111, mail jo@example.com"}]}'`,
+    '  # every call is in the tamper-evident audit log:',
+    '  npx warden audit query --action endpoint.invoke',
+  ];
 }
 
 export function registerServerCommand(program: Command): void {
