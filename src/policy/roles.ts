@@ -48,7 +48,8 @@ export const BUILT_IN_POLICIES: Readonly<Record<string, string>> = {
   // Everything, everywhere (still subject to every forbid guardrail).
   'role.admin': `permit (principal in Warden::Role::"admin", action, resource);`,
 
-  // Keys (administration only, no cryptographic use), policies, identities; reads audit; may quarantine a model.
+  // Keys (administration only, no cryptographic use), policies, identities, the internal CA; reads audit;
+  // quarantines and releases models and grants scan waivers.
   'role.security-admin': `permit (
   principal in Warden::Role::"security-admin",
   action in [
@@ -59,7 +60,13 @@ export const BUILT_IN_POLICIES: Readonly<Record<string, string>> = {
     Warden::Action::"identity.manage",
     Warden::Action::"audit.read",
     Warden::Action::"audit.verify",
-    Warden::Action::"model.quarantine"
+    Warden::Action::"model.quarantine",
+    Warden::Action::"model.release",
+    Warden::Action::"model.waive",
+    Warden::Action::"model.verify",
+    Warden::Action::"ca.issue",
+    Warden::Action::"ca.revoke",
+    Warden::Action::"ca.read"
   ],
   resource
 );`,
@@ -94,23 +101,34 @@ export const BUILT_IN_POLICIES: Readonly<Record<string, string>> = {
     Warden::Action::"audit.export",
     Warden::Action::"policy.read",
     Warden::Action::"identity.read",
-    Warden::Action::"model.read"
+    Warden::Action::"model.read",
+    Warden::Action::"model.verify",
+    Warden::Action::"dataset.verify",
+    Warden::Action::"ca.read"
   ],
   resource
 );`,
 
-  // Reads training data, registers and reads models. No dataset export/modify, no promote/deploy (default deny).
+  // Reads, registers and signs training data; registers, reads, scans and verifies models. No dataset
+  // export/modify, no promote/deploy (default deny).
   'role.data-scientist': `permit (
   principal in Warden::Role::"data-scientist",
   action in [
     Warden::Action::"dataset.read",
+    Warden::Action::"dataset.register",
+    Warden::Action::"dataset.sign",
+    Warden::Action::"dataset.verify",
     Warden::Action::"model.register",
-    Warden::Action::"model.read"
+    Warden::Action::"model.read",
+    Warden::Action::"model.scan",
+    Warden::Action::"model.verify"
   ],
   resource
 );`,
 
-  // Ships models: registers, signs, promotes, deploys, quarantines; reads (never modifies) training data.
+  // Ships models: registers, signs, promotes (and approves others' promotions to prod), deploys, quarantines,
+  // scans and verifies; reads and verifies (never modifies) training data. Waivers and releases from
+  // quarantine belong to security-admin.
   'role.ml-engineer': `permit (
   principal in Warden::Role::"ml-engineer",
   action in [
@@ -119,8 +137,12 @@ export const BUILT_IN_POLICIES: Readonly<Record<string, string>> = {
     Warden::Action::"model.register",
     Warden::Action::"model.sign",
     Warden::Action::"model.promote",
+    Warden::Action::"model.approve",
     Warden::Action::"model.deploy",
-    Warden::Action::"model.quarantine"
+    Warden::Action::"model.quarantine",
+    Warden::Action::"model.scan",
+    Warden::Action::"model.verify",
+    Warden::Action::"dataset.verify"
   ],
   resource
 );`,
