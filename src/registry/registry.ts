@@ -446,11 +446,18 @@ export class Registry {
   }
 
   /** The resource an approval request is about (its version, at the requested stage). */
-  async approvalResource(approvalId: string): Promise<AuthzResource> {
+  /**
+   * The resource an approval acts on. An unknown approval id resolves to the model named in the request, so the
+   * policy decides before anyone learns whether the id exists (the approval itself then answers 404).
+   */
+  async approvalResource(approvalId: string, model: string): Promise<AuthzResource> {
     const approval = /^[0-9a-f-]{36}$/.test(approvalId)
       ? await this.#repo.getApproval(approvalId)
       : undefined;
-    if (approval === undefined) throw new NotFoundError(`approval request ${approvalId}`);
+    // Approvals only ever gate promotions to prod: judge an unknown one as such.
+    if (approval === undefined) {
+      return { type: 'ModelVersion', id: `${model}@?`, model, attrs: { stage: 'prod' } };
+    }
     return this.resourceOf({ model: approval.model, version: approval.version, stage: approval.stage });
   }
 

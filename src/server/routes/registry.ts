@@ -705,7 +705,10 @@ export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): v
     url: '/v1/models/:name/approvals/:id/approve',
     config: {
       action: 'model.approve',
-      resource: (request: FastifyRequest) => registry.approvalResource((request.params as { id: string }).id),
+      resource: (request: FastifyRequest) => {
+        const params = request.params as { id: string; name: string };
+        return registry.approvalResource(params.id, params.name);
+      },
     },
     schema: {
       tags,
