@@ -67,7 +67,7 @@ function sample(schema: Schema | undefined, shared: Record<string, Schema>, dept
     return sample(first, shared, depth + 1);
   }
   if (Array.isArray(schema.enum)) return schema.enum[0];
-  const type = Array.isArray(schema.type) ? schema.type[0] : schema.type;
+  const type: unknown = Array.isArray(schema.type) ? (schema.type as unknown[])[0] : schema.type;
   switch (type) {
     case 'string': {
       const pattern = typeof schema.pattern === 'string' ? new RegExp(schema.pattern) : undefined;
@@ -129,9 +129,9 @@ describe('every route: declared, 401 without credentials, 403 without permission
 
   const build = (route: RouteInfo) => {
     const openapiPath = route.url
-      .replace(/:(\w+)\([^)]*\)::(\w+)/, '{$1}\u0000$2')
+      .replace(/:(\w+)\([^)]*\)::(\w+)/, '{$1}~~$2')
       .replace(/:(\w+)/g, '{$1}')
-      .replace('\u0000', ':')
+      .replace('~~', ':')
       .replace(/\*$/, '{*}');
     const operation = openapi.paths[openapiPath]?.[route.method.toLowerCase()];
     const params: Record<string, string> = {};
@@ -142,9 +142,9 @@ describe('every route: declared, 401 without credentials, 403 without permission
       else if (p.in === 'query' && p.required === true) query[String(p.name)] = value;
     }
     let path = route.url
-      .replace(/:(\w+)\([^)]*\)::(\w+)/, (_, n: string, s: string) => `{${n}}\u0000${s}`)
+      .replace(/:(\w+)\([^)]*\)::(\w+)/, (_, n: string, s: string) => `{${n}}~~${s}`)
       .replace(/:(\w+)/g, (_, n: string) => encodeURIComponent(params[n] ?? 'app'))
-      .replace(/\{(\w+)\}\u0000/, (_, n: string) => `${encodeURIComponent(params[n] ?? 'app')}:`)
+      .replace(/\{(\w+)\}~~/, (_, n: string) => `${encodeURIComponent(params[n] ?? 'app')}:`)
       .replace(/\*$/, 'x.bin');
     if (Object.keys(query).length > 0) path += `?${new URLSearchParams(query).toString()}`;
     const content = operation?.requestBody?.content ?? {};
