@@ -5,27 +5,37 @@
  * docs/spec/audit-export.md. It implements `AuditRecorder`, so every component records through it unchanged.
  * Design and measured figures: docs/audit.md.
  */
-import { hash as sha } from 'node:crypto';
 import { once } from 'node:events';
+import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
 import { constantTimeEqual } from '../crypto/index.ts';
 import { InvalidInputError } from '../crypto/index.ts';
 import { openStore } from '../store/index.ts';
 import type { Store, StoreConfig } from '../store/index.ts';
-import { canonicalBytes } from './canonical.ts';
+import { canonicalBytes, scanCanonicalObject } from './canonical.ts';
 import { isValidKeyName, openCheckpoint, parseCheckpoint, signCheckpoint } from './checkpoint.ts';
 import type { NoteSigner, NoteVerifier } from './checkpoint.ts';
 import {
+  HASH_SIZE,
   MerkleFrontier,
+  digestEquals,
   frontierCoords,
   leafHash,
+  leafHashEncoded,
   planConsistencyProof,
   planInclusionProof,
   planRoot,
   assembleProof,
   verifyConsistency,
 } from './merkle.ts';
-import { AUDIT_STATE_ID, auditLogMigrations, fetchSubtreeHashes, insertBatch } from './log-store.ts';
+import {
+  AUDIT_STATE_ID,
+  TERM_COLUMNS,
+  auditLogMigrations,
+  fetchSubtreeHashes,
+  indexTerms,
+  insertBatch,
+} from './log-store.ts';
 import type { AuditDB, AuditEntriesTable, AuditNodesTable } from './log-store.ts';
 import { AuditHasher } from './recorder.ts';
 import type { AuditEvent, AuditRecorder } from './recorder.ts';
@@ -43,6 +53,10 @@ const DEFAULT_MAX_BATCH = 4096;
 const SCAN_PAGE = 5000;
 /** Entries whose bodies one prune transaction drops (short transactions: the writer keeps going). */
 const PRUNE_CHUNK = 10_000;
+/** The query index is brought up to date in the background once it lags this many entries behind. */
+const INDEX_LAG = 8192;
+/** Entries whose terms one index transaction adds (bounds how long it holds SQLite's write lock). */
+const INDEX_CHUNK = 8192;
 
 // ---------------------------------------------------------------------------------------------------------
 // Errors.
@@ -174,6 +188,19 @@ function isoTime(ms: number): string {
   return new Date(ms).toISOString();
 }
 
+/** `isoTime` for the append path, where consecutive entries mostly share a millisecond. */
+class IsoClock {
+  #ms = Number.NaN;
+  #text = '';
+  format(ms: number): string {
+    if (ms !== this.#ms) {
+      this.#ms = ms;
+      this.#text = isoTime(ms);
+    }
+    return this.#text;
+  }
+}
+
 function toMillis(t: AuditTime, what: string): number {
   const ms = typeof t === 'number' ? t : typeof t === 'string' ? Date.parse(t) : t.getTime();
   if (!Number.isFinite(ms)) throw new InvalidInputError(`${what} is not a valid time`);
@@ -194,44 +221,11 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** A plain Uint8Array copy (node:crypto digests are Buffers; the store's convention is plain Uint8Array). */
 function plain(bytes: Uint8Array): Uint8Array {
-  return Uint8Array.from(bytes);
+  return new Uint8Array(bytes);
 }
 
 function b64(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
-}
-
-const LEAF_PREFIX = Buffer.of(0x00);
-const NODE_PREFIX = Buffer.of(0x01);
-
-/**
- * Lean RFC 6962 tree builder for `verify()`: one-shot SHA-256 and no copies (the general `MerkleFrontier` validates
- * and copies every hash, which dominates a full scan). Its roots are checked against `MerkleFrontier`'s (stored
- * frontier, stored nodes) at the end of every verification.
- */
-class ScanTree {
-  readonly #stack: Buffer[] = [];
-  size = 0;
-  push(leaf: Uint8Array): void {
-    let h = Buffer.from(leaf.buffer, leaf.byteOffset, leaf.byteLength);
-    for (let s = this.size; s % 2 === 1; s = Math.floor(s / 2)) {
-      h = sha('sha256', Buffer.concat([NODE_PREFIX, this.#stack.pop() as Buffer, h]), 'buffer');
-    }
-    this.#stack.push(h);
-    this.size++;
-  }
-  root(): Uint8Array {
-    let h = this.#stack.at(-1);
-    if (h === undefined) return plain(sha('sha256', Buffer.alloc(0), 'buffer'));
-    for (let i = this.#stack.length - 2; i >= 0; i--) {
-      h = sha('sha256', Buffer.concat([NODE_PREFIX, this.#stack[i] as Buffer, h]), 'buffer');
-    }
-    return plain(h);
-  }
-}
-
-function scanLeafHash(body: Uint8Array): Buffer {
-  return sha('sha256', Buffer.concat([LEAF_PREFIX, body]), 'buffer');
 }
 
 interface Pending {
@@ -289,6 +283,11 @@ export class AuditLog implements AuditRecorder {
   #latest: StoredCheckpoint | undefined;
   /** A batch failed: the in-memory state may be behind the database; reload before the next batch. */
   #stale = false;
+  readonly #clock = new IsoClock();
+  /** Entries below this index are in the query index (`audit_terms`). */
+  #indexedBelow: number;
+  #indexing: Promise<unknown> = Promise.resolve();
+  #indexPending = false;
 
   #queue: Pending[] = [];
   #draining: Promise<void> | undefined;
@@ -304,6 +303,7 @@ export class AuditLog implements AuditRecorder {
     frontier: MerkleFrontier,
     lastTime: number,
     latest: StoredCheckpoint | undefined,
+    indexedBelow: number,
   ) {
     this.#store = store;
     this.#ownsStore = ownsStore;
@@ -324,8 +324,10 @@ export class AuditLog implements AuditRecorder {
     this.#frontier = frontier;
     this.#lastTime = lastTime;
     this.#latest = latest;
+    this.#indexedBelow = indexedBelow;
     this.#timer = setInterval(() => {
       if (this.#frontier.size !== (this.#latest?.treeSize ?? -1)) this.#backgroundCheckpoint();
+      if (this.#indexedBelow < this.#frontier.size) this.#backgroundIndex();
     }, every.seconds * 1000);
     this.#timer.unref();
   }
@@ -390,7 +392,12 @@ export class AuditLog implements AuditRecorder {
           throw new AuditLogError('integrity', 'stored hashes do not match the latest signed checkpoint');
         }
       }
-      return new AuditLog(store, owns, options, frontier, last?.time ?? 0, latest);
+      const terms = await store.db
+        .selectFrom('audit_terms_state')
+        .select('indexed_below')
+        .where('id', '=', AUDIT_STATE_ID)
+        .executeTakeFirstOrThrow();
+      return new AuditLog(store, owns, options, frontier, last?.time ?? 0, latest, terms.indexed_below);
     } catch (err) {
       if (owns) await store.close();
       throw err;
@@ -452,7 +459,7 @@ export class AuditLog implements AuditRecorder {
     for (const p of batch) {
       const index = base + accepted.length;
       const ms = Math.max(lastTime, Math.trunc(this.#now()));
-      const time = isoTime(ms);
+      const time = this.#clock.format(ms);
       let body: Buffer;
       try {
         body = canonicalBytes(buildEntry(p.event, index, time));
@@ -463,7 +470,7 @@ export class AuditLog implements AuditRecorder {
         continue;
       }
       lastTime = ms;
-      const leaf = plain(leafHash(body));
+      const leaf = leafHash(body);
       for (const n of frontier.append(leaf)) {
         if (n.level > 0) nodes.push({ level: n.level, idx: n.index, hash: n.hash });
       }
@@ -494,7 +501,7 @@ export class AuditLog implements AuditRecorder {
           if (res.numUpdatedRows !== 1n) {
             throw new AuditLogError('concurrent_writer', 'the audit log was changed by another writer');
           }
-          await insertBatch(trx, rows, nodes);
+          await insertBatch(trx, this.#store.kind, rows, nodes);
         },
         { isolation: 'read committed' },
       );
@@ -512,6 +519,42 @@ export class AuditLog implements AuditRecorder {
     for (const a of accepted) a.pending.resolve(a.receipt);
     if (frontier.size - (this.#latest?.treeSize ?? 0) >= this.#checkpointEntries)
       this.#backgroundCheckpoint();
+    if (frontier.size - this.#indexedBelow >= INDEX_LAG) this.#backgroundIndex();
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Query index.
+
+  /**
+   * Brings the query index up to the committed size, in transactions of INDEX_CHUNK entries, one run at a time.
+   * The index is derived data: the entries are the truth, and a crash only leaves the watermark behind.
+   */
+  #index(): Promise<unknown> {
+    const run = this.#indexing.then(async () => {
+      const target = this.#frontier.size;
+      while (this.#indexedBelow < target) {
+        const lo = this.#indexedBelow;
+        const hi = Math.min(target, lo + INDEX_CHUNK);
+        await this.#store.transaction((trx) => indexTerms(trx, this.#store.kind, lo, hi), {
+          isolation: 'read committed',
+        });
+        this.#indexedBelow = hi;
+      }
+    });
+    this.#indexing = run.catch(() => undefined);
+    return run;
+  }
+
+  #backgroundIndex(): void {
+    if (this.#indexPending || this.#closed) return;
+    this.#indexPending = true;
+    this.#index()
+      .catch((err: unknown) => {
+        this.#onBackgroundError(err);
+      })
+      .finally(() => {
+        this.#indexPending = false;
+      });
   }
 
   /** After a failed batch: the commit may have happened anyway (lost reply) or another writer moved on. */
@@ -658,21 +701,52 @@ export class AuditLog implements AuditRecorder {
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_QUERY_LIMIT) {
       throw new InvalidInputError(`limit must be an integer from 1 to ${MAX_QUERY_LIMIT}`);
     }
-    let sel = this.#store.db.selectFrom('audit_entries').select(['idx', 'time', 'leaf_hash', 'body']);
-    if (q.principal !== undefined) sel = sel.where('principal', '=', q.principal);
-    if (q.action !== undefined) sel = sel.where('action', '=', q.action);
-    if (q.resource !== undefined) sel = sel.where('resource', '=', q.resource);
-    if (q.outcome !== undefined) sel = sel.where('outcome', '=', q.outcome);
-    if (q.from !== undefined) sel = sel.where('time', '>=', toMillis(q.from, 'from'));
-    if (q.to !== undefined) sel = sel.where('time', '<', toMillis(q.to, 'to'));
-    if (q.after !== undefined) {
-      requireIndex(q.after, 'after');
-      sel = sel.where('idx', '>', q.after);
+    if (q.after !== undefined) requireIndex(q.after, 'after');
+    const from = q.from === undefined ? undefined : toMillis(q.from, 'from');
+    const to = q.to === undefined ? undefined : toMillis(q.to, 'to');
+    const terms: { column: string; term: string }[] = [];
+    for (const [column, prefix] of TERM_COLUMNS) {
+      const value = q[column];
+      if (value !== undefined) terms.push({ column, term: `${prefix}${value}` });
     }
-    const rows = await sel
-      .orderBy('idx')
-      .limit(limit + 1)
-      .execute();
+    let rows: { idx: number; time: number; leaf_hash: Uint8Array; body: Uint8Array | null }[];
+    const first = terms[0];
+    if (first === undefined) {
+      let sel = this.#store.db.selectFrom('audit_entries').select(['idx', 'time', 'leaf_hash', 'body']);
+      if (from !== undefined) sel = sel.where('time', '>=', from);
+      if (to !== undefined) sel = sel.where('time', '<', to);
+      if (q.after !== undefined) sel = sel.where('idx', '>', q.after);
+      rows = await sel
+        .orderBy('idx')
+        .limit(limit + 1)
+        .execute();
+    } else {
+      // Filtered: walk the first filter's terms in index order (one range scan of audit_terms) and check the
+      // others on the joined entry. The index is first brought up to every committed entry.
+      await this.#index();
+      const upper = this.#indexedBelow;
+      let sel = this.#store.db
+        .selectFrom('audit_terms as t')
+        .innerJoin('audit_entries as e', 'e.idx', 't.idx')
+        .select(['e.idx', 'e.time', 'e.leaf_hash', 'e.body'])
+        .where('t.term', '=', first.term)
+        .where('t.idx', '<', upper);
+      for (const { column, term } of terms.slice(1)) {
+        sel = sel.where(sql.ref(`e.${column}`), '=', term.slice(2));
+      }
+      // Times never decrease with the index: the start of a time range is an index bound for the term scan.
+      if (from !== undefined) {
+        sel = sel
+          .where('e.time', '>=', from)
+          .where('t.idx', '>=', await this.#firstIndexAtOrAfter(from, upper));
+      }
+      if (to !== undefined) sel = sel.where('e.time', '<', to);
+      if (q.after !== undefined) sel = sel.where('t.idx', '>', q.after);
+      rows = await sel
+        .orderBy('t.idx')
+        .limit(limit + 1)
+        .execute();
+    }
     const more = rows.length > limit;
     const page = more ? rows.slice(0, limit) : rows;
     return {
@@ -796,7 +870,7 @@ export class AuditLog implements AuditRecorder {
     const size = this.#frontier.size;
     const cps = (await this.checkpoints()).filter((c) => c.treeSize <= size);
     let nextCp = 0;
-    const frontier = new ScanTree();
+    const frontier = new MerkleFrontier();
     let bodiesChecked = 0;
     let bodiesPruned = 0;
     const checkCheckpoints = (): void => {
@@ -828,19 +902,25 @@ export class AuditLog implements AuditRecorder {
       for (let i = 0; i < rows.length; i++) {
         const r = rows[i];
         if (r?.idx !== at + i) throw new AuditLogError('integrity', `entry ${at + i} is missing`);
+        if (r.leaf_hash.byteLength !== HASH_SIZE) {
+          throw new AuditLogError('integrity', `entry ${r.idx} has a malformed leaf hash`);
+        }
         if (r.body === null) {
           bodiesPruned++;
         } else {
-          if (!constantTimeEqual(scanLeafHash(r.body), r.leaf_hash)) {
+          // Leaf hashes are public: a plain comparison (digestEquals) suffices.
+          if (!digestEquals(leafHashEncoded(r.body, 'binary'), r.leaf_hash)) {
             throw new AuditLogError('integrity', `entry ${r.idx} does not match its leaf hash`);
           }
-          const parsed = JSON.parse(utf8.decode(r.body)) as { index?: unknown };
-          if (parsed.index !== r.idx)
-            throw new AuditLogError('integrity', `entry ${r.idx} has a wrong index`);
+          // Bodies are canonical JSON: their index is read in place; anything the scanner leaves is parsed.
+          const scan = scanCanonicalObject(r.body);
+          const index =
+            scan !== undefined ? scan.index : (JSON.parse(utf8.decode(r.body)) as { index?: unknown }).index;
+          if (index !== r.idx) throw new AuditLogError('integrity', `entry ${r.idx} has a wrong index`);
           bodiesChecked++;
         }
-        frontier.push(r.leaf_hash);
-        checkCheckpoints();
+        frontier.appendHash(r.leaf_hash);
+        if (cps[nextCp]?.treeSize === frontier.size) checkCheckpoints();
       }
       if (rows.length !== end - at)
         throw new AuditLogError('integrity', `entries missing in [${at}, ${end})`);
@@ -881,6 +961,7 @@ export class AuditLog implements AuditRecorder {
     clearInterval(this.#timer);
     try {
       await this.#draining;
+      await this.#indexing;
       await this.#checkpointing;
       if (!this.#stale) await this.checkpoint();
     } finally {

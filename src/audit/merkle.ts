@@ -11,7 +11,7 @@
  * - `verifyInclusion` / `verifyConsistency` return nothing on success and throw `MerkleProofError` (a
  *   `VerificationError`) on every failure, malformed input included, with a machine-readable `reason`.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash as sha256Once } from 'node:crypto';
 import { constantTimeEqual } from '../crypto/index.ts';
 import { InvalidInputError, VerificationError } from '../crypto/index.ts';
 
@@ -19,13 +19,51 @@ import { InvalidInputError, VerificationError } from '../crypto/index.ts';
 export const HASH_SIZE = 32;
 
 const LEAF_PREFIX = Uint8Array.of(0x00);
-const NODE_PREFIX = Uint8Array.of(0x01);
 const EMPTY_ROOT: Uint8Array = createHash('sha256').digest();
+
+// Hashing speed: node:crypto's digests returned as Buffers allocate a fresh ArrayBuffer in C++ per call, which
+// costs three times the hashing of a few hundred bytes. Digests are therefore taken as latin1 strings and copied
+// into small JS-allocated Uint8Arrays, and inputs are assembled in reused scratch buffers (the functions are
+// synchronous, so one scratch per module is safe).
+const NODE_INPUT = Buffer.alloc(1 + 2 * HASH_SIZE);
+NODE_INPUT[0] = 0x01;
+/** Leaf inputs up to this size go through the scratch buffer; larger ones are streamed into a Hash. */
+const LEAF_SCRATCH_MAX = 1 << 16;
+let leafInput = Buffer.alloc(1024);
+
+function bytesOfDigest(d: string): Uint8Array {
+  const out = new Uint8Array(HASH_SIZE);
+  for (let i = 0; i < HASH_SIZE; i++) out[i] = d.charCodeAt(i);
+  return out;
+}
+
+/**
+ * SHA-256(0x00 || data) in the given string encoding ('binary' = latin1: one char per byte). For verifiers that compare
+ * a recomputed leaf hash with a stored or transmitted one without materialising bytes. No argument checks.
+ */
+export function leafHashEncoded(data: Uint8Array, encoding: 'binary' | 'base64' | 'hex'): string {
+  const n = data.byteLength + 1;
+  if (n > LEAF_SCRATCH_MAX) return createHash('sha256').update(LEAF_PREFIX).update(data).digest(encoding);
+  if (n > leafInput.byteLength) {
+    leafInput = Buffer.alloc(Math.min(LEAF_SCRATCH_MAX, Math.max(n, 2 * leafInput.byteLength)));
+  }
+  leafInput[0] = 0x00;
+  leafInput.set(data, 1);
+  return sha256Once('sha256', leafInput.subarray(0, n), encoding);
+}
+
+/** Whether `latin1` (a digest as returned by `leafHashEncoded(…, 'binary')`) equals the bytes `h`. */
+export function digestEquals(latin1: string, h: Uint8Array): boolean {
+  if (h.byteLength !== latin1.length) return false;
+  let diff = 0;
+  for (let i = 0; i < h.byteLength; i++) diff |= (h[i] as number) ^ latin1.charCodeAt(i);
+  return diff === 0;
+}
 
 /** RFC 6962 leaf hash: SHA-256(0x00 || data). */
 export function leafHash(data: Uint8Array): Uint8Array {
   if (!(data instanceof Uint8Array)) throw new InvalidInputError('leaf data must be a Uint8Array');
-  return createHash('sha256').update(LEAF_PREFIX).update(data).digest();
+  return bytesOfDigest(leafHashEncoded(data, 'binary'));
 }
 
 /** RFC 6962 interior node hash: SHA-256(0x01 || left || right). Both children must be 32-byte hashes. */
@@ -41,7 +79,15 @@ export function emptyRoot(): Uint8Array {
 }
 
 function hashChildren(left: Uint8Array, right: Uint8Array): Uint8Array {
-  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
+  NODE_INPUT.set(left, 1);
+  NODE_INPUT.set(right, 1 + HASH_SIZE);
+  return bytesOfDigest(sha256Once('sha256', NODE_INPUT, 'binary'));
+}
+
+function copyHash(h: Uint8Array): Uint8Array {
+  const out = new Uint8Array(HASH_SIZE);
+  out.set(h);
+  return out;
 }
 
 function isHash(h: unknown): h is Uint8Array {
@@ -96,7 +142,7 @@ export function rootFromLeafHashes(hashes: readonly Uint8Array[]): Uint8Array {
   });
   if (hashes.length === 0) return emptyRoot();
   const mth = (lo: number, hi: number): Uint8Array => {
-    if (hi - lo === 1) return Uint8Array.from(hashes[lo] as Uint8Array);
+    if (hi - lo === 1) return copyHash(hashes[lo] as Uint8Array);
     const k = largestPow2Below(hi - lo);
     return hashChildren(mth(lo, lo + k), mth(lo + k, hi));
   };
@@ -229,7 +275,7 @@ export function planRoot(treeSize: number): ProofPlan {
 function foldRight(hashes: readonly Uint8Array[]): Uint8Array {
   const last = hashes.at(-1);
   if (last === undefined) return emptyRoot();
-  let h: Uint8Array = Uint8Array.from(last);
+  let h: Uint8Array = copyHash(last);
   for (let i = hashes.length - 2; i >= 0; i--) h = hashChildren(hashes[i] as Uint8Array, h);
   return h;
 }
@@ -306,7 +352,7 @@ export class MerkleFrontier {
     const f = new MerkleFrontier();
     hashes.forEach((h, i) => {
       requireHash(h, `frontier hash ${i}`);
-      f.#stack.push(Uint8Array.from(h));
+      f.#stack.push(copyHash(h));
     });
     f.#size = size;
     return f;
@@ -347,21 +393,38 @@ export class MerkleFrontier {
   append(leaf: Uint8Array): SubtreeNode[] {
     requireHash(leaf, 'leaf hash');
     if (this.#size >= Number.MAX_SAFE_INTEGER) throw new InvalidInputError('tree is full');
-    let h: Uint8Array = Uint8Array.from(leaf);
+    let h: Uint8Array = copyHash(leaf);
     let level = 0;
     let index = this.#size;
-    const completed: SubtreeNode[] = [{ level, index, hash: Uint8Array.from(h) }];
+    const completed: SubtreeNode[] = [{ level, index, hash: copyHash(h) }];
     for (let s = this.#size; s % 2 === 1; s = Math.floor(s / 2)) {
       const left = this.#stack.pop();
       if (left === undefined) throw new Error('frontier invariant violated');
       h = hashChildren(left, h);
       level++;
       index = Math.floor(index / 2);
-      completed.push({ level, index, hash: Uint8Array.from(h) });
+      completed.push({ level, index, hash: copyHash(h) });
     }
     this.#stack.push(h);
     this.#size++;
     return completed;
+  }
+
+  /**
+   * Appends a leaf hash like `append` but reports nothing: the fast path of full scans (verification), which
+   * only need roots. Returns the new size.
+   */
+  appendHash(leaf: Uint8Array): number {
+    requireHash(leaf, 'leaf hash');
+    if (this.#size >= Number.MAX_SAFE_INTEGER) throw new InvalidInputError('tree is full');
+    let h: Uint8Array = copyHash(leaf);
+    for (let s = this.#size; s % 2 === 1; s = Math.floor(s / 2)) {
+      const left = this.#stack.pop();
+      if (left === undefined) throw new Error('frontier invariant violated');
+      h = hashChildren(left, h);
+    }
+    this.#stack.push(h);
+    return ++this.#size;
   }
 
   /** Root of the tree over all leaves appended so far (the empty root for size 0). */
@@ -372,7 +435,7 @@ export class MerkleFrontier {
   /** The perfect subtrees held, largest first, with their coordinates. */
   subtrees(): SubtreeNode[] {
     const coords = frontierCoords(this.#size);
-    return coords.map((c, i) => ({ ...c, hash: Uint8Array.from(this.#stack[i] as Uint8Array) }));
+    return coords.map((c, i) => ({ ...c, hash: copyHash(this.#stack[i] as Uint8Array) }));
   }
 
   serialize(): Uint8Array {
@@ -445,7 +508,7 @@ export class MemoryMerkleTree implements SubtreeHashReader {
     const h =
       Number.isSafeInteger(level) && Number.isSafeInteger(index) ? this.#levels[level]?.[index] : undefined;
     if (h === undefined) throw new InvalidInputError(`no perfect subtree at level ${level}, index ${index}`);
-    return Uint8Array.from(h);
+    return copyHash(h);
   }
 
   inclusionProof(index: number, treeSize: number = this.size): Uint8Array[] {

@@ -18,9 +18,9 @@
  * It throws only for invalid options (a malformed verifier key: `NoteFormatError`) and for errors of the
  * input iterable itself (I/O).
  */
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { canonicalJson } from './canonical.ts';
+import { canonicalJson, scanCanonicalObject } from './canonical.ts';
+import type { CanonicalObjectScan } from './canonical.ts';
 import {
   NoteFormatError,
   NoteVerificationError,
@@ -29,7 +29,7 @@ import {
   type Checkpoint,
   type NoteVerifier,
 } from './checkpoint.ts';
-import { MerkleFrontier, emptyRoot } from './merkle.ts';
+import { MerkleFrontier, digestEquals, emptyRoot, leafHashEncoded } from './merkle.ts';
 
 export type ExportProblemKind =
   /** Not UTF-8, not JSON, not an object, unknown `type`, missing/extra/ill-typed members, over-long line. */
@@ -135,11 +135,61 @@ export const MAX_EXPORT_LINE_BYTES = 16 * 1024 * 1024;
 const LINE_TOO_LONG: unique symbol = Symbol('line too long');
 type LineItem = ExportLine | typeof LINE_TOO_LONG;
 
-const LEAF_PREFIX = Uint8Array.of(0x00);
 /** Canonical padded base64 of exactly 32 bytes (the last character carries 2 zero padding bits). */
 const LEAF_HASH_B64 = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 const RFC3339_MS_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** The fixed parts of an entry line as `AuditLog.export` writes it (the fast path; anything else is parsed). */
+const ENTRY_HEAD = Buffer.from('{"type":"entry","index":');
+const ENTRY_HASH = Buffer.from(',"leafHash":"');
+const ENTRY_EVENT = Buffer.from('","event":');
+const NULL_EVENT = Buffer.from('null}');
+const B64_HASH_LENGTH = 44;
+
+/** An entry's event: pruned, parsed (general path), or canonical bytes recognised in place (fast path). */
+type EntryEvent =
+  | null
+  | { readonly obj: Record<string, unknown> }
+  | { readonly bytes: Uint8Array; readonly scan: CanonicalObjectScan };
+
+const B64_VALUES = new Int8Array(256).fill(-1);
+const B64_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+for (let i = 0; i < B64_ALPHABET.length; i++) B64_VALUES[B64_ALPHABET.charCodeAt(i)] = i;
+
+/**
+ * Decodes the 44 bytes at `at` as canonical padded base64 of 32 bytes (exactly what LEAF_HASH_B64 accepts:
+ * 43 alphabet characters, the last with two zero padding bits, then "="); undefined for anything else.
+ */
+function decodeHashB64(b: Uint8Array, at: number): Uint8Array | undefined {
+  const out = new Uint8Array(32);
+  let o = 0;
+  for (let i = at; i < at + 40; i += 4) {
+    const v0 = B64_VALUES[b[i] as number] as number;
+    const v1 = B64_VALUES[b[i + 1] as number] as number;
+    const v2 = B64_VALUES[b[i + 2] as number] as number;
+    const v3 = B64_VALUES[b[i + 3] as number] as number;
+    if ((v0 | v1 | v2 | v3) < 0) return undefined;
+    const v = (v0 << 18) | (v1 << 12) | (v2 << 6) | v3;
+    out[o++] = v >> 16;
+    out[o++] = (v >> 8) & 0xff;
+    out[o++] = v & 0xff;
+  }
+  const v0 = B64_VALUES[b[at + 40] as number] as number;
+  const v1 = B64_VALUES[b[at + 41] as number] as number;
+  const v2 = B64_VALUES[b[at + 42] as number] as number;
+  if ((v0 | v1 | v2) < 0 || (v2 & 3) !== 0 || b[at + 43] !== 0x3d) return undefined;
+  const v = (v0 << 18) | (v1 << 12) | (v2 << 6);
+  out[30] = v >> 16;
+  out[31] = (v >> 8) & 0xff;
+  return out;
+}
+
+function matchAt(b: Uint8Array, at: number, want: Uint8Array): boolean {
+  if (at + want.byteLength > b.byteLength) return false;
+  for (let i = 0; i < want.byteLength; i++) if (b[at + i] !== want[i]) return false;
+  return true;
+}
 
 interface Header {
   readonly origin: string;
@@ -281,6 +331,7 @@ class ExportChecker implements ProblemSink {
       this.#malformed(`line longer than ${MAX_EXPORT_LINE_BYTES} bytes`);
       return;
     }
+    if (this.#phase === 'entries' && this.#fastEntry(item)) return;
     let text: string;
     if (typeof item === 'string') {
       text = item;
@@ -403,7 +454,56 @@ class ExportChecker implements ProblemSink {
       this.#malformed('event must be an object or null');
       return;
     }
-    const leaf = Buffer.from(hashB64, 'base64');
+    this.#acceptEntry(index, Buffer.from(hashB64, 'base64'), event === null ? null : { obj: event });
+  }
+
+  /**
+   * Entry lines exactly as `AuditLog.export` writes them, with an event whose bytes are recognised as canonical
+   * in place (`scanCanonicalObject`): no JSON.parse, no re-serialisation, the bytes are hashed as they are. It
+   * accepts only lines the general path would parse to the same index, leaf hash and event, so the outcome is
+   * identical; it returns false (the general path takes over) for anything else.
+   */
+  #fastEntry(item: ExportLine): boolean {
+    let b: Uint8Array;
+    if (typeof item === 'string') {
+      // A well-formed string's UTF-8 bytes decode back to it; otherwise the general path handles it.
+      if (!item.isWellFormed()) return false;
+      b = Buffer.from(item, 'utf8');
+    } else {
+      b = item;
+    }
+    if (!matchAt(b, 0, ENTRY_HEAD)) return false;
+    let p = ENTRY_HEAD.byteLength;
+    const digitsStart = p;
+    let index = 0;
+    while (p < b.byteLength && (b[p] as number) >= 0x30 && (b[p] as number) <= 0x39) {
+      index = index * 10 + ((b[p] as number) - 0x30);
+      p++;
+    }
+    const digits = p - digitsStart;
+    if (digits === 0 || digits > 16 || (digits > 1 && b[digitsStart] === 0x30) || !isSize(index))
+      return false;
+    if (!matchAt(b, p, ENTRY_HASH)) return false;
+    p += ENTRY_HASH.byteLength;
+    if (p + B64_HASH_LENGTH > b.byteLength) return false;
+    const leaf = decodeHashB64(b, p);
+    if (leaf === undefined) return false;
+    p += B64_HASH_LENGTH;
+    if (!matchAt(b, p, ENTRY_EVENT)) return false;
+    p += ENTRY_EVENT.byteLength;
+    const end = b.byteLength - 1;
+    if (b[end] !== 0x7d) return false;
+    if (p + NULL_EVENT.byteLength === b.byteLength && matchAt(b, p, NULL_EVENT)) {
+      this.#acceptEntry(index, leaf, null);
+      return true;
+    }
+    const scan = scanCanonicalObject(b, p, end);
+    if (scan === undefined) return false;
+    this.#acceptEntry(index, leaf, { bytes: b.subarray(p, end), scan });
+    return true;
+  }
+
+  #acceptEntry(index: number, leaf: Uint8Array, event: EntryEvent): void {
     const position = this.#frontier.size;
     if (index !== this.#expectedIndex) {
       this.add({
@@ -419,15 +519,17 @@ class ExportChecker implements ProblemSink {
       const ref = this.reference.take();
       if (ref !== undefined && !bytesEqual(ref, leaf)) this.#divergeAt = position;
     }
-    const completed = this.#frontier.append(leaf);
+    const c = this.#prevCoords[this.#prevCoordNext];
+    // Completed subtrees are needed only to compare with the previous frontier; otherwise the lean append.
+    const completed = c === undefined ? undefined : this.#frontier.append(leaf);
+    if (completed === undefined) this.#frontier.appendHash(leaf);
     const size = position + 1;
     this.onLeaf?.(leaf);
     if (this.#o.previous !== undefined) {
       if (size === this.#o.previous.size) this.#prevRoot = this.#frontier.root();
-      const c = this.#prevCoords[this.#prevCoordNext];
       if (c !== undefined && c.end === size) {
         this.#prevCoordNext++;
-        const node = completed.find((n) => n.level === c.level);
+        const node = completed?.find((n) => n.level === c.level);
         if (this.#prevRange === undefined && (node === undefined || !bytesEqual(node.hash, c.hash))) {
           this.#prevRange = [c.start, c.end];
         }
@@ -449,7 +551,10 @@ class ExportChecker implements ProblemSink {
     }
     if (!this.#o.checkBodies) return;
     this.#bodies++;
-    if (event.index !== index) {
+    const parsed = 'obj' in event ? event.obj : undefined;
+    if (
+      (parsed !== undefined ? parsed.index : (event as { scan: CanonicalObjectScan }).scan.index) !== index
+    ) {
       this.add({
         kind: 'body-mismatch',
         index,
@@ -458,18 +563,22 @@ class ExportChecker implements ProblemSink {
       });
       return;
     }
-    if (typeof event.time !== 'string' || !RFC3339_MS_UTC.test(event.time)) {
+    const time = parsed !== undefined ? parsed.time : (event as { scan: CanonicalObjectScan }).scan.time;
+    if (typeof time !== 'string' || !RFC3339_MS_UTC.test(time)) {
       this.#malformed('event time is not RFC 3339 UTC with milliseconds');
     }
-    let canonical: string;
-    try {
-      canonical = canonicalJson(event);
-    } catch {
-      this.#malformed('event cannot be canonicalised');
-      return;
+    let canonical: Uint8Array;
+    if (parsed === undefined) {
+      canonical = (event as { bytes: Uint8Array }).bytes;
+    } else {
+      try {
+        canonical = Buffer.from(canonicalJson(parsed), 'utf8');
+      } catch {
+        this.#malformed('event cannot be canonicalised');
+        return;
+      }
     }
-    const digest = createHash('sha256').update(LEAF_PREFIX).update(canonical, 'utf8').digest();
-    if (!digest.equals(leaf)) {
+    if (!digestEquals(leafHashEncoded(canonical, 'binary'), leaf)) {
       this.add({
         kind: 'body-mismatch',
         index,

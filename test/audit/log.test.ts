@@ -12,6 +12,8 @@ import {
   AuditLog,
   AuditLogError,
   MemoryMerkleTree,
+  MerkleFrontier,
+  auditLogMigrations,
   leafHash,
   openCheckpoint,
   parseVerifierKey,
@@ -439,6 +441,93 @@ for (const dialect of dialects) {
       await assert.rejects(
         AuditLog.open(options),
         (e: unknown) => e instanceof AuditLogError && e.reason === 'integrity',
+      );
+    });
+
+    it('upgrades a log written before the query index: terms backfilled, queries and verify hold', async () => {
+      // A database at migration 0001 holding 40 entries (written the way the 0001 log wrote them), then opened
+      // by the current log, which applies 0002 (terms backfilled, per-column indexes dropped).
+      const store = await openStore<AuditDB>(await storeConfig(dialect));
+      await store.migrate(auditLogMigrations.slice(0, 1));
+      const frontier = new MerkleFrontier();
+      const n = 40;
+      for (let i = 0; i < n; i++) {
+        const e = event(i);
+        const body = canonicalBytes({ ...e, index: i, time: new Date(START + i).toISOString() });
+        const leaf = leafHash(body);
+        const nodes = frontier.append(leaf).filter((x) => x.level > 0);
+        await store.db
+          .insertInto('audit_entries')
+          .values({
+            idx: i,
+            time: START + i,
+            leaf_hash: leaf,
+            body,
+            principal: e.principal.id,
+            action: e.action,
+            resource: e.resource,
+            outcome: e.outcome,
+          })
+          .execute();
+        for (const x of nodes) {
+          await store.db
+            .insertInto('audit_nodes')
+            .values({ level: x.level, idx: x.index, hash: x.hash })
+            .execute();
+        }
+      }
+      await store.db
+        .insertInto('audit_state')
+        .values({
+          id: 'log',
+          origin: ORIGIN,
+          size: n,
+          frontier: frontier.serialize(),
+          pruned_below: 0,
+          updated_at: START + n,
+        })
+        .execute();
+      const log = await AuditLog.open({ store, origin: ORIGIN, signer, now: () => START + n });
+      after(async () => {
+        await log.close();
+        await store.close();
+      });
+      assert.equal(log.size, n);
+      const page = await log.query({ principal: 'user:bob', limit: 1000 });
+      assert.deepEqual(
+        page.entries.map((e) => e.index),
+        Array.from({ length: n }, (_, i) => i).filter((i) => i % 4 === 1),
+      );
+      await log.record(event(n));
+      const both = await log.query({ principal: 'user:alice', outcome: 'denied', limit: 1000 });
+      assert.deepEqual(
+        both.entries.map((e) => e.index),
+        Array.from({ length: n + 1 }, (_, i) => i).filter((i) => i % 4 === 0 && i % 7 === 0),
+      );
+      assert.equal((await log.verify({ verifier })).treeSize, n + 1);
+    });
+
+    it('queries see every committed entry although the index is built behind the appends', async () => {
+      const { log, options } = await fixture(dialect);
+      await appendConcurrently(log, 8, 25);
+      await log.close();
+      // Reopened with the index behind (200 entries is far below the background threshold): the query catches up.
+      const again = await AuditLog.open(options);
+      const seen: number[] = [];
+      try {
+        for (let after: number | null = -1; after !== null;) {
+          const page = await again.query({ resource: 'key:3', limit: 7, ...(after >= 0 ? { after } : {}) });
+          seen.push(...page.entries.map((e) => e.index));
+          for (const e of page.entries) assert.equal(e.entry?.resource, 'key:3');
+          after = page.nextCursor;
+        }
+      } finally {
+        await again.close();
+      }
+      assert.equal(seen.length, 40);
+      assert.deepEqual(
+        seen,
+        [...seen].sort((a, b) => a - b),
       );
     });
 

@@ -12,7 +12,7 @@ import {
   signCheckpoint,
   type Ed25519NoteSigner,
 } from '../../src/audit/index.ts';
-import { canonicalBytes } from '../../src/audit/canonical.ts';
+import { canonicalBytes, canonicalJson, scanCanonicalObject } from '../../src/audit/canonical.ts';
 import {
   readExportLines,
   verifyExport,
@@ -473,6 +473,228 @@ describe('verifyExport: parser robustness (fast-check)', () => {
         }
       }),
       { numRuns: 300 },
+    );
+  });
+});
+
+/** The same export with every event written as its canonical bytes, exactly as `AuditLog.export` writes it. */
+function writerFormat(b: Built): string[] {
+  return b.lines.map((l) => {
+    const o = JSON.parse(l) as { type: string; index: number; leafHash: string; event: unknown };
+    if (o.type !== 'entry') return l;
+    const event = o.event === null ? 'null' : canonicalJson(o.event);
+    return `{"type":"entry","index":${o.index},"leafHash":"${o.leafHash}","event":${event}}`;
+  });
+}
+
+/** What the recogniser must report for a parsed object. */
+function expectedScan(o: Record<string, unknown>): { index: number | undefined; time: string | undefined } {
+  const index = !('index' in o) ? undefined : typeof o.index === 'number' ? o.index : Number.NaN;
+  const time =
+    typeof o.time === 'string' && /^[\u0020-\u007f]*$/.test(o.time) && !/[\\"]/.test(o.time)
+      ? o.time
+      : undefined;
+  return { index, time };
+}
+
+describe('canonical recogniser (scanCanonicalObject)', () => {
+  const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+  /** Soundness: whatever it accepts is valid UTF-8 JSON, an object, and byte-identical to its canonical form. */
+  function checkSound(bytes: Uint8Array): void {
+    const scan = scanCanonicalObject(bytes);
+    if (scan === undefined) return;
+    const text = utf8.decode(bytes);
+    const parsed = JSON.parse(text) as unknown;
+    assert.ok(typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed));
+    assert.equal(canonicalJson(parsed), text);
+    const want = expectedScan(parsed as Record<string, unknown>);
+    assert.ok(Object.is(scan.index, want.index), `index ${String(scan.index)} vs ${String(want.index)}`);
+    if (scan.time !== undefined) assert.equal(scan.time, want.time);
+  }
+
+  it('recognises canonical audit entries and reports their index and time', () => {
+    for (let i = 0; i < 50; i++) {
+      const e = makeEvent(i);
+      const scan = scanCanonicalObject(canonicalBytes(e));
+      assert.ok(scan !== undefined, `entry ${i}`);
+      assert.equal(scan.index, i);
+      assert.equal(scan.time, e.time);
+    }
+    assert.deepEqual(scanCanonicalObject(Buffer.from('{}')), { index: undefined, time: undefined });
+    assert.ok(Number.isNaN(scanCanonicalObject(Buffer.from('{"index":"3"}'))?.index));
+    assert.equal(scanCanonicalObject(Buffer.from('{"index":1.5,"time":"x"}'))?.index, 1.5);
+  });
+
+  it('rejects what is not canonical, or leaves it to the general path', () => {
+    for (const text of [
+      '',
+      '[]',
+      '"x"',
+      '{"b":1,"a":2}',
+      '{"a":1,"a":1}',
+      '{ "a":1}',
+      '{"a":1 }',
+      '{"a":01}',
+      '{"a":-0}',
+      '{"a":1.0}',
+      '{"a":1e3}',
+      '{"a":1E3}',
+      '{"a":"\\/"}',
+      '{"a":"\\u0041"}',
+      '{"a":"\\u000a"}',
+      '{"a":"\\u001F"}',
+      '{"a":tru}',
+      '{"a":[1,]}',
+      '{"a":{}',
+      '{"a":1}x',
+      '{"\\n":1}',
+      '{"é":1}',
+      `{"a":${'['.repeat(100)}${']'.repeat(100)}}`,
+    ]) {
+      assert.equal(scanCanonicalObject(Buffer.from(text)), undefined, text);
+    }
+    // Invalid UTF-8 inside a string value.
+    assert.equal(
+      scanCanonicalObject(Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xc3, 0x22, 0x7d])),
+      undefined,
+    );
+    // The escapes JSON.stringify emits are canonical.
+    assert.ok(
+      scanCanonicalObject(Buffer.from(canonicalJson({ a: 'q"b\\\n\u0001\u007f é 😀' }))) !== undefined,
+    );
+  });
+
+  it('canonical bytes of arbitrary JSON objects are recognised or left alone, never misjudged (fast-check)', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), fc.jsonValue({ maxDepth: 4 })), (o) => {
+        const bytes = Buffer.from(canonicalJson(o), 'utf8');
+        checkSound(bytes);
+        const ascii = Object.keys(o).every(
+          (k) => /^[\u0020-\u007e]*$/.test(k) && !k.includes('\\') && !k.includes('"'),
+        );
+        if (ascii && JSON.stringify(o).length < 2000 && !/\\u[dD][89a-fA-F]/.test(canonicalJson(o))) {
+          // Nested keys may be non-ASCII too: only require recognition when every key at every depth is plain.
+          const plainKeys = (v: unknown): boolean =>
+            typeof v !== 'object' || v === null
+              ? true
+              : Array.isArray(v)
+                ? v.every(plainKeys)
+                : Object.entries(v).every(
+                    ([k, x]) => /^[\u0020-\u007e]*$/.test(k) && !/["\\]/.test(k) && plainKeys(x),
+                  );
+          if (plainKeys(o)) assert.ok(scanCanonicalObject(bytes) !== undefined, canonicalJson(o));
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('arbitrary text and byte mutations of canonical bytes are never misjudged (fast-check)', () => {
+    const base = canonicalBytes(makeEvent(3));
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.json().map((t) => Buffer.from(t, 'utf8')),
+          fc.string().map((t) => Buffer.from(t, 'utf8')),
+          fc.uint8Array({ maxLength: 64 }),
+          fc
+            .tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 }))
+            .map(([pos, v]) => Buffer.concat([base.subarray(0, pos), Buffer.of(v), base.subarray(pos + 1)])),
+          fc
+            .tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 }))
+            .map(([pos, v]) => Buffer.concat([base.subarray(0, pos), Buffer.of(v), base.subarray(pos)])),
+          fc
+            .nat(base.length - 1)
+            .map((pos) => Buffer.concat([base.subarray(0, pos), base.subarray(pos + 1)])),
+        ),
+        (bytes) => {
+          checkSound(bytes);
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('verifyExport: the writer-format fast path', () => {
+  let base: Built;
+  let lines: string[];
+  before(async () => {
+    base = await buildExport(40, { pruned: new Set([5]) });
+    lines = writerFormat(base);
+  });
+
+  it('verifies the writer format as bytes and as strings, with the same report as the general path', async () => {
+    const general = await verifyExport(base.lines, opts);
+    for (const input of [lines, lines.map((l) => Buffer.from(l))]) {
+      const r = await verifyExport(input, opts);
+      assert.deepEqual(r.problems, []);
+      assert.equal(r.bodiesChecked, general.bodiesChecked);
+      assert.equal(r.prunedBodies, 1);
+      assert.deepEqual(Buffer.from(r.root), Buffer.from(general.root));
+    }
+  });
+
+  it('detects an edited body, an edited event index and an edited leaf hash in the writer format', async () => {
+    const edited = [...lines];
+    edited[1 + 7] = (edited[1 + 7] as string).replace('"outcome":"', '"outcome":"x');
+    assert.deepEqual(
+      kinds(
+        await verifyExport(
+          edited.map((l) => Buffer.from(l)),
+          opts,
+        ),
+      ),
+      ['body-mismatch'],
+    );
+    const reindexed = [...lines];
+    reindexed[1 + 9] = (reindexed[1 + 9] as string).replace('"index":9,"outcome"', '"index":8,"outcome"');
+    const r = await verifyExport(
+      reindexed.map((l) => Buffer.from(l)),
+      opts,
+    );
+    assert.deepEqual(kinds(r), ['body-mismatch']);
+    assert.equal(r.problems[0]?.index, 9);
+    const rehashed = [...lines];
+    rehashed[1 + 3] = entryLine(3, null, base.leaves[4]!).replace(
+      '"event":null',
+      `"event":${canonicalJson(base.events[3])}`,
+    );
+    assert.deepEqual(
+      kinds(
+        await verifyExport(
+          rehashed.map((l) => Buffer.from(l)),
+          opts,
+        ),
+      ),
+      ['body-mismatch', 'root-mismatch'],
+    );
+  });
+
+  it('single-byte mutations of the writer format are always detected or harmless (fast-check)', async () => {
+    const text = Buffer.from(lines.join('\n'));
+    await fc.assert(
+      fc.asyncProperty(fc.nat(text.length - 1), fc.integer({ min: 0, max: 255 }), async (pos, v) => {
+        if (text[pos] === 0x0a || v === 0x0a) return;
+        const mutated = Buffer.from(text);
+        mutated[pos] = v;
+        const split: Buffer[] = [];
+        for (let at = 0; at <= mutated.length;) {
+          const nl = mutated.indexOf(0x0a, at);
+          const end = nl < 0 ? mutated.length : nl;
+          split.push(mutated.subarray(at, end));
+          at = end + 1;
+        }
+        const r = await verifyExport(split, opts);
+        if (r.ok) {
+          assert.deepEqual(
+            split.map((l) => JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(l)) as unknown),
+            lines.map((l) => JSON.parse(l) as unknown),
+          );
+        }
+      }),
+      { numRuns: 400 },
     );
   });
 });
