@@ -5,6 +5,8 @@ import path from 'node:path';
 import type { GuardrailOptions } from '../policy/index.ts';
 import { endpointsFromFile } from '../gateway/index.ts';
 import type { EndpointConfig } from '../gateway/index.ts';
+import { identityFactorsConfigFrom } from './identity-factors.ts';
+import type { IdentityFactorsConfig } from './identity-factors.ts';
 import { isValidKeyName } from '../audit/index.ts';
 import type { AuditSinkConfig } from './audit-trail.ts';
 
@@ -26,6 +28,8 @@ export interface WardenConfig {
   readonly publicUrl?: string;
   /** `dev` | `staging` | `prod`: in every request's ABAC context (policies may restrict by it). */
   readonly environment: string;
+  /** OIDC login and security keys (docs/identity-oidc-webauthn.md). */
+  readonly identityFactors: IdentityFactorsConfig;
   readonly gateway: {
     /** Model endpoints served at /v1/chat/completions, /v2/models/…/infer, … (docs/gateway.md). */
     readonly endpoints: readonly EndpointConfig[];
@@ -59,6 +63,7 @@ interface ConfigFile {
   environment?: string;
   publicUrl?: string;
   gateway?: { endpoints?: unknown[]; demo?: boolean };
+  identityFactors?: unknown;
   policies?: { dir?: string; guardrails?: GuardrailOptions; timeZone?: string };
   audit?: { origin?: string; retentionDays?: number; sinks?: AuditSinkConfig[] };
 }
@@ -131,7 +136,14 @@ export function loadConfig(
       throw new ConfigError(`gateway.endpoints: ${(err as Error).message}`);
     }
   }
+  let identityFactors: IdentityFactorsConfig;
+  try {
+    identityFactors = identityFactorsConfigFrom(merged.identityFactors, env);
+  } catch (err) {
+    throw new ConfigError(`identityFactors: ${(err as Error).message}`);
+  }
   return {
+    identityFactors,
     gateway: {
       endpoints,
       demo: merged.gateway?.demo ?? env.WARDEN_DEMO !== '0',

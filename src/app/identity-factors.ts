@@ -9,7 +9,6 @@ import {
   IdentityAuditUnavailableError,
   IdentityError,
   IdentityExistsError,
-  MemoryPendingLoginStore,
   OidcError,
   OidcRelyingParty,
   ROLE_PATTERN,
@@ -17,6 +16,7 @@ import {
   USERNAME_PATTERN,
   WebAuthnError,
   WebAuthnService,
+  loadOidcClientSecret,
   mfaAgeSeconds,
   oidcMfaAt,
   parsePrincipalId,
@@ -34,7 +34,6 @@ import type {
   WebAuthnConfig,
   WebAuthnRequestContext,
   WebAuthnSchema,
-  WebAuthnUser,
 } from '../identity/index.ts';
 import type { Principal } from '../kms/index.ts';
 import { authOidcRoutes, webauthnRoutes } from '../server/index.ts';
@@ -166,7 +165,8 @@ function list(value: string): string[] {
 }
 
 function roleMappingsOf(value: unknown, path: string): Record<string, readonly string[]> {
-  const raw = record(value, path, Object.keys((value ?? {}) as object));
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(path, 'must be an object');
+  const raw = value as Json;
   const out: Record<string, readonly string[]> = Object.create(null) as Record<string, readonly string[]>;
   const groups = Object.keys(raw);
   if (groups.length > 1000) fail(path, 'at most 1000 groups');
@@ -174,7 +174,8 @@ function roleMappingsOf(value: unknown, path: string): Record<string, readonly s
     if (!GROUP_PATTERN.test(group)) fail(path, 'group names are 1 to 256 printable characters');
     const roles = texts(raw[group], `${path}[${JSON.stringify(group)}]`);
     for (const role of roles) {
-      if (!ROLE_PATTERN.test(role)) fail(`${path}[${JSON.stringify(group)}]`, `roles must match ${ROLE_PATTERN.source}`);
+      if (!ROLE_PATTERN.test(role))
+        fail(`${path}[${JSON.stringify(group)}]`, `roles must match ${ROLE_PATTERN.source}`);
     }
     out[group] = Object.freeze([...new Set(roles)]);
   }
@@ -234,12 +235,17 @@ function oidcFrom(section: unknown, env: NodeJS.ProcessEnv): OidcFactorConfig | 
     return undefined;
   }
   if (secretValue !== undefined && secretFile !== undefined) {
-    fail('oidc.clientSecretFile', 'give the client secret in a file or in WARDEN_OIDC_CLIENT_SECRET, not both');
+    fail(
+      'oidc.clientSecretFile',
+      'give the client secret in a file or in WARDEN_OIDC_CLIENT_SECRET, not both',
+    );
   }
   if (secretValue !== undefined && (secretValue.length === 0 || /[\r\n]/.test(secretValue))) {
     fail('oidc (WARDEN_OIDC_CLIENT_SECRET)', 'the client secret is empty or spans lines');
   }
-  const roleMappings = pick('roleMappings', 'WARDEN_OIDC_ROLE_MAPPINGS', () => envJson('WARDEN_OIDC_ROLE_MAPPINGS'));
+  const roleMappings = pick('roleMappings', 'WARDEN_OIDC_ROLE_MAPPINGS', () =>
+    envJson('WARDEN_OIDC_ROLE_MAPPINGS'),
+  );
   if (roleMappings === undefined) fail('oidc.roleMappings', 'is required (IdP group → Warden roles)');
   const method = file['tokenEndpointAuthMethod'];
   const config: OidcFactorConfig = {
@@ -253,13 +259,17 @@ function oidcFrom(section: unknown, env: NodeJS.ProcessEnv): OidcFactorConfig | 
     ...(method === undefined
       ? {}
       : {
-          tokenEndpointAuthMethod: ['client_secret_basic', 'client_secret_post', 'none'].includes(method as string)
+          tokenEndpointAuthMethod: ['client_secret_basic', 'client_secret_post', 'none'].includes(
+            method as string,
+          )
             ? (method as TokenEndpointAuthMethod)
             : fail('oidc.tokenEndpointAuthMethod', 'must be client_secret_basic, client_secret_post or none'),
         }),
     redirectUris: texts(pick('redirectUris', 'WARDEN_OIDC_REDIRECT_URIS', list) ?? [], 'oidc.redirectUris'),
-    ...optionalField('loopbackRedirectPaths', pick('loopbackRedirectPaths', 'WARDEN_OIDC_LOOPBACK_PATHS', list), (v) =>
-      texts(v, 'oidc.loopbackRedirectPaths'),
+    ...optionalField(
+      'loopbackRedirectPaths',
+      pick('loopbackRedirectPaths', 'WARDEN_OIDC_LOOPBACK_PATHS', list),
+      (v) => texts(v, 'oidc.loopbackRedirectPaths'),
     ),
     ...optionalField('scopes', pick('scopes', 'WARDEN_OIDC_SCOPES', list), (v) => texts(v, 'oidc.scopes')),
     ...optionalField('groupsClaim', pick('groupsClaim', 'WARDEN_OIDC_GROUPS_CLAIM'), (v) =>
@@ -285,7 +295,7 @@ function oidcFrom(section: unknown, env: NodeJS.ProcessEnv): OidcFactorConfig | 
   try {
     resolveOidcConfig(relyingPartyConfig(config, config.clientSecret === undefined ? undefined : 'x'));
   } catch (err) {
-    if (err instanceof OidcError) fail('oidc', err.reason ?? err.message);
+    if (err instanceof OidcError) fail('oidc', err.reason);
     throw err;
   }
   return config;
@@ -303,11 +313,16 @@ function webauthnFrom(section: unknown, env: NodeJS.ProcessEnv): WebAuthnFactorC
   if (section === false) return undefined;
   const file = section === undefined || section === true ? {} : record(section, 'webauthn', WEBAUTHN_KEYS);
   const switch_ = env['WARDEN_WEBAUTHN'];
-  if (switch_ !== undefined && !['on', 'off'].includes(switch_)) fail('webauthn (WARDEN_WEBAUTHN)', 'must be on or off');
-  const enabled = switch_ === undefined ? (optional(file['enabled'], (v) => flag(v, 'webauthn.enabled')) ?? true) : switch_ === 'on';
+  if (switch_ !== undefined && !['on', 'off'].includes(switch_))
+    fail('webauthn (WARDEN_WEBAUTHN)', 'must be on or off');
+  const enabled =
+    switch_ === undefined
+      ? (optional(file['enabled'], (v) => flag(v, 'webauthn.enabled')) ?? true)
+      : switch_ === 'on';
   if (!enabled) return undefined;
   const rpId = env['WARDEN_WEBAUTHN_RP_ID'] ?? file['rpId'];
-  const origins = env['WARDEN_WEBAUTHN_ORIGINS'] === undefined ? file['origins'] : list(env['WARDEN_WEBAUTHN_ORIGINS']);
+  const origins =
+    env['WARDEN_WEBAUTHN_ORIGINS'] === undefined ? file['origins'] : list(env['WARDEN_WEBAUTHN_ORIGINS']);
   const uv = file['userVerification'];
   const attestation = file['attestation'];
   const config: WebAuthnFactorConfig = {
@@ -326,16 +341,16 @@ function webauthnFrom(section: unknown, env: NodeJS.ProcessEnv): WebAuthnFactorC
       integer(v, 'webauthn.challengeTtlMs', 10_000, 600_000),
     ),
     addKeyMfaMaxAgeSeconds:
-      optional(file['addKeyMfaMaxAgeSeconds'], (v) => integer(v, 'webauthn.addKeyMfaMaxAgeSeconds', 1, 86_400)) ??
-      900,
+      optional(file['addKeyMfaMaxAgeSeconds'], (v) =>
+        integer(v, 'webauthn.addKeyMfaMaxAgeSeconds', 1, 86_400),
+      ) ?? 900,
   };
-  if (config.rpId !== undefined || config.origins !== undefined) {
+  if (config.rpId !== undefined && config.origins !== undefined) {
     // Validates rpId and origins now (the service checks them; the credential store is not consulted here).
-    webauthnServiceConfig(config, 'https://invalid.invalid');
     try {
       new WebAuthnService(webauthnServiceConfig(config, 'https://invalid.invalid'), {
         credentials: unusedCredentials,
-        audit: { record: () => Promise.resolve() },
+        audit: { record: () => Promise.resolve(), close: () => Promise.resolve() },
       });
     } catch (err) {
       if (err instanceof WebAuthnError) fail('webauthn', err.message);
@@ -371,7 +386,9 @@ function relyingPartyConfig(config: OidcFactorConfig, clientSecret: string | und
       ? {}
       : { tokenEndpointAuthMethod: config.tokenEndpointAuthMethod }),
     redirectUris: config.redirectUris,
-    ...(config.loopbackRedirectPaths === undefined ? {} : { loopbackRedirectPaths: config.loopbackRedirectPaths }),
+    ...(config.loopbackRedirectPaths === undefined
+      ? {}
+      : { loopbackRedirectPaths: config.loopbackRedirectPaths }),
     ...(config.scopes === undefined ? {} : { scopes: config.scopes }),
     ...(config.groupsClaim === undefined ? {} : { groupsClaim: config.groupsClaim }),
     roleMapping: config.roleMappings,
@@ -415,6 +432,8 @@ export interface IdentityFactorsOptions {
 
 export interface IdentityFactors {
   readonly routes: ((app: FastifyInstance) => void)[];
+  /** Whether the principal has a registered security key (the identity service's `otherMfaFactors`). */
+  hasSecurityKey(principalId: string): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -433,6 +452,7 @@ export async function openIdentityFactors(options: IdentityFactorsOptions): Prom
   const { identity, config, audit, log } = options;
   const routes: ((app: FastifyInstance) => void)[] = [];
   let store: Store<WebAuthnSchema> | undefined;
+  let hasSecurityKey = (_principalId: string): Promise<boolean> => Promise.resolve(false);
   try {
     if (config.oidc !== undefined) {
       const oidc = config.oidc;
@@ -441,12 +461,11 @@ export async function openIdentityFactors(options: IdentityFactorsOptions): Prom
           ? undefined
           : oidc.clientSecret instanceof SecretText
             ? oidc.clientSecret.reveal()
-            : await loadSecretFile(oidc.clientSecret.file);
+            : await loadOidcClientSecret({ file: oidc.clientSecret.file });
       const rpConfig = relyingPartyConfig(oidc, secret);
       resolveOidcConfig(rpConfig);
-      const pending = new MemoryPendingLoginStore();
-      const relyingParty = lazy(async () =>
-        new OidcRelyingParty(rpConfig, { audit, auditHasher: await options.hasher(), pending }),
+      const relyingParty = lazy(
+        async () => new OidcRelyingParty(rpConfig, { audit, auditHasher: await options.hasher() }),
       );
       routes.push((app) => {
         authOidcRoutes(app, {
@@ -459,6 +478,7 @@ export async function openIdentityFactors(options: IdentityFactorsOptions): Prom
       const factor = config.webauthn;
       store = await openStore<WebAuthnSchema>(options.store);
       const credentials = await SqlWebAuthnCredentialStore.open(store);
+      hasSecurityKey = async (principalId) => (await credentials.listForUser(principalId)).length > 0;
       const service = lazy(() => {
         try {
           return Promise.resolve(
@@ -477,7 +497,8 @@ export async function openIdentityFactors(options: IdentityFactorsOptions): Prom
           userOf: async (request) => {
             const ids = identity.current();
             const { principal, user } = await sessionUser(ids, request);
-            const hasFactor = user.mfaEnrolled || (await credentials.listForUser(user.principalId)).length > 0;
+            const hasFactor =
+              user.mfaEnrolled || (await credentials.listForUser(user.principalId)).length > 0;
             // A stolen password must not be enough to add the thief's key next to the owner's second factor.
             if (hasFactor && !recentMfa(principal, factor.addKeyMfaMaxAgeSeconds)) {
               throw new IdentityError(
@@ -486,14 +507,19 @@ export async function openIdentityFactors(options: IdentityFactorsOptions): Prom
                 'pass your second factor again before adding a security key',
               );
             }
-            return { id: user.principalId, name: user.username, displayName: user.displayName || user.username };
+            return {
+              id: user.principalId,
+              name: user.username,
+              displayName: user.displayName || user.username,
+            };
           },
           pendingLogin: async (ticket) => {
             const verified = await identity.current().oauth.verifyAccessToken(ticket);
             if (!verified.ok || verified.principal.kind !== 'user') return undefined;
             return { userId: verified.principal.id };
           },
-          completeLogin: (ticket, result, context) => stepUpSession(identity.current(), ticket, result, context),
+          completeLogin: (ticket, result, context) =>
+            stepUpSession(identity.current(), ticket, result, context),
         });
       });
     }
@@ -503,15 +529,11 @@ export async function openIdentityFactors(options: IdentityFactorsOptions): Prom
   }
   return {
     routes,
+    hasSecurityKey: (principalId) => hasSecurityKey(principalId),
     async close() {
       await store?.close();
     },
   };
-}
-
-async function loadSecretFile(file: string): Promise<string> {
-  const { loadOidcClientSecret } = await import('../identity/index.ts');
-  return loadOidcClientSecret({ file });
 }
 
 /** One instance built on first use; a failed build is retried by the next caller. */
@@ -528,24 +550,28 @@ function lazy<T>(build: () => Promise<T>): () => Promise<T> {
 
 /** A stand-in whose every method awaits the real instance, for route modules registered before it exists. */
 function forwardAsync<T extends object>(get: () => Promise<T>): T {
-  // eslint-disable-next-line @typescript-eslint/no-unsafe-type-assertion -- every (async) method is forwarded
   return new Proxy({} as T, {
-    get:
-      (_target, property) =>
-      async (...args: unknown[]) => {
-        const target = await get();
-        const method = Reflect.get(target, property, target) as (...a: unknown[]) => unknown;
-        return method.apply(target, args);
-      },
+    // Not thenable: awaiting the stand-in itself must not call into the instance.
+    get: (_target, property) =>
+      property === 'then'
+        ? undefined
+        : async (...args: unknown[]) => {
+            const target = await get();
+            const method = Reflect.get(target, property, target) as (...a: unknown[]) => unknown;
+            return method.apply(target, args);
+          },
   });
 }
 
 // ---- OIDC ---------------------------------------------------------------------------------------------------
 
-/** `amr` for the session: the provider's, with `mfa` exactly when Warden counts the login as MFA. */
+/**
+ * `amr` for the session: `fed` (a federated login, which refreshed tokens report), the provider's values, and
+ * `mfa` exactly when Warden counts the login as MFA: the token service derives the session's MFA time from it.
+ */
 function sessionAmr(amr: readonly string[], mfa: boolean): string[] {
-  const rest = amr.filter((a) => a !== 'mfa');
-  return mfa ? [...rest, 'mfa'] : rest;
+  const rest = amr.filter((a) => a !== 'mfa' && a !== 'fed').slice(0, 6);
+  return mfa ? ['fed', ...rest, 'mfa'] : ['fed', ...rest];
 }
 
 async function oidcSession(
@@ -555,7 +581,7 @@ async function oidcSession(
   config: OidcFactorConfig,
   audit: AuditRecorder,
 ): Promise<LoginSession> {
-  const user = await provisionFederatedUser(service, claims, context, audit);
+  const user = await provisionFederatedUser(service, claims, config.roleMappings, context, audit);
   const reported = oidcMfaAt(claims, config.mfaAmrValues);
   // A provider clock ahead of ours must not make an MFA look younger than it is.
   const mfaAt = reported === undefined ? undefined : Math.min(reported, Date.now());
@@ -576,10 +602,11 @@ const MAX_DIRECTORY_GROUPS = 64;
 async function provisionFederatedUser(
   service: IdentityService,
   claims: OidcIdentity,
+  mapped: Readonly<Record<string, readonly string[]>>,
   context: OidcRequestContext,
   audit: AuditRecorder,
 ): Promise<UserRecord> {
-  const groups = directoryGroups(claims);
+  const groups = directoryGroups(claims, mapped);
   const displayName = claims.name?.replace(/[\p{Cc}\p{Cf}]/gu, '').slice(0, 256);
   const input = {
     issuer: claims.issuer,
@@ -651,10 +678,18 @@ function fallbackUsername(claims: OidcIdentity): string {
   return `oidc-${digest.slice(0, 24)}`;
 }
 
-/** The directory keeps at most 64 groups: those the mapping uses first, then the rest in order. */
-function directoryGroups(claims: OidcIdentity): string[] {
+/**
+ * The directory keeps at most 64 groups (Cedar `Group` parents, directory role mappings): those the configured
+ * mapping uses first, then the others in the provider's order.
+ */
+function directoryGroups(
+  claims: OidcIdentity,
+  mapped: Readonly<Record<string, readonly string[]>>,
+): string[] {
   const valid = [...new Set(claims.groups)].filter((g) => GROUP_PATTERN.test(g));
-  return valid.slice(0, MAX_DIRECTORY_GROUPS);
+  const used = valid.filter((g) => Object.hasOwn(mapped, g));
+  const others = valid.filter((g) => !Object.hasOwn(mapped, g));
+  return [...used, ...others].slice(0, MAX_DIRECTORY_GROUPS);
 }
 
 // ---- WebAuthn -----------------------------------------------------------------------------------------------
@@ -684,7 +719,8 @@ async function sessionUser(
     throw new IdentityError('unauthenticated', 401, 'a signed-in user session is required');
   }
   const user = await activeUser(service, found.principal.id);
-  if (user === undefined) throw new IdentityError('unauthenticated', 401, 'a signed-in user session is required');
+  if (user === undefined)
+    throw new IdentityError('unauthenticated', 401, 'a signed-in user session is required');
   return { principal: found.principal, user };
 }
 
@@ -723,5 +759,3 @@ async function stepUpSession(
     ...context,
   });
 }
-
-export type { WebAuthnUser };

@@ -16,6 +16,8 @@ export interface IdentityRuntimeOptions {
   readonly kms: KmsService;
   readonly audit: AuditRecorder;
   readonly bootstrapToken: string;
+  /** Security keys live outside the directory: see IdentityServiceOptions.otherMfaFactors. */
+  readonly otherMfaFactors?: (principalId: string) => Promise<boolean>;
 }
 
 /**
@@ -66,6 +68,9 @@ export class IdentityRuntime {
       audit,
       issuer,
       bootstrapToken,
+      ...(this.#options.otherMfaFactors === undefined
+        ? {}
+        : { otherMfaFactors: this.#options.otherMfaFactors }),
     });
     return this.#service;
   }

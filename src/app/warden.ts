@@ -38,6 +38,8 @@ import { openAuditTrail } from './audit-trail.ts';
 import type { AuditTrail } from './audit-trail.ts';
 import type { WardenConfig } from './config.ts';
 import { IdentityRuntime } from './identity.ts';
+import { openIdentityFactors } from './identity-factors.ts';
+import type { IdentityFactors } from './identity-factors.ts';
 import { DEMO_MODEL, openEmbeddedGateway } from './gateway.ts';
 import { openRegistry, publishDemoModel } from './registry.ts';
 import type { OpenedRegistry } from './registry.ts';
@@ -140,11 +142,13 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
       log(`custom policy ${id} not installed: ${err instanceof Error ? err.message : String(err)}`);
     },
   });
+  let factors: IdentityFactors | undefined;
   const identity = new IdentityRuntime({
     store: identityStore,
     kms: kms.service,
     audit: audit.recorder,
     bootstrapToken: token,
+    otherMfaFactors: (principalId) => factors?.hasSecurityKey(principalId) ?? Promise.resolve(false),
   });
   const bootstrap = bootstrapTokenAuthenticator(token);
   // The bootstrap token is a bearer only until it is redeemed for the first administrator (POST /v1/auth/bootstrap).
@@ -156,6 +160,18 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
     return service?.authenticate(input);
   };
   let issuer = '';
+  factors = await openIdentityFactors({
+    identity,
+    config: config.identityFactors,
+    store:
+      config.databaseUrl !== undefined && config.keystoreUrl !== undefined
+        ? { kind: 'postgres', url: config.databaseUrl }
+        : { kind: 'sqlite', path: file('webauthn.db') },
+    audit: audit.recorder,
+    hasher: () => audit.hasher(),
+    publicUrl: () => issuer,
+    log,
+  });
   const openIdentity = () => {
     identity.open(issuer).catch((err: unknown) => {
       if (!(err instanceof Error && err.name === 'KmsSealedError')) {
@@ -243,6 +259,7 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
         gateway?.routes(app);
         if (registry !== undefined) registryRoutes(app, { registry: registry.registry });
       },
+      ...factors.routes,
       (app) => {
         oauthRoutes(app, { identity: identity.proxy() });
         identitiesRoutes(app, { identity: identity.proxy() });
@@ -281,6 +298,7 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
       clearInterval(purge);
       customPolicies.close();
       await server.close();
+      await factors.close();
       await gateway?.close();
       await registry?.close();
       await scheduler.stop();

@@ -144,6 +144,11 @@ export interface IdentityServiceOptions {
   /** Password hashing cost (tests lower it); default PASSWORD_HASH_PARAMS. */
   readonly passwordHashParams?: Partial<PasswordHashParams>;
   readonly totpIssuer?: string;
+  /**
+   * Second factors kept outside the directory (security keys): a user who has one may enrol TOTP only from a
+   * session that passed MFA, so a stolen password cannot add the thief's authenticator.
+   */
+  readonly otherMfaFactors?: (principalId: string) => Promise<boolean>;
   readonly now?: () => number;
 }
 
@@ -166,9 +171,11 @@ export class IdentityService {
   readonly #totpIssuer: string;
   readonly #now: () => number;
   readonly #dummyPasswordHash: string;
+  readonly #otherMfaFactors: ((principalId: string) => Promise<boolean>) | undefined;
 
   private constructor(options: IdentityServiceOptions, dummyPasswordHash: string) {
     this.#now = options.now ?? Date.now;
+    this.#otherMfaFactors = options.otherMfaFactors;
     this.directory = new Directory(options.store, this.#now);
     this.throttle = options.throttle ?? new AuthThrottle({ now: this.#now });
     this.#mac = options.macKey;
@@ -202,6 +209,7 @@ export class IdentityService {
         ? {}
         : { refreshTokenTtlSeconds: options.refreshTokenTtlSeconds }),
       ...(options.sessionMaxSeconds === undefined ? {} : { sessionMaxSeconds: options.sessionMaxSeconds }),
+      introspectApiKey: (token) => this.#introspectApiKey(token),
       now: this.#now,
     });
   }
@@ -283,6 +291,41 @@ export class IdentityService {
       via: 'api-key',
       mfaEnrolmentOnly: false,
       apiKeyId: key.id,
+    };
+  }
+
+  /**
+   * RFC 7662 claims of an active API key for a resource server (the gateway): its owner, the roles it acts with
+   * now, the owner's groups. Undefined for anything not active (unknown, revoked, expired, owner disabled).
+   * Not throttled here: client authentication at the introspection endpoint already throttles the caller.
+   */
+  async #introspectApiKey(token: string): Promise<Record<string, unknown> | undefined> {
+    const now = this.#now();
+    let stored: StoredApiKey | undefined;
+    const result = await verifyApiKey(
+      this.#mac,
+      token,
+      async (id) => {
+        stored = await this.directory.getApiKey(id);
+        return stored === undefined ? undefined : toCredentialRecord(stored);
+      },
+      { now: new Date(now) },
+    );
+    if (!result.ok || stored === undefined) return undefined;
+    const key = stored;
+    const status = await this.directory.principalStatus(key.owner, await this.directory.roleMappings());
+    if (parsePrincipalId(key.owner) === undefined || status === undefined || status.disabled)
+      return undefined;
+    const touched = touch(result.record, new Date(now));
+    if (touched.persist) await this.directory.touchApiKey(key.id, touched.lastUsedAt.getTime());
+    return {
+      active: true,
+      token_type: 'api_key',
+      sub: key.owner,
+      iss: this.oauth.issuer,
+      exp: Math.floor(key.expiresAt / 1000),
+      roles: status.roles.filter((r) => key.scopes.includes(r)),
+      ...(status.kind === 'user' ? { groups: status.groups } : {}),
     };
   }
 
@@ -418,9 +461,21 @@ export class IdentityService {
 
   // ---- MFA enrolment --------------------------------------------------------------------------------------
 
+  async #requireStepUpIfOtherFactor(actor: Principal, principalId: string): Promise<void> {
+    if (actor.mfaAt !== undefined || this.#otherMfaFactors === undefined) return;
+    if (await this.#otherMfaFactors(principalId)) {
+      throw new IdentityError(
+        'mfa_step_up_required',
+        403,
+        'a security key is registered: step up with it before enrolling another factor',
+      );
+    }
+  }
+
   /** Starts TOTP enrolment for the calling user: the secret and `otpauth://` URI, shown once. */
   async beginTotpEnrolment(actor: Principal): Promise<{ secret: string; uri: string }> {
     const user = await this.#selfUser(actor);
+    await this.#requireStepUpIfOtherFactor(actor, user.principalId);
     if (user.mfaEnrolled)
       throw new IdentityError(
         'mfa_already_enrolled',
@@ -451,6 +506,7 @@ export class IdentityService {
   /** Confirms enrolment with a first code; returns the recovery codes (shown once). */
   async confirmTotpEnrolment(actor: Principal, code: string): Promise<{ recoveryCodes: readonly string[] }> {
     const user = await this.#selfUser(actor);
+    await this.#requireStepUpIfOtherFactor(actor, user.principalId);
     const found = await this.directory.getUserWithCredentials(user.username);
     const pending = found?.credentials.totpPending ?? null;
     const event = {
