@@ -142,13 +142,15 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
       log(`custom policy ${id} not installed: ${err instanceof Error ? err.message : String(err)}`);
     },
   });
-  let factors: IdentityFactors | undefined;
+  // Security keys are opened after the identity runtime, which asks them about a user's second factors.
+  const securityKeys: { factors?: IdentityFactors } = {};
   const identity = new IdentityRuntime({
     store: identityStore,
     kms: kms.service,
     audit: audit.recorder,
     bootstrapToken: token,
-    otherMfaFactors: (principalId) => factors?.hasSecurityKey(principalId) ?? Promise.resolve(false),
+    otherMfaFactors: (principalId) =>
+      securityKeys.factors?.hasSecurityKey(principalId) ?? Promise.resolve(false),
   });
   const bootstrap = bootstrapTokenAuthenticator(token);
   // The bootstrap token is a bearer only until it is redeemed for the first administrator (POST /v1/auth/bootstrap).
@@ -160,7 +162,7 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
     return service?.authenticate(input);
   };
   let issuer = '';
-  factors = await openIdentityFactors({
+  const factors = await openIdentityFactors({
     identity,
     config: config.identityFactors,
     store:
@@ -172,6 +174,7 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
     publicUrl: () => issuer,
     log,
   });
+  securityKeys.factors = factors;
   const openIdentity = () => {
     identity.open(issuer).catch((err: unknown) => {
       if (!(err instanceof Error && err.name === 'KmsSealedError')) {
