@@ -1,0 +1,128 @@
+// `warden audit …` against a running `warden server`: export and offline verification (also against a checkpoint
+// saved earlier), tampering reported with its position and exit code 4, inclusion and consistency proofs checked
+// against the signed checkpoint, keyed-hash lookups read from stdin (never argv), queries.
+
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { after, describe, it } from 'node:test';
+import { Command, CommanderError } from 'commander';
+import { loadConfig, startWarden } from '../../src/app/index.ts';
+import { registerAuditCommands } from '../../src/cli/commands/audit.ts';
+import { ExitCode, classify } from '../../src/cli/exit-codes.ts';
+import { KmsClient, WardenHttp } from '../../src/client/index.ts';
+import { tempDir } from '../envelope/support.ts';
+
+class Capture extends Writable {
+  readonly chunks: Buffer[] = [];
+  isTTY = false;
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    this.chunks.push(Buffer.from(chunk));
+    callback();
+  }
+  text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}
+
+describe('warden audit', async () => {
+  const dir = tempDir('warden-audit-cli-');
+  const warden = await startWarden(loadConfig({ WARDEN_DATA_DIR: dir, WARDEN_LISTEN: '127.0.0.1:0' }), {
+    requestLog: { write: () => true } as unknown as NodeJS.WritableStream,
+  });
+  after(() => warden.close());
+  const token = readFileSync(warden.tokenPath, 'utf8').trim();
+  const env = { WARDEN_ADDR: warden.url, WARDEN_TOKEN: token, WARDEN_CACERT: warden.caPath };
+  const kms = new KmsClient(new WardenHttp({ address: warden.url, token, ca: readFileSync(warden.caPath) }));
+  await kms.createKey({ name: 'audited', type: 'aes256-gcm' });
+  await kms.encrypt('audited', Buffer.from('x'));
+
+  async function run(args: string[], stdin?: string): Promise<{ code: number; out: string; err: string }> {
+    const stdout = new Capture();
+    const stderr = new Capture();
+    const program = new Command().name('warden').exitOverride();
+    program.configureOutput({ writeErr: (s) => stderr.write(s), writeOut: (s) => stdout.write(s) });
+    registerAuditCommands(program, {
+      stdin: Readable.from(stdin === undefined ? [] : [Buffer.from(stdin)]) as unknown as NodeJS.ReadStream,
+      stdout: stdout as unknown as NodeJS.WriteStream,
+      stderr: stderr as unknown as NodeJS.WriteStream,
+      env,
+    });
+    let code: number = ExitCode.ok;
+    try {
+      await program.parseAsync(args, { from: 'user' });
+    } catch (err) {
+      if (err instanceof CommanderError) code = ExitCode.usage;
+      else {
+        const c = classify(err);
+        code = c.exitCode;
+        stderr.write(`warden: ${c.message}\n`);
+      }
+    }
+    return { code, out: stdout.text(), err: stderr.text() };
+  }
+
+  const exportFile = path.join(dir, 'export.jsonl');
+  const keyFile = path.join(dir, 'verifier.key');
+  const savedCheckpoint = path.join(dir, 'checkpoint.txt');
+
+  it('shows the signed checkpoint and saves it for a later consistency check', async () => {
+    const shown = await run(['audit', 'checkpoint', '--json']);
+    assert.equal(shown.code, 0, shown.err);
+    const cp = JSON.parse(shown.out) as { note: string; verifierKey: string; treeSize: number };
+    assert.ok(cp.treeSize > 0);
+    writeFileSync(savedCheckpoint, cp.note);
+    writeFileSync(keyFile, `${cp.verifierKey}\n`);
+  });
+
+  it('exports the log and verifies it offline, also against the saved checkpoint', async () => {
+    await kms.encrypt('audited', Buffer.from('more'));
+    const exported = await run(['audit', 'export', '-o', exportFile]);
+    assert.equal(exported.code, 0, exported.err);
+    const verified = await run([
+      'audit',
+      'verify',
+      exportFile,
+      '--key',
+      `@${keyFile}`,
+      '--previous',
+      savedCheckpoint,
+    ]);
+    assert.equal(verified.code, 0, verified.out + verified.err);
+    assert.match(verified.out, /^verified: \d+ entries/);
+  });
+
+  it('reports an edited entry with its position and exits 4', async () => {
+    const lines = readFileSync(exportFile, 'utf8').split('\n');
+    const victim = lines.findIndex((l) => l.includes('kms.crypto.encrypt'));
+    assert.ok(victim > 0);
+    lines[victim] = (lines[victim] ?? '').replace('kms.crypto.encrypt', 'kms.crypto.decrypt');
+    const tampered = path.join(dir, 'tampered.jsonl');
+    writeFileSync(tampered, lines.join('\n'));
+    const r = await run(['audit', 'verify', tampered, '--key', `@${keyFile}`]);
+    assert.equal(r.code, ExitCode.authentication);
+    assert.match(r.out, /TAMPERING OR DAMAGE DETECTED/);
+    assert.match(r.out, /at entry \d+|at line \d+/);
+  });
+
+  it('proves inclusion of an event and consistency with the saved checkpoint', async () => {
+    const proof = await run(['audit', 'proof', '1']);
+    assert.equal(proof.code, 0, proof.err);
+    assert.match(proof.out, /event 1 is included in the signed tree of size \d+/);
+    const consistent = await run(['audit', 'consistency', savedCheckpoint]);
+    assert.equal(consistent.code, 0, consistent.err);
+    assert.match(consistent.out, /extends the saved checkpoint/);
+  });
+
+  it('looks up the keyed hash of a value read from stdin, and queries events', async () => {
+    const hashed = await run(['audit', 'hash'], 'alice@example.com\n');
+    assert.equal(hashed.code, 0, hashed.err);
+    assert.match(hashed.out.trim(), /^hmac-sha256:[0-9a-f]{64}$/);
+    assert.equal((await run(['audit', 'hash', 'alice@example.com'])).code, ExitCode.usage, 'never from argv');
+    const found = await run(['audit', 'query', '--action', 'kms.crypto.encrypt', '--json']);
+    assert.equal(found.code, 0, found.err);
+    const events = (JSON.parse(found.out) as { events: unknown[] }).events;
+    assert.ok(events.length >= 2);
+  });
+});
