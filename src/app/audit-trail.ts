@@ -1,5 +1,6 @@
 import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import {
   AuditHasher,
@@ -11,7 +12,7 @@ import {
   formatVerifierKey,
 } from '../audit/index.ts';
 import type { AuditEvent, AuditRecorder, AuditSink, NoteSigner } from '../audit/index.ts';
-import { AuditUnavailableError } from '../kms/index.ts';
+import { AuditUnavailableError, KmsSealedError } from '../kms/index.ts';
 import type { KmsService } from '../kms/index.ts';
 import type { StoreConfig } from '../store/index.ts';
 
@@ -177,7 +178,8 @@ export async function openAuditTrail(options: AuditTrailOptions): Promise<AuditT
     for (const config of options.sinks) sinks.push(await openSink(config, options.log));
   } catch (err) {
     await Promise.allSettled(sinks.map((s) => s.close()));
-    await log.close();
+    // Its closing checkpoint cannot be signed yet (no KMS): the sink's error is the one to report.
+    await log.close().catch(() => undefined);
     throw err;
   }
   const recorder = new AuditFanOut(log, sinks, (err) => {
@@ -220,7 +222,13 @@ export async function openAuditTrail(options: AuditTrailOptions): Promise<AuditT
     async close() {
       clearInterval(retention);
       await recorder.close();
-      await log.close();
+      try {
+        await log.close();
+      } catch (err) {
+        // Sealed KMS: the entries are durable; the next start signs the checkpoint that covers them.
+        if (!(err instanceof AuditUnavailableError || err instanceof KmsSealedError)) throw err;
+        options.log('audit log closed without a final checkpoint (the KMS could not sign it)');
+      }
     },
   };
 }
@@ -232,6 +240,7 @@ async function openSink(config: AuditSinkConfig, log: (line: string) => void): P
   const pem = (file: string | undefined) => (file === undefined ? undefined : readFileSync(file));
   switch (config.type) {
     case 'file':
+      await mkdir(path.dirname(path.resolve(config.path)), { recursive: true, mode: 0o700 });
       return RotatingFileSink.open({
         path: config.path,
         ...(config.maxBytes === undefined ? {} : { maxBytes: config.maxBytes }),

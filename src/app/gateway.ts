@@ -1,17 +1,15 @@
-import type { FastifyInstance } from 'fastify';
 import type { AuditRecorder } from '../audit/index.ts';
 import {
   ALWAYS_SERVABLE,
   CREDIT_FEATURES,
   ExtractionMonitor,
   Gateway,
+  DEFAULT_MAX_BODY_BYTES,
   checkEndpoints,
-  registerGatewayRoutes,
   startDemoModel,
 } from '../gateway/index.ts';
 import type { DemoModel, EndpointConfig, ServableSource } from '../gateway/index.ts';
 import type { KmsService } from '../kms/index.ts';
-import { principalOf } from '../server/index.ts';
 
 /** The demo credit-scoring model's registry name and version; the name is also the endpoint's. */
 export const DEMO_MODEL = { name: 'credit-score', version: '1' } as const;
@@ -33,7 +31,6 @@ export interface EmbeddedGateway {
   readonly gateway: Gateway;
   readonly endpoints: readonly EndpointConfig[];
   readonly demo: DemoModel | undefined;
-  routes(app: FastifyInstance): void;
   close(): Promise<void>;
 }
 
@@ -72,9 +69,6 @@ export async function openEmbeddedGateway(options: EmbeddedGatewayOptions): Prom
     gateway,
     endpoints,
     demo,
-    routes(app) {
-      registerGatewayRoutes(app, { gateway, principalOf });
-    },
     async close() {
       await gateway.close();
       await demo?.close();
@@ -107,6 +101,17 @@ function demoEndpoints(url: string, environment: string): EndpointConfig[] {
       limits: { requests: [{ points: 30, durationSeconds: 60 }], maxTokens: 256 },
     },
   ];
+}
+
+/**
+ * The largest request body any endpoint takes (the gateway routes are registered with it before the gateway
+ * opens); the demo endpoints take the default.
+ */
+export function gatewayBodyLimit(endpoints: readonly EndpointConfig[]): number {
+  return endpoints.reduce(
+    (max, e) => Math.max(max, e.limits?.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES),
+    DEFAULT_MAX_BODY_BYTES,
+  );
 }
 
 /** The feature names the demo model takes, in order (for the printed example request). */

@@ -3,6 +3,7 @@ import { IDENTITY_SYSTEM_PRINCIPAL, IdentityService, kmsSecretSealer } from '../
 import type { IdentityDB } from '../identity/index.ts';
 import type { AuditRecorder } from '../audit/index.ts';
 import { KmsSealedError } from '../kms/index.ts';
+import { lateBound } from './late-bound.ts';
 import type { KmsService } from '../kms/index.ts';
 import type { Store } from '../store/index.ts';
 
@@ -77,13 +78,6 @@ export class IdentityRuntime {
 
   /** A stand-in with the service's shape for route modules registered before it opens. */
   proxy(): IdentityService {
-    // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment -- every access is forwarded to the real instance
-    return new Proxy({} as IdentityService, {
-      get: (_target, property) => {
-        const service = this.current();
-        const value: unknown = Reflect.get(service, property, service);
-        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(service) : value;
-      },
-    });
+    return lateBound(() => this.#service);
   }
 }

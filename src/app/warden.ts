@@ -26,6 +26,7 @@ import {
   oauthRoutes,
   caRoutes,
   policyRoutes,
+  principalOf,
   registryRoutes,
 } from '../server/index.ts';
 import type { Authenticate } from '../server/index.ts';
@@ -40,10 +41,11 @@ import type { WardenConfig } from './config.ts';
 import { IdentityRuntime } from './identity.ts';
 import { openIdentityFactors } from './identity-factors.ts';
 import type { IdentityFactors } from './identity-factors.ts';
-import { DEMO_MODEL, openEmbeddedGateway } from './gateway.ts';
+import { DEMO_MODEL, gatewayBodyLimit, openEmbeddedGateway } from './gateway.ts';
+import { lateBound } from './late-bound.ts';
 import { openRegistry, publishDemoModel } from './registry.ts';
 import type { OpenedRegistry } from './registry.ts';
-import { CREDIT_BIAS, CREDIT_FEATURES, CREDIT_WEIGHTS } from '../gateway/index.ts';
+import { CREDIT_BIAS, CREDIT_FEATURES, CREDIT_WEIGHTS, registerGatewayRoutes } from '../gateway/index.ts';
 import type { EmbeddedGateway } from './gateway.ts';
 import { ensureDevTls } from './dev-tls.ts';
 import { pkcs11Operator, softwareOperator } from './operator.ts';
@@ -182,49 +184,53 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
       }
     });
   };
-  // The registry and the gateway need KMS keys at start-up, so with a sealed root they are not mounted.
-  const unsealed = !root.status().sealed;
-  const registry = unsealed
-    ? await openRegistry({
+  // The registry and the gateway need KMS keys to open: at start-up when the root is unsealed, else after the
+  // unseal. Their routes are registered now and answer 503 `sealed` until then.
+  const services: { registry?: OpenedRegistry; gateway?: EmbeddedGateway } = {};
+  let opening: Promise<void> | undefined;
+  const openServices = (): Promise<void> => {
+    opening ??= (async () => {
+      const registry = await openRegistry({
         store: stores.registry,
         dataDir: config.dataDir,
         kms: kms.service,
         audit: audit.recorder,
         policy,
         environment: config.environment,
-      })
-    : undefined;
-  const servable =
-    registry === undefined
-      ? undefined
-      : {
-          epoch: () => registry.registry.quarantineEpoch(),
-          servable: async (model: string, version: string) =>
-            (await registry.registry.servable(model, version)).servable,
-        };
-  const gateway = unsealed
-    ? await openEmbeddedGateway({
+      });
+      services.registry = registry;
+      const gateway = await openEmbeddedGateway({
         endpoints: config.gateway.endpoints,
         demo: config.gateway.demo,
         environment: config.environment,
         kms: kms.service,
         audit: audit.recorder,
-        ...(servable === undefined ? {} : { servable }),
-      })
-    : undefined;
-  if (registry !== undefined && gateway?.demo !== undefined) {
-    for (const endpoint of gateway.endpoints) {
-      await publishDemoModel(
-        registry.registry,
-        file('demo'),
-        endpoint.model,
-        endpoint.model === DEMO_MODEL.name
-          ? { features: CREDIT_FEATURES, weights: CREDIT_WEIGHTS, bias: CREDIT_BIAS }
-          : { template: 'echo' },
-        config.environment,
-      );
-    }
-  }
+        servable: {
+          epoch: () => registry.registry.quarantineEpoch(),
+          servable: async (model: string, version: string) =>
+            (await registry.registry.servable(model, version)).servable,
+        },
+      });
+      services.gateway = gateway;
+      if (gateway.demo !== undefined) {
+        for (const endpoint of gateway.endpoints) {
+          await publishDemoModel(
+            registry.registry,
+            file('demo'),
+            endpoint.model,
+            endpoint.model === DEMO_MODEL.name
+              ? { features: CREDIT_FEATURES, weights: CREDIT_WEIGHTS, bias: CREDIT_BIAS }
+              : { template: 'echo' },
+            config.environment,
+          );
+        }
+      }
+    })().catch((err: unknown) => {
+      opening = undefined;
+      throw err;
+    });
+    return opening;
+  };
   const operator = operatorFor(kms);
   const server = await createKmsServer({
     kms: kms.service,
@@ -237,6 +243,9 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
         if (!status.sealed) {
           audit.signer.load().catch(() => undefined);
           openIdentity();
+          openServices().catch((err: unknown) => {
+            log(`registry and gateway not started: ${err instanceof Error ? err.message : String(err)}`);
+          });
         }
         return status;
       },
@@ -259,8 +268,13 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
         caRoutes(app, { ca });
       },
       (app) => {
-        gateway?.routes(app);
-        if (registry !== undefined) registryRoutes(app, { registry: registry.registry });
+        registerGatewayRoutes(app, {
+          gateway: lateBound(() => services.gateway?.gateway, {
+            bodyLimit: gatewayBodyLimit(config.gateway.endpoints),
+          }),
+          principalOf,
+        });
+        registryRoutes(app, { registry: lateBound(() => services.registry?.registry) });
       },
       ...factors.routes,
       (app) => {
@@ -276,7 +290,10 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
   const url = `https://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
   issuer = config.publicUrl ?? url;
-  if (!root.status().sealed) await identity.open(issuer);
+  if (!root.status().sealed) {
+    await identity.open(issuer);
+    await openServices();
+  }
   const purge = setInterval(() => {
     identity.ready?.purgeExpired().catch((err: unknown) => {
       log(`identity purge failed: ${err instanceof Error ? err.message : String(err)}`);
@@ -293,8 +310,12 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
     audit,
     identity,
     ca,
-    gateway,
-    registry,
+    get gateway() {
+      return services.gateway;
+    },
+    get registry() {
+      return services.registry;
+    },
     policy,
     server,
     async close() {
@@ -302,8 +323,9 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
       customPolicies.close();
       await server.close();
       await factors.close();
-      await gateway?.close();
-      await registry?.close();
+      await opening?.catch(() => undefined);
+      await services.gateway?.close();
+      await services.registry?.close();
       await scheduler.stop();
       // The audit log signs a last checkpoint through the KMS as it closes.
       await audit.close();
