@@ -1,4 +1,4 @@
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, hash } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { jwtVerify } from 'jose';
 import type { JWK, JWTPayload } from 'jose';
@@ -25,6 +25,21 @@ export const IDENTITY_SYSTEM_PRINCIPAL: Principal = {
 };
 
 const ALGORITHM_OF: Readonly<Record<string, TokenAlgorithm>> = { 'ecdsa-p256': 'ES256', ed25519: 'EdDSA' };
+
+/** The `clockTolerance` of every verification, in seconds. */
+const LEEWAY_SECONDS = 30;
+/** Most verified tokens remembered; beyond it the oldest is forgotten (re-verified on its next use). */
+const VERIFIED_MAX = 10_000;
+
+/** A token whose signature and claims verified: what a later presentation of the same token may skip. */
+interface Verified {
+  readonly payload: JWTPayload;
+  readonly kid: string;
+  /** The exact key object it verified against: a reloaded or withdrawn key set never matches it. */
+  readonly key: KeyObject;
+  /** The verification options (issuer, audience, typ) it was checked against. */
+  readonly checks: string;
+}
 
 export interface KmsTokenKeysOptions {
   readonly kms: KmsService;
@@ -59,6 +74,7 @@ export class KmsTokenKeys {
   readonly #ttlMs: number;
   #set: KeySet | undefined;
   #loading: Promise<KeySet> | undefined;
+  readonly #verified = new Map<string, Verified>();
 
   constructor(options: KmsTokenKeysOptions) {
     this.#kms = options.kms;
@@ -117,35 +133,64 @@ export class KmsTokenKeys {
   /**
    * Verifies signature, `typ`, `iss`, `aud`, `exp`/`nbf` (jose, 30 s leeway). Throws jose's errors on any
    * failure; the caller maps them to one uninformative failure.
+   *
+   * The ECDSA verification is most of the cost of an authenticated request, and a client presents the same token
+   * for up to an hour, so a token that verified is remembered under the SHA-256 of its exact text (the token
+   * itself is never kept). A later presentation skips the signature only when the same options are asked for,
+   * the key set still holds the very key object it verified against (a disabled version or any reload of the set
+   * sends it through jose again) and `exp`/`nbf` still hold at `now`; otherwise jose decides, with its errors.
+   * Revocation, principal status and epoch are the caller's checks and run on every presentation.
    */
   async verify(
     token: string,
     options: { issuer: string; audience: string | readonly string[]; typ: string; now: number },
   ): Promise<JWTPayload> {
+    const audience = [...(typeof options.audience === 'string' ? [options.audience] : options.audience)];
+    const checks = JSON.stringify([options.issuer, audience, options.typ]);
+    const digest = hash('sha256', token, 'base64url');
+    const known = this.#verified.get(digest);
+    if (known !== undefined) {
+      if (known.checks === checks && withinTime(known.payload, options.now)) {
+        const current = await this.keyFor(known.kid);
+        if (current?.key === known.key) return known.payload;
+      }
+      this.#verified.delete(digest);
+    }
+    let used: { kid: string; key: KeyObject } | undefined;
     const { payload } = await jwtVerify(
       token,
       async (header) => {
         const found = await this.keyFor(header.kid);
         if (found === undefined || header.alg !== found.algorithm)
           throw new TokenKeyError('unknown signing key');
+        used = { kid: header.kid as string, key: found.key };
         return found.key;
       },
       {
         issuer: options.issuer,
-        audience: [...(typeof options.audience === 'string' ? [options.audience] : options.audience)],
+        audience,
         typ: options.typ,
         algorithms: ['ES256', 'EdDSA'],
         currentDate: new Date(options.now),
-        clockTolerance: 30,
+        clockTolerance: LEEWAY_SECONDS,
         requiredClaims: ['exp', 'iat', 'jti', 'sub'],
       },
     );
+    if (used !== undefined) {
+      if (this.#verified.size >= VERIFIED_MAX) {
+        const oldest = this.#verified.keys().next();
+        if (oldest.done !== true) this.#verified.delete(oldest.value);
+      }
+      // Shared by every later presentation of the token: frozen so that no caller can alter another's claims.
+      this.#verified.set(digest, { payload: deepFreeze(payload), ...used, checks });
+    }
     return payload;
   }
 
   /** Forgets the cached key set (after an administrative change of the KMS key). */
   forget(): void {
     this.#set = undefined;
+    this.#verified.clear();
   }
 
   async #keySet(force: boolean): Promise<KeySet> {
@@ -176,6 +221,23 @@ export class KmsTokenKeys {
     }
     return { fetchedAt: this.#now(), algorithm, latestVersion: info.key.latestVersion, keys };
   }
+}
+
+/** jose's `exp` and `nbf` checks (same leeway, same whole-second clock), for a remembered token. */
+function withinTime(payload: JWTPayload, nowMs: number): boolean {
+  const now = Math.floor(nowMs / 1000);
+  if (typeof payload.exp !== 'number' || payload.exp <= now - LEEWAY_SECONDS) return false;
+  return (
+    payload.nbf === undefined || (typeof payload.nbf === 'number' && payload.nbf <= now + LEEWAY_SECONDS)
+  );
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
 }
 
 function b64json(value: unknown): string {
