@@ -6,28 +6,32 @@
  *       a token budget, the JSON-lines audit recorder (fsync'd group commit) and PII output filtering on.
  * Each server runs in its own process; plain HTTP everywhere so the comparison is like for like.
  * Throughput and loaded latency: autocannon (programmatic). Unloaded latency: sequential requests timed with
- * hrtime (autocannon's histogram has 1 ms resolution, too coarse for sub-millisecond overheads).
+ * hrtime (autocannon's histogram has 1 ms resolution, too coarse for sub-millisecond overheads). CPU per request
+ * of the proxy process (nginx worker, gateway) from /proc during the loaded phase: on a shared machine it moves
+ * far less than req/s. The three targets are measured in interleaved rounds and medians reported, so a change
+ * in the machine's load hits all three alike.
  *
- *   ./node_modules/.bin/node bench/gateway.ts [seconds=8] [connections=32]
+ *   ./node_modules/.bin/node bench/gateway.ts [seconds=5] [connections=32] [rounds=3]
  *   BENCH_AUDIT=off ./node_modules/.bin/node bench/gateway.ts   # same, audit recorder replaced by a no-op
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { JsonLinesAuditRecorder } from '../src/audit/index.ts';
+// Not the domain face: the bench needs only the core, not the standalone process's modules.
 import { ALWAYS_SERVABLE, createGateway } from '../src/gateway/index.ts';
 import type { Principal } from '../src/kms/index.ts';
 
 /** The part of autocannon's API used here (the package ships no type declarations). */
 interface CannonResult {
-  requests: { average: number };
+  requests: { average: number; total: number };
   latency: { p50: number; p99: number };
   errors: number;
   non2xx: number;
@@ -117,6 +121,12 @@ async function serveGateway(upstreamPort: number, dir: string): Promise<void> {
     auditKey: randomBytes(32),
   });
   const address = await app.listen({ host: '127.0.0.1', port: 0 });
+  // A clean exit on SIGTERM/SIGINT: outstanding audit records are awaited and `--cpu-prof` writes its profile.
+  const stop = (): void => {
+    void app.close().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
   listenAnnounce(Number(new URL(address).port));
 }
 
@@ -200,6 +210,8 @@ function freePort(): Promise<number> {
 
 interface Figures {
   rps: number;
+  /** CPU time of the proxy process per request under load, µs (NaN for direct). */
+  cpuUs: number;
   loadedP50: number;
   loadedP99: number;
   p50: number;
@@ -226,8 +238,34 @@ async function sequentialLatency(port: number, n: number): Promise<{ p50: number
   return { p50: at(0.5), p99: at(0.99) };
 }
 
-async function measure(port: number, seconds: number, connections: number): Promise<Figures> {
+/** utime + stime of a process and its children (nginx: master and worker), in µs; Linux /proc, USER_HZ 100. */
+function cpuMicros(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  let total = 0;
+  const pids = [pid];
+  try {
+    for (const c of readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)) {
+      if (c !== '') pids.push(Number(c));
+    }
+    for (const p of pids) {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      total += (Number(fields[11]) + Number(fields[12])) * 10_000;
+    }
+  } catch {
+    return NaN;
+  }
+  return total;
+}
+
+async function measure(
+  port: number,
+  seconds: number,
+  connections: number,
+  pid: number | undefined,
+): Promise<Figures> {
   const latency = await sequentialLatency(port, 3000);
+  const cpuBefore = cpuMicros(pid);
   const result = await autocannon({
     url: `http://127.0.0.1:${port}/v1/chat/completions`,
     method: 'POST',
@@ -236,8 +274,10 @@ async function measure(port: number, seconds: number, connections: number): Prom
     connections,
     duration: seconds,
   });
+  const cpu = cpuMicros(pid) - cpuBefore;
   return {
     rps: result.requests.average,
+    cpuUs: cpu / Math.max(1, result.requests.total),
     loadedP50: result.latency.p50,
     loadedP99: result.latency.p99,
     p50: latency.p50,
@@ -246,9 +286,36 @@ async function measure(port: number, seconds: number, connections: number): Prom
   };
 }
 
+function median(values: number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[mid] ?? NaN)
+    : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
+}
+
+function medianFigures(all: Figures[]): Figures {
+  const m = (f: (x: Figures) => number): number => median(all.map(f));
+  return {
+    rps: m((x) => x.rps),
+    cpuUs: m((x) => x.cpuUs),
+    loadedP50: m((x) => x.loadedP50),
+    loadedP99: m((x) => x.loadedP99),
+    p50: m((x) => x.p50),
+    p99: m((x) => x.p99),
+    errors: all.reduce((n, x) => n + x.errors, 0),
+  };
+}
+
+const load = (): string =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+
 async function main(): Promise<void> {
-  const seconds = Number(process.argv[2] ?? 8);
+  const seconds = Number(process.argv[2] ?? 5);
   const connections = Number(process.argv[3] ?? 32);
+  const rounds = Number(process.argv[4] ?? 3);
   const dir = mkdtempSync(path.join(tmpdir(), 'warden-bench-gw-'));
   const children: ChildProcess[] = [];
   try {
@@ -260,24 +327,53 @@ async function main(): Promise<void> {
     children.push(gateway.child);
 
     console.log(
-      `Gateway benchmark: ${seconds} s per target, ${connections} connections (autocannon); unloaded`,
+      `Gateway benchmark: ${rounds} interleaved rounds, ${seconds} s per target, ${connections} connections ` +
+        '(autocannon); unloaded latency from 3000 sequential requests on one keep-alive connection.',
     );
-    console.log(
-      'latency from 3000 sequential requests on one keep-alive connection. 2-core machine, shared.\n',
-    );
-    const direct = await measure(upstream.port, seconds, connections);
-    const viaNginx = await measure(nginx.port, seconds, connections);
-    const viaGateway = await measure(gateway.port, seconds, connections);
+    console.log(`2-core machine, shared. Load average (1/5/15 min) at start: ${load()}\n`);
+    // Warm-up under load (JIT, connection pools, limiter windows) for all three, not measured.
+    for (const port of [upstream.port, nginx.port, gateway.port]) {
+      await autocannon({
+        url: `http://127.0.0.1:${port}/v1/chat/completions`,
+        method: 'POST',
+        headers,
+        body: BODY,
+        connections,
+        duration: 3,
+      });
+    }
+    const runs: { direct: Figures; nginx: Figures; gateway: Figures }[] = [];
     const row = (name: string, f: Figures): string =>
-      `| ${name} | ${f.rps.toFixed(0)} | ${f.p50.toFixed(3)} | ${f.p99.toFixed(3)} | ${f.loadedP50} | ${f.loadedP99} | ${f.errors} |`;
-    console.log('| target | req/s | p50 ms | p99 ms | loaded p50 ms | loaded p99 ms | errors |');
-    console.log('|---|---:|---:|---:|---:|---:|---:|');
+      `| ${name} | ${f.rps.toFixed(0)} | ${Number.isNaN(f.cpuUs) ? '–' : f.cpuUs.toFixed(0)} | ${f.p50.toFixed(3)} | ${f.p99.toFixed(3)} | ${f.loadedP50} | ${f.loadedP99} | ${f.errors} |`;
+    const header =
+      '| target | req/s | proxy CPU µs/req | p50 ms | p99 ms | loaded p50 ms | loaded p99 ms | errors |\n' +
+      '|---|---:|---:|---:|---:|---:|---:|---:|';
+    for (let r = 1; r <= rounds; r++) {
+      const run = {
+        direct: await measure(upstream.port, seconds, connections, undefined),
+        nginx: await measure(nginx.port, seconds, connections, nginx.child.pid),
+        gateway: await measure(gateway.port, seconds, connections, gateway.child.pid),
+      };
+      runs.push(run);
+      console.log(`Round ${r} (load average ${load()}):`);
+      console.log(header);
+      console.log(row('direct', run.direct));
+      console.log(row('nginx', run.nginx));
+      console.log(row('warden gateway', run.gateway));
+      console.log('');
+    }
+    const direct = medianFigures(runs.map((x) => x.direct));
+    const viaNginx = medianFigures(runs.map((x) => x.nginx));
+    const viaGateway = medianFigures(runs.map((x) => x.gateway));
+    console.log(`Medians of ${rounds} rounds (load average at end ${load()}):`);
+    console.log(header);
     console.log(row('direct', direct));
     console.log(row('nginx', viaNginx));
     console.log(row('warden gateway (auth, authz, limits, audit, filter)', viaGateway));
-    const addedP50 = viaGateway.p50 - direct.p50;
-    const addedP99 = viaGateway.p99 - direct.p99;
-    const ratio = viaGateway.rps / viaNginx.rps;
+    // Added latency per round (gateway minus direct of the same round), then the median.
+    const addedP50 = median(runs.map((x) => x.gateway.p50 - x.direct.p50));
+    const addedP99 = median(runs.map((x) => x.gateway.p99 - x.direct.p99));
+    const ratio = median(runs.map((x) => x.gateway.rps / x.nginx.rps));
     console.log('');
     console.log(
       `added latency p50: ${addedP50.toFixed(3)} ms (target < 1 ms) ${addedP50 < 1 ? 'MET' : 'MISSED'}`,

@@ -1,11 +1,11 @@
 import { Readable } from 'node:stream';
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
-import { AuditHasher } from '../audit/index.ts';
 import type { AuditOutcome, AuditRecorder } from '../audit/index.ts';
 import type { Principal } from '../kms/index.ts';
 import { CompiledPolicy, PrivacyEngine } from '../privacy/index.ts';
 import type { Policy } from '../privacy/index.ts';
+import { AuditTrail, ContentHasher } from './audit-trail.ts';
 import {
   checkEndpoints,
   DEFAULT_MAX_BODY_BYTES,
@@ -83,9 +83,15 @@ export interface GatewayOptions {
   /** The registry's view of which versions may be served (polled every `servableRefreshMs`). */
   readonly servable: ServableSource;
   readonly servableRefreshMs?: number;
+  /**
+   * Every request is recorded here, write-behind: the response is released once `record()` was called, and a
+   * rejected record makes the gateway refuse requests (503 `audit_unavailable`) until a later record succeeds.
+   */
   readonly audit: AuditRecorder;
   /** HMAC key (>= 32 bytes) for the content hashes in audit records. */
   readonly auditKey: Uint8Array;
+  /** Audit records handed over and not yet settled beyond which requests are refused. Default 10 000. */
+  readonly maxPendingAudit?: number;
   readonly limiter?: LimiterStore;
   /** Key (>= 32 bytes, same on every node) hashing principal ids into limiter keys. Random if absent (memory). */
   readonly limiterKey?: Uint8Array;
@@ -106,7 +112,12 @@ export interface StandaloneOptions extends GatewayOptions {
   readonly authenticate: Authenticate;
   readonly authorize: Authorize;
   /** PEM key and certificate: TLS 1.3 only. Without it, plain HTTP (tests, behind a TLS terminator). */
-  readonly tls?: { readonly key: string | Buffer; readonly cert: string | Buffer };
+  readonly tls?: {
+    readonly key: string | Buffer;
+    readonly cert: string | Buffer;
+    /** Ask clients for a certificate without verifying it in the handshake: `authenticate` verifies it. */
+    readonly requestClientCertificate?: boolean;
+  };
   /** Trust `X-Forwarded-For` from a fronting proxy for the source address. Default false. */
   readonly trustProxy?: boolean;
   readonly logger?: boolean;
@@ -190,7 +201,8 @@ export class Gateway {
   readonly #openai = new Map<string, Prepared>();
   readonly #models = new Map<string, Prepared>();
   readonly #upstreams = new Map<string, Upstream>();
-  readonly #hasher: AuditHasher;
+  readonly #hasher: ContentHasher;
+  readonly #trail: AuditTrail;
   readonly #maxResponseBytes: number;
   readonly #bodyLimit: number;
 
@@ -198,7 +210,18 @@ export class Gateway {
     checkEndpoints(options.endpoints);
     if (options.auditKey.length < 32) throw new TypeError('auditKey must be at least 32 bytes');
     this.#options = options;
-    this.#hasher = new AuditHasher(options.auditKey);
+    this.#hasher = new ContentHasher(options.auditKey);
+    const metrics = this.metrics;
+    this.#trail = new AuditTrail(options.audit, {
+      ...(options.maxPendingAudit === undefined ? {} : { maxPending: options.maxPendingAudit }),
+      onFailure: () => {
+        metrics.auditFailures.inc();
+      },
+      onBreaker: (open) => {
+        metrics.auditBreaker.set(open ? 1 : 0);
+      },
+    });
+    metrics.trackAuditPending(() => this.#trail.pending);
     this.#maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
     this.servable = new ServableCache(options.servable, { refreshMs: options.servableRefreshMs ?? 1000 });
     this.limits = new Limits(options.limiter, options.limiterKey);
@@ -239,9 +262,24 @@ export class Gateway {
     await this.servable.start();
   }
 
+  /** Stops the poller and the upstream pools, then waits for every audit record handed over to settle. */
   async close(): Promise<void> {
     this.servable.stop();
     await Promise.all([...this.#upstreams.values()].map((u) => u.close()));
+    await this.#trail.settled();
+  }
+
+  /**
+   * Resolves once every audit record handed over so far has been committed or has failed (records are
+   * write-behind: a response may reach its client before its record is durable).
+   */
+  auditSettled(): Promise<void> {
+    return this.#trail.settled();
+  }
+
+  /** False while the audit breaker is open or the recorder is too far behind: requests then get 503. */
+  get auditAvailable(): boolean {
+    return this.#trail.accepts();
   }
 
   #lookup(kind: RouteKind, name: unknown): Prepared | undefined {
@@ -302,6 +340,8 @@ export class Gateway {
       stream: false,
     };
     try {
+      // Fail closed: nothing is served while the audit trail cannot record.
+      if (!this.#trail.accepts()) throw auditUnavailable();
       const principal = trace.principal;
       if (principal === undefined) throw unauthenticated();
       const body = request.body;
@@ -322,9 +362,16 @@ export class Gateway {
           version: endpoint.version,
           environment: endpoint.environment,
         };
-        if (authorize === undefined || !(await authorize(principal, target, context))) throw forbidden();
+        if (authorize === undefined) throw forbidden();
+        const allowed = authorize(principal, target, context);
+        // Anything but `true` denies; a synchronous answer is taken without a microtask turn.
+        const decision: unknown = typeof allowed === 'boolean' ? allowed : await allowed;
+        if (decision !== true) throw forbidden();
       }
-      if (!(await this.servable.check(endpoint.model, endpoint.version))) throw modelUnavailable();
+      const servable =
+        this.servable.cached(endpoint.model, endpoint.version) ??
+        (await this.servable.check(endpoint.model, endpoint.version));
+      if (!servable) throw modelUnavailable();
       const limitKey = this.limits.keyFor(principal.id, endpoint.model);
       trace.limiter.push(...(await this.limits.admit(limitKey, endpoint.limits?.requests ?? [])));
 
@@ -412,7 +459,7 @@ export class Gateway {
         this.#stream(kind, prepared, request, reply, res, trace, started);
         return;
       }
-      const received = await readBounded(res.body, this.#maxResponseBytes);
+      const received = await readBounded(res.body, this.#maxResponseBytes, res.headers['content-length']);
       let parsed: unknown;
       try {
         parsed = JSON.parse(received.toString('utf8'));
@@ -444,7 +491,9 @@ export class Gateway {
       }
       trace.responseBytes = out.length;
       trace.responseHash = this.#hasher.hash(out);
-      await this.#audit(request, trace, 'success', undefined, 200, started);
+      // A record that failed while this request was in flight withholds its output too.
+      if (!this.#trail.accepts()) throw auditUnavailable();
+      void this.#audit(request, trace, 'success', undefined, 200, started);
       reply.code(200).header('content-type', 'application/json; charset=utf-8').send(out);
     } catch (err) {
       await this.fail(request, reply, err, trace, started);
@@ -538,6 +587,7 @@ export class Gateway {
     }
     const filter: StreamFilter | undefined = prepared.filter?.stream(kind);
     const hmac = this.#hasher;
+    const trail = this.#trail;
     const chunks: string[] = [];
     let sent = 0;
     let finished = false;
@@ -546,17 +596,13 @@ export class Gateway {
       chunks.push(text);
       return text;
     };
-    const finish = async (
-      outcome: AuditOutcome,
-      reason: string | undefined,
-      status: number,
-    ): Promise<void> => {
+    const finish = (outcome: AuditOutcome, reason: string | undefined, status: number): Promise<boolean> => {
       finished = true;
       trace.filter = filter?.counts;
       if (filter !== undefined) this.#countFilter(prepared.endpoint, filter.counts);
       trace.responseBytes = sent;
       trace.responseHash = hmac.hash(chunks.join(''));
-      await this.#audit(request, trace, outcome, reason, status, started);
+      return this.#audit(request, trace, outcome, reason, status, started);
     };
     const errorEvent = (err: GatewayError): string =>
       formatSseEvent(JSON.stringify({ error: { code: err.code, message: err.message } }));
@@ -590,22 +636,25 @@ export class Gateway {
         const tail = filter?.finish();
         if (filter?.blocked === true) throw outputBlocked();
         if (tail !== undefined) yield emit(formatSseEvent(JSON.stringify(tail)));
-        try {
-          await finish('success', undefined, 200);
-        } catch {
-          yield errorEvent(auditUnavailable());
+        if (!trail.accepts()) {
+          // An audit record failed while this stream ran: no `[DONE]`, the stream ends as failed.
+          const failure = auditUnavailable();
+          denials.inc({ endpoint: prepared.endpoint.name, reason: failure.code });
+          await finish('failure', failure.code, failure.httpStatus);
+          yield errorEvent(failure);
           return;
         }
+        void finish('success', undefined, 200);
         yield emit('data: [DONE]\n\n');
       } catch (err) {
         const failure = err instanceof GatewayError ? err : upstreamMalformed();
         denials.inc({ endpoint: prepared.endpoint.name, reason: failure.code });
-        if (!finished) await finish('failure', failure.code, failure.httpStatus).catch(() => undefined);
+        if (!finished) void finish('failure', failure.code, failure.httpStatus);
         yield errorEvent(failure);
       } finally {
         if (!done) res.body.destroy();
         // The client went away mid-stream: still one audit record per request.
-        if (!finished) await finish('failure', 'client_closed', 499).catch(() => undefined);
+        if (!finished) void finish('failure', 'client_closed', 499);
       }
     }
     reply
@@ -624,7 +673,12 @@ export class Gateway {
     trace?: Trace,
     started = performance.now(),
   ): Promise<void> {
-    let error = err instanceof GatewayError ? err : undefined;
+    // While the audit trail cannot record, every answer is 503 `audit_unavailable`, whatever else failed.
+    const error = this.#trail.accepts()
+      ? err instanceof GatewayError
+        ? err
+        : undefined
+      : auditUnavailable();
     const status = error?.httpStatus ?? 500;
     const outcome: AuditOutcome = status < 500 && status !== 422 ? 'denied' : 'failure';
     const t = trace ?? emptyTrace(principals.get(request));
@@ -638,24 +692,24 @@ export class Gateway {
         });
       }
     }
-    try {
-      await this.#audit(request, t, outcome, error?.code ?? 'internal', status, started);
-    } catch {
-      error = auditUnavailable();
-    }
+    const recorded = this.#audit(request, t, outcome, error?.code ?? 'internal', status, started);
+    // A refusal for want of an audit trail waits for its own record: that record is the probe that closes the
+    // breaker, and waiting bounds the refusals pending while the recorder is stuck.
+    if (error?.code === 'audit_unavailable') await recorded;
     const final = error ?? new GatewayError('internal', 500, 'internal error');
     if (final.retryAfterSeconds !== undefined) reply.header('retry-after', String(final.retryAfterSeconds));
     reply.code(final.httpStatus).send({ error: { code: final.code, message: final.message } });
   }
 
-  async #audit(
+  /** Builds the request's audit event and hands it to the trail (write-behind; see `AuditTrail.hand`). */
+  #audit(
     request: FastifyRequest,
     trace: Trace,
     outcome: AuditOutcome,
     reason: string | undefined,
     status: number,
     started: number,
-  ): Promise<void> {
+  ): Promise<boolean> {
     audited.add(request);
     const latency = performance.now() - started;
     const endpoint = trace.endpoint;
@@ -697,7 +751,7 @@ export class Gateway {
     const filtered = summarise(trace.filter);
     if (filtered !== '') details.filter = filtered;
     if (trace.attempts > 1) details.upstreamAttempts = trace.attempts;
-    await this.#options.audit.record({
+    return this.#trail.hand({
       action: 'endpoint.invoke',
       principal:
         principal === undefined
@@ -778,7 +832,14 @@ export async function createGateway(options: StandaloneOptions): Promise<Fastify
     ? Fastify(serverOptions)
     : Fastify({
         ...serverOptions,
-        https: { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.3' },
+        https: {
+          key: options.tls.key,
+          cert: options.tls.cert,
+          minVersion: 'TLSv1.3',
+          ...(options.tls.requestClientCertificate === true
+            ? { requestCert: true, rejectUnauthorized: false }
+            : {}),
+        },
       })) as unknown as FastifyInstance;
   gateways.set(app, gateway);
 
@@ -794,11 +855,34 @@ export async function createGateway(options: StandaloneOptions): Promise<Fastify
   });
 
   // Authentication runs before the body is read: unauthenticated callers cannot make the gateway parse it.
-  app.addHook('onRequest', async (request) => {
-    if (request.routeOptions.url === '/health') return;
-    const principal = await options.authenticate(request);
-    if (principal === undefined) throw unauthenticated();
-    principals.set(request, principal);
+  // Callback style, so a synchronous authenticator costs no promise per request.
+  app.addHook('onRequest', (request, _reply, done) => {
+    if (request.routeOptions.url === '/health') {
+      done();
+      return;
+    }
+    const accept = (principal: Principal | undefined): void => {
+      if (principal === undefined) {
+        done(unauthenticated());
+        return;
+      }
+      principals.set(request, principal);
+      done();
+    };
+    let result: ReturnType<Authenticate>;
+    try {
+      result = options.authenticate(request);
+    } catch (err) {
+      done(err instanceof Error ? err : unauthenticated());
+      return;
+    }
+    if (result instanceof Promise) {
+      result.then(accept, (err: unknown) => {
+        done(err instanceof Error ? err : unauthenticated());
+      });
+    } else {
+      accept(result);
+    }
   });
 
   app.setErrorHandler(async (err, request, reply) => {

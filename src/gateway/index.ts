@@ -4,6 +4,8 @@
  * (streamed included), servable-version gating and Prometheus metrics. See docs/gateway.md.
  */
 export { createGateway, Gateway, gatewayOf, GATEWAY_ROUTES, registerGatewayRoutes } from './gateway.ts';
+export { AuditTrail, ContentHasher, DEFAULT_MAX_PENDING_AUDIT } from './audit-trail.ts';
+export type { AuditTrailOptions } from './audit-trail.ts';
 export type {
   Authenticate,
   Authorize,
@@ -62,7 +64,22 @@ export {
 export type { RouteKind } from './validation.ts';
 export { startDemoModel, creditScore, CREDIT_FEATURES, CREDIT_WEIGHTS, CREDIT_BIAS } from './demo-model.ts';
 export type { DemoModel } from './demo-model.ts';
-export { fileServableSource, loadStandaloneConfig, startStandaloneGateway, tokenAuth } from './standalone.ts';
-export type { RunningGateway, StandaloneConfig, TokenEntry } from './standalone.ts';
+export { loadStandaloneConfig, startStandaloneGateway } from './standalone.ts';
+export type { RunningGateway, StandaloneConfig, WardenConnection } from './standalone.ts';
+export { WardenLink } from './remote-warden.ts';
+export type { WardenLinkOptions } from './remote-warden.ts';
+export {
+  identityUnavailable,
+  MAX_STATUS_TTL_MS,
+  parseIntrospection,
+  RemoteAuthenticator,
+} from './remote-auth.ts';
+export type { RemoteAuthOptions } from './remote-auth.ts';
+export { RemoteClientCertificates } from './remote-ca.ts';
+export type { RemoteClientCertificatesOptions } from './remote-ca.ts';
+export { mirrorEntries, PolicyMirrorError, RemotePolicies } from './remote-policy.ts';
+export type { RemotePoliciesOptions } from './remote-policy.ts';
+export { RemoteServableSource } from './remote-servable.ts';
+export type { RemoteServableOptions } from './remote-servable.ts';
 export { ExtractionMonitor, ExtractionConfigError } from './extraction/index.ts';
 export type { ExtractionOptions, ExtractionStats } from './extraction/index.ts';

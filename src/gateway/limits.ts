@@ -107,6 +107,18 @@ export class Limits {
     return w;
   }
 
+  /** Endpoint limit lists are fixed at start: each is sorted once, not per request. */
+  readonly #sorted = new WeakMap<readonly WindowLimit[], readonly WindowLimit[]>();
+
+  #ordered(limits: readonly WindowLimit[]): readonly WindowLimit[] {
+    let ordered = this.#sorted.get(limits);
+    if (ordered === undefined) {
+      ordered = [...limits].sort((a, b) => a.points - b.points || a.durationSeconds - b.durationSeconds);
+      this.#sorted.set(limits, ordered);
+    }
+    return ordered;
+  }
+
   /**
    * Consumes `points` in every window, smallest first (the likeliest to refuse, so refunds are rare). On refusal the windows already charged (and the one that
    * refused, since rate-limiter-flexible counts refused attempts) are refunded, so refused requests do not eat
@@ -118,7 +130,7 @@ export class Limits {
     limits: readonly WindowLimit[],
     points: number,
   ): Promise<{ windows: RateLimiterAbstract[]; states: WindowState[] }> {
-    const ordered = [...limits].sort((a, b) => a.points - b.points || a.durationSeconds - b.durationSeconds);
+    const ordered = this.#ordered(limits);
     const charged: RateLimiterAbstract[] = [];
     const states: WindowState[] = [];
     for (const limit of ordered) {

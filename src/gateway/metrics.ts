@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
-import { Counter, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
  * Prometheus metrics of one gateway instance, in its own registry (several gateways in one process, as in the
@@ -16,6 +16,9 @@ export class GatewayMetrics {
   readonly limiterHits: Counter<'endpoint' | 'limiter'>;
   readonly detections: Counter<'endpoint' | 'detector' | 'action'>;
   readonly filterActions: Counter<'endpoint' | 'entity' | 'action'>;
+  readonly auditFailures: Counter;
+  readonly auditBreaker: Gauge;
+  #auditPending: () => number = () => 0;
 
   constructor() {
     const registers = [this.registry];
@@ -64,6 +67,31 @@ export class GatewayMetrics {
       labelNames: ['endpoint', 'entity', 'action'],
       registers,
     });
+    this.auditFailures = new Counter({
+      name: 'warden_gateway_audit_failures_total',
+      help: 'Audit records the recorder rejected (each opens the audit breaker)',
+      registers,
+    });
+    this.auditBreaker = new Gauge({
+      name: 'warden_gateway_audit_breaker_open',
+      help: '1 while requests are refused because an audit record failed, else 0',
+      registers,
+    });
+    this.auditBreaker.set(0);
+    const pending = (): number => this.#auditPending();
+    new Gauge({
+      name: 'warden_gateway_audit_pending',
+      help: 'Audit records handed to the recorder and not yet committed',
+      registers,
+      collect() {
+        this.set(pending());
+      },
+    });
+  }
+
+  /** Where the pending-records gauge reads its value at scrape time. */
+  trackAuditPending(read: () => number): void {
+    this.#auditPending = read;
   }
 }
 

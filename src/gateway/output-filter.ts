@@ -31,6 +31,12 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
 /** Bound on nesting walked in tensor outputs, as in the request validation. */
 const MAX_DEPTH = 32;
 
+interface Scan {
+  readonly text: (s: string) => string;
+  /** A subtree deeper than `MAX_DEPTH`: it cannot be scanned, so the output is blocked. */
+  readonly tooDeep: () => void;
+}
+
 export class OutputFilter {
   readonly #engine: PrivacyEngine;
   readonly #policy: CompiledPolicy;
@@ -50,6 +56,12 @@ export class OutputFilter {
       if (r.blocked) blocked = true;
       return r.text;
     };
+    const scan: Scan = {
+      text: apply,
+      tooDeep: () => {
+        blocked = true;
+      },
+    };
     if (!isObj(body)) return { body, counts, blocked };
     switch (kind) {
       case 'chat':
@@ -67,13 +79,13 @@ export class OutputFilter {
       case 'kserve-v2':
         if (Array.isArray(body.outputs)) {
           for (const output of body.outputs as unknown[]) {
-            if (isObj(output) && Array.isArray(output.data)) output.data = walkStrings(output.data, apply, 0);
+            if (isObj(output) && Array.isArray(output.data)) output.data = walkStrings(output.data, scan, 0);
           }
         }
         break;
       case 'predict':
-        if ('predictions' in body) body.predictions = walkStrings(body.predictions, apply, 0);
-        if ('outputs' in body) body.outputs = walkStrings(body.outputs, apply, 0);
+        if ('predictions' in body) body.predictions = walkStrings(body.predictions, scan, 0);
+        if ('outputs' in body) body.outputs = walkStrings(body.outputs, scan, 0);
         break;
       case 'embeddings':
         break;
@@ -87,13 +99,29 @@ export class OutputFilter {
   }
 }
 
-function walkStrings(value: unknown, apply: (s: string) => string, depth: number): unknown {
-  if (depth > MAX_DEPTH) return value;
-  if (typeof value === 'string') return apply(value);
-  if (Array.isArray(value)) return value.map((v) => walkStrings(v, apply, depth + 1));
-  if (isObj(value)) {
-    for (const k of Object.keys(value)) value[k] = walkStrings(value[k], apply, depth + 1);
+/**
+ * Applies `apply` to every string inside `value`, in place: only string leaves are scanned, and numeric tensors
+ * (the bulk of KServe and predict outputs) are walked without allocating. Whatever the declared datatype, a string
+ * leaf is always scanned, so an upstream mislabelling text as numbers gains nothing.
+ */
+function walkStrings(value: unknown, scan: Scan, depth: number): unknown {
+  if (typeof value === 'string') return scan.text(value);
+  if (typeof value !== 'object' || value === null) return value;
+  // Deeper than any real tensor: refuse rather than release strings that were not scanned.
+  if (depth > MAX_DEPTH) {
+    scan.tooDeep();
+    return value;
   }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      if (typeof item === 'string') value[i] = scan.text(item);
+      else if (typeof item === 'object' && item !== null) walkStrings(item, scan, depth + 1);
+    }
+    return value;
+  }
+  const obj = value as Obj;
+  for (const k of Object.keys(obj)) obj[k] = walkStrings(obj[k], scan, depth + 1);
   return value;
 }
 

@@ -86,6 +86,16 @@ export class ServableCache {
     this.#verifiedAt = this.#now();
   }
 
+  /**
+   * The cached answer for `model@version` if it is current (epoch verified recently, answer read under the
+   * current epoch), else undefined: then `check` must ask. Lets the request path skip a promise.
+   */
+  cached(model: string, version: string): boolean | undefined {
+    if (this.#now() - this.#verifiedAt > this.#maxStaleMs) return undefined;
+    const entry = this.#entries.get(key(model, version));
+    return entry !== undefined && entry.epoch === this.#epoch ? entry.value : undefined;
+  }
+
   /** Whether `model@version` may be served now. Never throws: an unreadable registry means false. */
   async check(model: string, version: string): Promise<boolean> {
     try {

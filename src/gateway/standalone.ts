@@ -1,33 +1,42 @@
-import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { JsonLinesAuditRecorder } from '../audit/index.ts';
-import type { Principal } from '../kms/index.ts';
 import type { Policy } from '../privacy/index.ts';
 import { endpointsFromFile, GatewayConfigError } from './config.ts';
 import type { EndpointConfig } from './config.ts';
 import { createGateway, gatewayOf } from './gateway.ts';
-import type { Authenticate, Authorize } from './gateway.ts';
+import type { Authenticate } from './gateway.ts';
 import type { LimiterStore } from './limits.ts';
 import { startMetricsServer } from './metrics.ts';
-import { ALWAYS_SERVABLE } from './servable.ts';
-import type { ServableSource } from './servable.ts';
+import { MAX_STATUS_TTL_MS, RemoteAuthenticator } from './remote-auth.ts';
+import { RemoteClientCertificates } from './remote-ca.ts';
+import { RemotePolicies } from './remote-policy.ts';
+import { RemoteServableSource } from './remote-servable.ts';
+import { WardenLink } from './remote-warden.ts';
 
 /**
- * The standalone gateway process (`warden gateway`): configuration file + environment, static API tokens,
- * a file-backed servable list, JSON-lines audit, optional Redis for limits shared by several nodes, and the
- * metrics listener. The file format is specified in docs/gateway.md.
+ * The standalone gateway process (`warden gateway`): a member of a Warden deployment. It authenticates callers
+ * with the server's credentials (access tokens verified locally against the JWKS, API keys and token status by
+ * introspection, client certificates of Warden's CA), authorises with Cedar over the server's policies, serves
+ * only what the server's registry deems servable, audits to JSON lines, shares limits through Redis, and serves
+ * metrics on their own listener. The file format is specified in docs/gateway.md.
  */
 export interface StandaloneConfig {
   readonly listen: { readonly host: string; readonly port: number };
-  readonly tls?: { readonly key: Buffer; readonly cert: Buffer };
+  readonly tls?: {
+    readonly key: Buffer;
+    readonly cert: Buffer;
+    /** `request`: a client certificate of Warden's CA authenticates; `require`: every request needs one. */
+    readonly clientCertificates: 'off' | 'request' | 'require';
+  };
   readonly metricsListen?: { readonly host: string; readonly port: number };
   readonly auditFile: string;
   readonly auditKey: Buffer;
-  readonly tokens: readonly TokenEntry[];
-  readonly servableFile?: string;
+  /** The deployment's environment in every Cedar decision's context. */
+  readonly environment: 'dev' | 'staging' | 'prod';
+  readonly warden: WardenConnection;
   readonly redis?: {
     readonly url: string;
     readonly failMode: 'fail-open' | 'fail-closed';
@@ -39,26 +48,48 @@ export interface StandaloneConfig {
   readonly trustProxy: boolean;
 }
 
-export interface TokenEntry {
-  /** Hex SHA-256 of the bearer token: the file never holds a usable credential. */
-  readonly sha256: string;
-  readonly principal: {
-    readonly id: string;
-    readonly roles?: readonly string[];
-    readonly groups?: readonly string[];
-  };
-  /** Endpoint names this token may invoke, or `*`. */
-  readonly endpoints: readonly string[];
+/** The Warden server the gateway belongs to, and the gateway's own service account there. */
+export interface WardenConnection {
+  readonly url: string;
+  readonly ca?: Buffer;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  /** `aud` of accepted access tokens; default the server's issuer. */
+  readonly audience?: string;
+  /** Reuse of one credential's introspection answer, ms (default 2000, at most 5000). */
+  readonly statusCacheMs: number;
+  /** Poll interval of the server's policies, ms (default 2000). */
+  readonly policyRefreshMs: number;
+  /** Poll interval of the registry's change epoch, ms (default 1000). */
+  readonly servableRefreshMs: number;
+  /** Poll interval of the CA's trust bundle and CRL when client certificates are on, ms (default 5000). */
+  readonly crlRefreshMs: number;
+  /** How long the gateway keeps deciding on its last answers while the server is unreachable, ms (default 10 000). */
+  readonly graceMs: number;
+  /** Per-request timeout towards the server, ms (default 5000). */
+  readonly timeoutMs: number;
 }
 
 interface ConfigFile {
   listen?: string;
   insecureHttp?: boolean;
-  tls?: { certFile?: string; keyFile?: string };
+  tls?: { certFile?: string; keyFile?: string; clientCertificates?: string };
   metrics?: { listen?: string };
   audit?: { file?: string; keyFile?: string };
-  tokensFile?: string;
-  servableFile?: string;
+  environment?: string;
+  warden?: {
+    url?: string;
+    caFile?: string;
+    clientId?: string;
+    clientSecretFile?: string;
+    audience?: string;
+    statusCacheMs?: unknown;
+    policyRefreshMs?: unknown;
+    servableRefreshMs?: unknown;
+    crlRefreshMs?: unknown;
+    graceMs?: unknown;
+    timeoutMs?: unknown;
+  };
   redis?: { url?: string; failMode?: string; prefix?: string; keyFile?: string };
   outputPolicy?: Policy;
   trustProxy?: boolean;
@@ -78,42 +109,105 @@ function secretFile(file: string, what: string, base: string): Buffer {
   return value;
 }
 
-function parseTokens(value: unknown): TokenEntry[] {
-  if (!Array.isArray(value)) throw new GatewayConfigError('the tokens file must be a JSON array');
-  return value.map((entry: unknown, i) => {
-    const e = entry as Partial<TokenEntry> | null;
-    if (
-      e === null ||
-      typeof e.sha256 !== 'string' ||
-      !/^[0-9a-f]{64}$/.test(e.sha256) ||
-      typeof e.principal?.id !== 'string' ||
-      e.principal.id === '' ||
-      !Array.isArray(e.endpoints) ||
-      !e.endpoints.every((x) => typeof x === 'string')
-    ) {
-      throw new GatewayConfigError(`tokens[${i}]: needs sha256 (64 hex), principal.id and endpoints`);
+function millis(value: unknown, what: string, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new GatewayConfigError(`${what} must be an integer from ${min} to ${max} (ms)`);
+  }
+  return value;
+}
+
+const ENVIRONMENTS = ['dev', 'staging', 'prod'] as const;
+const CLIENT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+function parseWarden(raw: ConfigFile['warden'], env: NodeJS.ProcessEnv, base: string): WardenConnection {
+  const url = env.WARDEN_GATEWAY_SERVER_URL ?? raw?.url;
+  if (url === undefined || raw === undefined) {
+    throw new GatewayConfigError('warden.url, warden.clientId and warden.clientSecretFile are required');
+  }
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new GatewayConfigError('warden.url must be https://host:port');
+  }
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') {
+    throw new GatewayConfigError('warden.url must be https://host:port');
+  }
+  if (typeof raw.clientId !== 'string' || !CLIENT_ID.test(raw.clientId)) {
+    throw new GatewayConfigError('warden.clientId must be the client id of the gateway’s service account');
+  }
+  if (typeof raw.clientSecretFile !== 'string') {
+    throw new GatewayConfigError('warden.clientSecretFile is required');
+  }
+  let clientSecret: string;
+  try {
+    clientSecret = readFileSync(path.resolve(base, raw.clientSecretFile), 'utf8').trim();
+  } catch {
+    throw new GatewayConfigError('cannot read warden.clientSecretFile');
+  }
+  // Never echo the file's content: it is a credential.
+  if (!/^[\x21-\x7e]{16,512}$/.test(clientSecret)) {
+    throw new GatewayConfigError(
+      'warden.clientSecretFile must hold one client secret (16-512 printable characters)',
+    );
+  }
+  if (raw.audience !== undefined && (typeof raw.audience !== 'string' || raw.audience === '')) {
+    throw new GatewayConfigError('warden.audience must be a non-empty string');
+  }
+  let ca: Buffer | undefined;
+  if (raw.caFile !== undefined) {
+    try {
+      ca = readFileSync(path.resolve(base, raw.caFile));
+    } catch {
+      throw new GatewayConfigError('cannot read warden.caFile');
     }
-    return e as TokenEntry;
-  });
+  }
+  return {
+    url,
+    ...(ca === undefined ? {} : { ca }),
+    clientId: raw.clientId,
+    clientSecret,
+    ...(raw.audience === undefined ? {} : { audience: raw.audience }),
+    statusCacheMs: millis(raw.statusCacheMs, 'warden.statusCacheMs', 2000, 0, MAX_STATUS_TTL_MS),
+    policyRefreshMs: millis(raw.policyRefreshMs, 'warden.policyRefreshMs', 2000, 100, 60_000),
+    servableRefreshMs: millis(raw.servableRefreshMs, 'warden.servableRefreshMs', 1000, 100, 60_000),
+    crlRefreshMs: millis(raw.crlRefreshMs, 'warden.crlRefreshMs', 5000, 100, 3_600_000),
+    graceMs: millis(raw.graceMs, 'warden.graceMs', 10_000, 0, 3_600_000),
+    timeoutMs: millis(raw.timeoutMs, 'warden.timeoutMs', 5000, 100, 60_000),
+  };
 }
 
 /**
  * Reads the configuration: `file` (JSON) overlaid by `WARDEN_GATEWAY_LISTEN`, `WARDEN_GATEWAY_METRICS_LISTEN`,
- * `WARDEN_GATEWAY_REDIS_URL`. Relative paths are relative to the file. Throws `GatewayConfigError`.
+ * `WARDEN_GATEWAY_REDIS_URL`, `WARDEN_GATEWAY_SERVER_URL`. Relative paths are relative to the file. Throws
+ * `GatewayConfigError`, whose messages never carry a secret.
  */
 export function loadStandaloneConfig(file: string, env: NodeJS.ProcessEnv = process.env): StandaloneConfig {
-  let raw: ConfigFile;
+  let parsed: unknown;
   try {
-    raw = JSON.parse(readFileSync(file, 'utf8')) as ConfigFile;
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
     throw new GatewayConfigError(`cannot read ${file}: ${(err as Error).message}`);
   }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new GatewayConfigError('the configuration must be a JSON object');
+  }
+  const raw = parsed as ConfigFile;
   const base = path.dirname(path.resolve(file));
   const read = (p: string): Buffer => readFileSync(path.resolve(base, p));
   const listen = parseListen(env.WARDEN_GATEWAY_LISTEN ?? raw.listen ?? '127.0.0.1:8443', 'listen');
   let tls: StandaloneConfig['tls'];
   if (raw.tls?.certFile !== undefined && raw.tls.keyFile !== undefined) {
-    tls = { cert: read(raw.tls.certFile), key: read(raw.tls.keyFile) };
+    const clientCertificates = raw.tls.clientCertificates ?? 'off';
+    if (
+      clientCertificates !== 'off' &&
+      clientCertificates !== 'request' &&
+      clientCertificates !== 'require'
+    ) {
+      throw new GatewayConfigError('tls.clientCertificates must be off, request or require');
+    }
+    tls = { cert: read(raw.tls.certFile), key: read(raw.tls.keyFile), clientCertificates };
   } else if (raw.insecureHttp !== true) {
     throw new GatewayConfigError(
       'tls.certFile and tls.keyFile are required (or insecureHttp: true behind a TLS proxy)',
@@ -123,8 +217,11 @@ export function loadStandaloneConfig(file: string, env: NodeJS.ProcessEnv = proc
   if (raw.audit?.file === undefined || raw.audit.keyFile === undefined) {
     throw new GatewayConfigError('audit.file and audit.keyFile are required');
   }
-  if (raw.tokensFile === undefined) throw new GatewayConfigError('tokensFile is required');
-  const tokens = parseTokens(JSON.parse(read(raw.tokensFile).toString('utf8')));
+  const environment = raw.environment ?? 'prod';
+  if (!(ENVIRONMENTS as readonly string[]).includes(environment)) {
+    throw new GatewayConfigError('environment must be dev, staging or prod');
+  }
+  const warden = parseWarden(raw.warden, env, base);
   const redisUrl = env.WARDEN_GATEWAY_REDIS_URL ?? raw.redis?.url;
   let redis: StandaloneConfig['redis'];
   if (redisUrl !== undefined) {
@@ -148,8 +245,8 @@ export function loadStandaloneConfig(file: string, env: NodeJS.ProcessEnv = proc
     ...(metrics === undefined ? {} : { metricsListen: parseListen(metrics, 'metrics.listen') }),
     auditFile: path.resolve(base, raw.audit.file),
     auditKey: secretFile(raw.audit.keyFile, 'audit.keyFile', base),
-    tokens,
-    ...(raw.servableFile === undefined ? {} : { servableFile: path.resolve(base, raw.servableFile) }),
+    environment: environment as StandaloneConfig['environment'],
+    warden,
     ...(redis === undefined ? {} : { redis }),
     ...(raw.outputPolicy === undefined ? {} : { outputPolicy: raw.outputPolicy }),
     endpoints: endpointsFromFile(raw.endpoints, read),
@@ -157,127 +254,136 @@ export function loadStandaloneConfig(file: string, env: NodeJS.ProcessEnv = proc
   };
 }
 
-/** Bearer tokens looked up by their SHA-256: a hash-map hit on a digest leaks nothing about other tokens. */
-export function tokenAuth(tokens: readonly TokenEntry[]): {
-  authenticate: Authenticate;
-  authorize: Authorize;
-} {
-  const byHash = new Map<string, TokenEntry>(tokens.map((t) => [t.sha256, t]));
-  const allowed = new WeakMap<Principal, readonly string[]>();
-  return {
-    authenticate: (request: FastifyRequest) => {
-      const header = request.headers.authorization;
-      if (header === undefined || !/^Bearer [\x21-\x7e]{16,512}$/.test(header)) return undefined;
-      const entry = byHash.get(createHash('sha256').update(header.slice(7)).digest('hex'));
-      if (entry === undefined) return undefined;
-      const principal: Principal = {
-        id: entry.principal.id,
-        roles: entry.principal.roles ?? [],
-        authMethod: 'api-token',
-        kind: 'service',
-        ...(entry.principal.groups === undefined ? {} : { groups: entry.principal.groups }),
-      };
-      allowed.set(principal, entry.endpoints);
-      return principal;
-    },
-    authorize: (principal, target) => {
-      const endpoints = allowed.get(principal) ?? [];
-      return endpoints.includes('*') || endpoints.includes(target.endpoint);
-    },
-  };
-}
-
-/**
- * Servable versions from a JSON file `{"quarantined": ["model@version", ...]}`: the epoch is the file's
- * modification time and size, so editing it quarantines within a second. An unreadable file makes every
- * version unservable (fail closed).
- */
-export function fileServableSource(file: string): ServableSource {
-  let cached: { epoch: string; quarantined: Set<string> } | undefined;
-  const load = (): { epoch: string; quarantined: Set<string> } => {
-    const s = statSync(file);
-    const epoch = `${s.mtimeMs}:${s.size}`;
-    if (cached?.epoch !== epoch) {
-      const parsed = JSON.parse(readFileSync(file, 'utf8')) as { quarantined?: unknown };
-      if (!Array.isArray(parsed.quarantined) || !parsed.quarantined.every((q) => typeof q === 'string')) {
-        throw new GatewayConfigError('the servable file needs a "quarantined" array of "model@version"');
-      }
-      cached = { epoch, quarantined: new Set(parsed.quarantined) };
-    }
-    return cached;
-  };
-  return {
-    epoch: () => load().epoch,
-    servable: (model, version) => !load().quarantined.has(`${model}@${version}`),
-  };
-}
-
 export interface RunningGateway {
   readonly app: FastifyInstance;
   readonly url: string;
   readonly metricsUrl: string | undefined;
+  readonly policies: RemotePolicies;
+  /** Whether the first policy load from the server succeeded (until it does, every request is refused). */
+  readonly connected: boolean;
   close(): Promise<void>;
 }
 
-/** Starts the standalone gateway from a loaded configuration. */
+async function connectRedis(url: string): Promise<Redis> {
+  const redis = new Redis(url, {
+    // Commands fail at once while disconnected, so the fail mode applies instead of requests queueing.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2000,
+    retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+  });
+  redis.on('error', () => undefined);
+  await new Promise<void>((resolve) => {
+    // A node starting while Redis is down still starts, in its configured fail mode.
+    const done = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(done, 3000);
+    redis.once('ready', done);
+  });
+  return redis;
+}
+
+/**
+ * Starts the standalone gateway from a loaded configuration. A server that cannot be reached at start does not
+ * stop it: it starts refusing (401/403/503) and serves once the server answers.
+ */
 export async function startStandaloneGateway(config: StandaloneConfig): Promise<RunningGateway> {
+  const w = config.warden;
+  const link = new WardenLink({
+    url: w.url,
+    clientId: w.clientId,
+    clientSecret: w.clientSecret,
+    timeoutMs: w.timeoutMs,
+    ...(w.ca === undefined ? {} : { ca: w.ca }),
+  });
+  const clientCertificates = config.tls?.clientCertificates ?? 'off';
+  const certificates =
+    clientCertificates === 'off'
+      ? undefined
+      : new RemoteClientCertificates(link, { refreshMs: w.crlRefreshMs });
+  const auth = new RemoteAuthenticator({
+    link,
+    statusTtlMs: w.statusCacheMs,
+    graceMs: w.graceMs,
+    ...(w.audience === undefined ? {} : { audience: w.audience }),
+    ...(certificates === undefined ? {} : { clientCertificates: certificates }),
+    requireClientCertificate: clientCertificates === 'require',
+  });
+  const policies = new RemotePolicies(link, {
+    environment: config.environment,
+    refreshMs: w.policyRefreshMs,
+    graceMs: w.graceMs,
+  });
   const audit = await JsonLinesAuditRecorder.open(config.auditFile);
   let redis: Redis | undefined;
   let limiter: LimiterStore = { kind: 'memory' };
-  if (config.redis !== undefined) {
-    redis = new Redis(config.redis.url, {
-      // Commands fail at once while disconnected, so the fail mode applies instead of requests queueing.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      connectTimeout: 2000,
-      retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
-    });
-    redis.on('error', () => undefined);
-    const client = redis;
-    await new Promise<void>((resolve) => {
-      // A node starting while Redis is down still starts, in its configured fail mode.
-      const done = (): void => {
-        clearTimeout(timer);
-        resolve();
+  try {
+    await Promise.all([policies.start(), certificates?.start(), link.issuer().catch(() => undefined)]);
+    if (config.redis !== undefined) {
+      redis = await connectRedis(config.redis.url);
+      limiter = {
+        kind: 'redis',
+        client: redis,
+        failMode: config.redis.failMode,
+        ...(config.redis.prefix === undefined ? {} : { prefix: config.redis.prefix }),
       };
-      const timer = setTimeout(done, 3000);
-      client.once('ready', done);
-    });
-    limiter = {
-      kind: 'redis',
-      client,
-      failMode: config.redis.failMode,
-      ...(config.redis.prefix === undefined ? {} : { prefix: config.redis.prefix }),
+    }
+    const authenticate: Authenticate = async (request) => {
+      const principal = await auth.authenticate(request);
+      if (principal !== undefined) policies.notePurpose(principal, request);
+      return principal;
     };
+    const app = await createGateway({
+      endpoints: config.endpoints,
+      authenticate,
+      authorize: policies.authorize,
+      servable: new RemoteServableSource(link, { graceMs: w.graceMs }),
+      servableRefreshMs: w.servableRefreshMs,
+      audit,
+      auditKey: config.auditKey,
+      limiter,
+      ...(config.redis === undefined ? {} : { limiterKey: config.redis.key }),
+      ...(config.outputPolicy === undefined ? {} : { outputPolicy: config.outputPolicy }),
+      ...(config.tls === undefined
+        ? {}
+        : {
+            tls: {
+              key: config.tls.key,
+              cert: config.tls.cert,
+              requestClientCertificate: clientCertificates !== 'off',
+            },
+          }),
+      trustProxy: config.trustProxy,
+    });
+    const url = await app.listen({ host: config.listen.host, port: config.listen.port });
+    const metrics =
+      config.metricsListen === undefined
+        ? undefined
+        : await startMetricsServer(gatewayOf(app).metrics.registry, config.metricsListen);
+    return {
+      app,
+      url,
+      metricsUrl: metrics?.url,
+      policies,
+      connected: policies.current,
+      close: async () => {
+        policies.stop();
+        certificates?.stop();
+        await metrics?.close();
+        await app.close();
+        redis?.disconnect();
+        await link.close();
+        await audit.close();
+      },
+    };
+  } catch (err) {
+    policies.stop();
+    certificates?.stop();
+    redis?.disconnect();
+    await link.close();
+    await audit.close();
+    throw err;
   }
-  const { authenticate, authorize } = tokenAuth(config.tokens);
-  const app = await createGateway({
-    endpoints: config.endpoints,
-    authenticate,
-    authorize,
-    servable: config.servableFile === undefined ? ALWAYS_SERVABLE : fileServableSource(config.servableFile),
-    audit,
-    auditKey: config.auditKey,
-    limiter,
-    ...(config.redis === undefined ? {} : { limiterKey: config.redis.key }),
-    ...(config.outputPolicy === undefined ? {} : { outputPolicy: config.outputPolicy }),
-    ...(config.tls === undefined ? {} : { tls: config.tls }),
-    trustProxy: config.trustProxy,
-  });
-  const url = await app.listen({ host: config.listen.host, port: config.listen.port });
-  const metrics =
-    config.metricsListen === undefined
-      ? undefined
-      : await startMetricsServer(gatewayOf(app).metrics.registry, config.metricsListen);
-  return {
-    app,
-    url,
-    metricsUrl: metrics?.url,
-    close: async () => {
-      await metrics?.close();
-      await app.close();
-      redis?.disconnect();
-      await audit.close();
-    },
-  };
 }

@@ -38,6 +38,11 @@ export const PUBLIC_CLIENT_ID = 'warden';
 export const PRIVILEGED_ROLES: readonly string[] = ['admin', 'security-admin', 'key-custodian'];
 /** The scope of a session that may do nothing but enrol MFA. It cannot collide with a role (roles have no ':'). */
 export const MFA_ENROLMENT_SCOPE = 'warden:mfa-enrolment';
+/**
+ * Roles whose confidential clients may introspect every token and API key (resource servers such as
+ * `warden gateway`); other clients see only their own tokens. `resource-server` grants nothing else.
+ */
+export const INTROSPECT_ALL_ROLES: readonly string[] = ['admin', 'security-admin', 'resource-server'];
 export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 /** A client assertion may be valid for at most this long (bounds the replay cache). */
 export const CLIENT_ASSERTION_MAX_LIFETIME_SECONDS = 300;
@@ -143,6 +148,8 @@ export interface AuthorizationServerOptions {
   readonly sessionMaxSeconds?: number;
   /** How long a principal's status (disabled, epoch, roles) and the revocation list are cached; at most 1000 ms. */
   readonly statusCacheMs?: number;
+  /** Introspection of an API key (`wdn_…`): its claims, or undefined when it is not active. */
+  readonly introspectApiKey?: (token: string) => Promise<Record<string, unknown> | undefined>;
   readonly now?: () => number;
 }
 
@@ -234,6 +241,7 @@ export class AuthorizationServer {
   readonly #sessionMaxMs: number;
   readonly #cacheMs: number;
   readonly #now: () => number;
+  readonly #introspectApiKey: AuthorizationServerOptions['introspectApiKey'];
   readonly #status = new Map<string, CachedStatus>();
   #mappings: { map: Map<string, readonly string[]>; fetchedAt: number } | undefined;
   #denylist: { set: Set<string>; fetchedAt: number } | undefined;
@@ -268,6 +276,7 @@ export class AuthorizationServer {
     }
     this.#cacheMs = Math.min(options.statusCacheMs ?? STATUS_CACHE_MAX_MS, STATUS_CACHE_MAX_MS);
     this.#now = options.now ?? Date.now;
+    this.#introspectApiKey = options.introspectApiKey;
     this.#dummyHash = keyedHash(this.#mac, 'dummy', 'dummy');
   }
 
@@ -662,7 +671,7 @@ export class AuthorizationServer {
     if (token === undefined) invalidRequest('token is required');
     const status =
       client.account === undefined ? undefined : await this.#statusOf(client.account.principalId, false);
-    const seesAll = status?.roles.some((r) => r === 'admin' || r === 'security-admin') === true;
+    const seesAll = status?.roles.some((r) => INTROSPECT_ALL_ROLES.includes(r)) === true;
     const inactive = { active: false };
     let answer: Record<string, unknown> = inactive;
     const m = REFRESH_PATTERN.exec(token);
@@ -686,6 +695,9 @@ export class AuthorizationServer {
           };
         }
       }
+    } else if (token.startsWith('wdn_')) {
+      // API keys belong to no client: only a client that sees every token may ask about one.
+      if (seesAll) answer = (await this.#introspectApiKey?.(token)) ?? inactive;
     } else {
       const verified = await this.verifyAccessToken(token, { clientCertificate: request.clientCertificate });
       if (verified.ok && (seesAll || verified.claims.client_id === client.clientId)) {
@@ -702,6 +714,7 @@ export class AuthorizationServer {
           iat: c.iat,
           jti: c.jti,
           roles: verified.principal.roles,
+          ...(verified.principal.groups === undefined ? {} : { groups: verified.principal.groups }),
           ...(c.cnf === undefined ? {} : { cnf: c.cnf }),
           ...(c.auth_time === undefined ? {} : { auth_time: c.auth_time }),
           ...(c.amr === undefined ? {} : { amr: c.amr }),

@@ -1,8 +1,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { estimateTokens, Limits } from '../../src/gateway/index.ts';
+import { estimateTokens, gatewayOf, Limits } from '../../src/gateway/index.ts';
 import { chatBody, endpoint, post, startGateway, startUpstream } from './support.ts';
 import type { TestGateway, TestUpstream } from './support.ts';
+
+/** Audit records are write-behind: wait until those of the requests made so far are in the file. */
+async function settledEvents(gw: TestGateway): Promise<Record<string, unknown>[]> {
+  await gatewayOf(gw.app).auditSettled();
+  return gw.auditEvents();
+}
 
 describe('rate limits and token budgets (in memory)', () => {
   let upstream: TestUpstream;
@@ -46,7 +52,7 @@ describe('rate limits and token budgets (in memory)', () => {
       (await post(`${gw.url}/v1/chat/completions`, chatBody('hi'), { token: 'token-bob' })).status,
       200,
     );
-    const events = gw.auditEvents();
+    const events = await settledEvents(gw);
     const ok = events.find((e) => e.outcome === 'success') as { details: { limiter: string } };
     assert.match(ok.details.limiter, /requests:3\/3600s=2,requests:5\/86400s=4/);
     const metrics = await (
@@ -94,10 +100,9 @@ describe('rate limits and token budgets (in memory)', () => {
       assert.ok(admitted <= 20);
     }
     assert.equal(admitted, 15);
-    const last = gw
-      .auditEvents()
-      .filter((e) => e.outcome === 'success')
-      .at(-1) as { details: Record<string, unknown> };
+    const last = (await settledEvents(gw)).filter((e) => e.outcome === 'success').at(-1) as {
+      details: Record<string, unknown>;
+    };
     assert.equal(last.details.tokensReserved, 55);
     assert.equal(last.details.tokensUsed, 10);
     assert.equal(upstream.received.at(-1)?.body.max_tokens, 50);
@@ -121,7 +126,7 @@ describe('rate limits and token budgets (in memory)', () => {
     });
     assert.equal(res.status, 200);
     assert.deepEqual(upstream.received[0]?.body.stream_options, { include_usage: true });
-    const last = gw.auditEvents().at(-1) as { details: Record<string, unknown> };
+    const last = (await settledEvents(gw)).at(-1) as { details: Record<string, unknown> };
     assert.equal(last.details.stream, true);
     assert.equal(last.details.tokensUsed, 10);
   });

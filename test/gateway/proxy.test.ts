@@ -19,6 +19,12 @@ import {
 } from './support.ts';
 import type { TestGateway, TestUpstream } from './support.ts';
 
+/** Audit records are write-behind: wait until those of the requests made so far are in the file. */
+async function settledEvents(gw: TestGateway): Promise<Record<string, unknown>[]> {
+  await gatewayOf(gw.app).auditSettled();
+  return gw.auditEvents();
+}
+
 const EMAIL = 'jane.doe@example.com';
 const CARD = '4111111111111111';
 
@@ -265,7 +271,7 @@ describe('gateway proxy against a real upstream', () => {
     const secret = `unique-secret-prompt-${Date.now()}`;
     const res = await post(`${gw.url}/v1/chat/completions`, chatBody(`${secret} ${EMAIL}`));
     assert.equal(res.status, 200);
-    const events = gw.auditEvents();
+    const events = await settledEvents(gw);
     const event = events.at(-1) as { details: Record<string, unknown> } & Record<string, unknown>;
     assert.equal(event.action, 'endpoint.invoke');
     assert.deepEqual(event.principal, { id: 'user:alice', authMethod: 'token' });
@@ -356,13 +362,16 @@ describe('gateway upstream timeouts, TLS and failures', () => {
     }
   });
 
-  it('withholds the response when the audit record cannot be written', async () => {
+  it('refuses requests with 503 once an audit record could not be written', async () => {
     const upstream = await startUpstream();
     const dir = mkdtempSync(path.join(tmpdir(), 'warden-gw-audit-'));
     const audit = await JsonLinesAuditRecorder.open(path.join(dir, 'a.jsonl'));
     const gw = await startGateway([endpoint('chat', upstream.url)], { audit });
     try {
       await audit.close();
+      // Write-behind: this response was released when its record was handed over; the record then failed.
+      assert.equal((await post(`${gw.url}/v1/chat/completions`, chatBody('first'))).status, 200);
+      await gatewayOf(gw.app).auditSettled();
       const res = await post(`${gw.url}/v1/chat/completions`, chatBody('must not leave'));
       assert.equal(res.status, 503);
       assert.equal(res.json.error?.code, 'audit_unavailable');
@@ -415,7 +424,7 @@ describe('gateway upstream timeouts, TLS and failures', () => {
       const b = await infer();
       assert.equal(b.status, 403);
       assert.ok(!b.text.includes('approve'), 'the label is withheld');
-      const last = gw.auditEvents().at(-1) as { details: Record<string, unknown> };
+      const last = (await settledEvents(gw)).at(-1) as { details: Record<string, unknown> };
       assert.equal(last.details.extractionAction, 'block');
       assert.equal(last.details.extractionVerdicts, 'boundary=0.900');
       const metrics = await gatewayOf(gw.app).metrics.registry.metrics();

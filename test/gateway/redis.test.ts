@@ -2,18 +2,26 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { loadConfig, startWarden } from '../../src/app/index.ts';
+import type { RunningWarden } from '../../src/app/index.ts';
+import { BOOTSTRAP_PRINCIPAL } from '../../src/server/index.ts';
+import { tempDir } from '../envelope/support.ts';
 import { chatBody, post, startUpstream } from './support.ts';
 import type { TestUpstream } from './support.ts';
 
 const REDIS_SERVER = '/usr/bin/redis-server';
-const TOKEN = 'alice-gateway-token-0123456789';
 const LIMIT = 20;
+/** The gateway's service account reads policies and servability (plus `resource-server` for introspection). */
+const GATEWAY_READS = `permit (
+  principal in Warden::Role::"resource-server",
+  action in [Warden::Action::"policy.read", Warden::Action::"model.read"],
+  resource
+);`;
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -63,26 +71,34 @@ interface Node {
   readonly url: string;
 }
 
-/** One `warden gateway` process (the real CLI) with the given Redis fail mode. */
+/** One `warden gateway` process (the real CLI) with the given Redis fail mode, member of `warden`. */
 async function startNode(
   dir: string,
   name: string,
   redisPort: number,
   failMode: string,
   upstream: string,
+  wardenUrl: string,
 ): Promise<Node> {
   const config = {
     listen: '127.0.0.1:0',
     insecureHttp: true,
+    environment: 'prod',
     audit: { file: `${name}-audit.jsonl`, keyFile: 'audit.key' },
-    tokensFile: 'tokens.json',
+    warden: {
+      url: wardenUrl,
+      caFile: 'warden-ca.pem',
+      clientId: 'gateway',
+      clientSecretFile: 'gateway.secret',
+    },
     redis: { url: `redis://127.0.0.1:${redisPort}`, failMode, keyFile: 'limiter.key', prefix: 'test:gw' },
     endpoints: [
       {
         name: 'chat',
         protocol: 'openai',
         upstream: { url: upstream },
-        model: 'chat',
+        // Registered, signed and deployed by the server at start-up: servable.
+        model: 'credit-score',
         version: '1',
         environment: 'prod',
         limits: { requests: [{ points: LIMIT, durationSeconds: 3600 }] },
@@ -128,35 +144,45 @@ function stop(child: ChildProcess): Promise<void> {
 }
 
 describe('limits shared by two gateway processes through a real Redis', () => {
+  const dir = tempDir('warden-gw-redis-');
+  let warden: RunningWarden;
   let redis: { process: ChildProcess; port: number };
   let upstream: TestUpstream;
   let closed: Node;
   let open: Node;
+  let TOKEN: string;
 
   before(async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'warden-gw-redis-'));
+    warden = await startWarden(
+      loadConfig({ WARDEN_DATA_DIR: path.join(dir, 'server'), WARDEN_LISTEN: '127.0.0.1:0' }),
+      { requestLog: { write: () => true } as unknown as NodeJS.WritableStream },
+    );
+    warden.policy.store.add('gateway-reads', GATEWAY_READS);
+    const identity = warden.identity.current();
+    const { clientSecret } = await identity.createServiceAccount(BOOTSTRAP_PRINCIPAL, {
+      clientId: 'gateway',
+      authMethod: 'client_secret',
+      roles: ['resource-server'],
+    });
+    writeFileSync(path.join(dir, 'gateway.secret'), clientSecret ?? '', { mode: 0o600 });
+    writeFileSync(path.join(dir, 'warden-ca.pem'), readFileSync(warden.caPath));
+    await identity.createUser(BOOTSTRAP_PRINCIPAL, { username: 'alice', roles: ['business-user'] });
+    TOKEN = (
+      await identity.createApiKey(BOOTSTRAP_PRINCIPAL, { owner: 'user:alice', scopes: ['business-user'] })
+    ).key;
     writeFileSync(path.join(dir, 'audit.key'), randomBytes(32));
     writeFileSync(path.join(dir, 'limiter.key'), randomBytes(32));
-    writeFileSync(
-      path.join(dir, 'tokens.json'),
-      JSON.stringify([
-        {
-          sha256: createHash('sha256').update(TOKEN).digest('hex'),
-          principal: { id: 'service:alice' },
-          endpoints: ['chat'],
-        },
-      ]),
-    );
     redis = await startRedis();
     upstream = await startUpstream();
     [closed, open] = await Promise.all([
-      startNode(dir, 'closed', redis.port, 'fail-closed', upstream.url),
-      startNode(dir, 'open', redis.port, 'fail-open', upstream.url),
+      startNode(dir, 'closed', redis.port, 'fail-closed', upstream.url, warden.url),
+      startNode(dir, 'open', redis.port, 'fail-open', upstream.url, warden.url),
     ]);
   });
   after(async () => {
     await Promise.all([stop(closed.process), stop(open.process), stop(redis.process)]);
     await upstream.close();
+    await warden.close();
   });
 
   it('admits exactly the limit across both nodes under concurrent load', async () => {

@@ -20,14 +20,15 @@ function waitForSignal(): Promise<void> {
 }
 
 /**
- * `warden gateway`: the inference gateway as its own process, from a configuration file (`--config` or
+ * `warden gateway`: the inference gateway as its own process, a member of a Warden deployment — configured with
+ * the server's address and its own service account (`warden` section), from a configuration file (`--config` or
  * `WARDEN_GATEWAY_CONFIG`) and `WARDEN_GATEWAY_*` variables. Nodes sharing a Redis (`redis.url`) share their
  * limits, so the gateway scales horizontally behind a load balancer.
  */
 async function runGateway(options: GatewayOptions): Promise<void> {
   const out = createOutput(options.json ?? false);
   const file = options.config ?? process.env.WARDEN_GATEWAY_CONFIG;
-  if (file === undefined) {
+  if (file === undefined || file === '') {
     throw new CliError(
       'usage',
       'a configuration file is required: --config or WARDEN_GATEWAY_CONFIG',
@@ -36,13 +37,18 @@ async function runGateway(options: GatewayOptions): Promise<void> {
   }
   const config = loadStandaloneConfig(file);
   const gateway = await startStandaloneGateway(config);
-  if (config.servableFile === undefined) {
-    out.warn('no servableFile configured: every configured model version is served (no quarantine possible)');
+  if (!gateway.connected) {
+    out.warn(
+      `cannot load policies from ${config.warden.url} yet: every request is refused until the server answers`,
+    );
   }
+  const clientCertificates = config.tls?.clientCertificates ?? 'off';
   out.result(
     [
       `Warden gateway listening on ${gateway.url}${config.tls === undefined ? ' (plain HTTP: put a TLS proxy in front)' : ' (TLS 1.3)'}`,
+      `Warden server: ${config.warden.url} as ${config.warden.clientId} (environment ${config.environment})`,
       `endpoints: ${config.endpoints.map((e) => `${e.name} -> ${e.model}@${e.version}`).join(', ')}`,
+      `client certificates: ${clientCertificates}`,
       gateway.metricsUrl === undefined ? 'metrics: off' : `metrics: ${gateway.metricsUrl}`,
       config.redis === undefined
         ? 'limits: in memory (this node only)'
@@ -52,6 +58,8 @@ async function runGateway(options: GatewayOptions): Promise<void> {
     {
       url: gateway.url,
       metricsUrl: gateway.metricsUrl ?? null,
+      server: config.warden.url,
+      connected: gateway.connected,
       endpoints: config.endpoints.map((e) => e.name),
       limiter: config.redis === undefined ? 'memory' : config.redis.failMode,
     },

@@ -29,49 +29,54 @@ const HOUR = 60 * MINUTE;
  * the summed traffic of many benign users, so their volume thresholds are higher.
  */
 export const DEFAULT_PARAMS: { readonly [S in Scope]: DetectorParams } = {
-  principal: {
-    prada: { delta: 0.87, minQueries: 100, maxDistances: 1000, maxGrowingSet: 128, maxClasses: 8 },
-    burst: { shortWindowMs: MINUTE, baselineWindowMs: 6 * HOUR, floorPerMinute: 20, ratio: 5 },
-    'near-duplicate': {
-      featureRadius: 0.05,
-      textBits: 8,
-      minQueries: 40,
-      fractionWindow: 100,
-      maxFraction: 0.2,
-    },
-    boundary: { featureRadius: 0.5, textBits: 10, minQueries: 40, fractionWindow: 100, maxFraction: 0.15 },
-    coverage: { binWidth: 1, clamp: 3, featureCellBudget: 150, textTermBudget: 1000, horizonMs: 24 * HOUR },
-    'off-hours': { allowance: 30, windowMs: HOUR },
-  },
-  network: {
-    prada: { delta: 0.87, minQueries: 100, maxDistances: 1000, maxGrowingSet: 128, maxClasses: 8 },
-    burst: { shortWindowMs: MINUTE, baselineWindowMs: 6 * HOUR, floorPerMinute: 40, ratio: 5 },
-    'near-duplicate': {
-      featureRadius: 0.05,
-      textBits: 8,
-      minQueries: 40,
-      fractionWindow: 100,
-      maxFraction: 0.2,
-    },
-    boundary: { featureRadius: 0.5, textBits: 10, minQueries: 40, fractionWindow: 100, maxFraction: 0.15 },
-    coverage: { binWidth: 1, clamp: 3, featureCellBudget: 400, textTermBudget: 3000, horizonMs: 24 * HOUR },
-    'off-hours': { allowance: 60, windowMs: HOUR },
-  },
-  organisation: {
-    prada: { delta: 0.87, minQueries: 100, maxDistances: 1000, maxGrowingSet: 128, maxClasses: 8 },
-    burst: { shortWindowMs: MINUTE, baselineWindowMs: 6 * HOUR, floorPerMinute: 60, ratio: 5 },
-    'near-duplicate': {
-      featureRadius: 0.05,
-      textBits: 8,
-      minQueries: 40,
-      fractionWindow: 100,
-      maxFraction: 0.2,
-    },
-    boundary: { featureRadius: 0.5, textBits: 10, minQueries: 40, fractionWindow: 100, maxFraction: 0.15 },
-    coverage: { binWidth: 1, clamp: 3, featureCellBudget: 1000, textTermBudget: 6000, horizonMs: 24 * HOUR },
-    'off-hours': { allowance: 100, windowMs: HOUR },
-  },
+  principal: scopeDefaults({
+    floorPerMinute: 20,
+    featureCellBudget: 150,
+    textTermBudget: 1000,
+    allowance: 30,
+  }),
+  network: scopeDefaults({ floorPerMinute: 40, featureCellBudget: 400, textTermBudget: 3000, allowance: 60 }),
+  organisation: scopeDefaults({
+    floorPerMinute: 60,
+    featureCellBudget: 1000,
+    textTermBudget: 6000,
+    allowance: 100,
+  }),
 };
+
+/** The defaults of one scope: the same everywhere but for the volume thresholds. */
+function scopeDefaults(volume: {
+  floorPerMinute: number;
+  featureCellBudget: number;
+  textTermBudget: number;
+  allowance: number;
+}): DetectorParams {
+  return {
+    prada: { delta: 0.87, minQueries: 100, maxDistances: 1000, maxGrowingSet: 128, maxClasses: 8 },
+    burst: {
+      shortWindowMs: MINUTE,
+      baselineWindowMs: 6 * HOUR,
+      floorPerMinute: volume.floorPerMinute,
+      ratio: 5,
+    },
+    'near-duplicate': {
+      featureRadius: 0.05,
+      textBits: 8,
+      minQueries: 40,
+      fractionWindow: 100,
+      maxFraction: 0.2,
+    },
+    boundary: { featureRadius: 0.5, textBits: 10, minQueries: 40, fractionWindow: 100, maxFraction: 0.15 },
+    coverage: {
+      binWidth: 1,
+      clamp: 3,
+      featureCellBudget: volume.featureCellBudget,
+      textTermBudget: volume.textTermBudget,
+      horizonMs: 24 * HOUR,
+    },
+    'off-hours': { allowance: volume.allowance, windowMs: HOUR },
+  };
+}
 
 /**
  * Detectors off by default in a scope. PRADA per organisation: an organisation's traffic is the mixture of
@@ -139,6 +144,15 @@ function positiveInt(value: number | undefined, fallback: number, name: string, 
   return value;
 }
 
+/** The near-duplicate and boundary detectors count queries in a neighbourhood alike: same parameters. */
+const NEIGHBOURHOOD_RANGES = {
+  featureRadius: [0, 1e9, false],
+  textBits: [0, 64, true],
+  minQueries: [1, 100_000, true],
+  fractionWindow: [1, 100_000, true],
+  maxFraction: [0, 1, false],
+} as const;
+
 /** Which numeric parameters must be integers, and the valid range of every parameter. */
 const RANGES: {
   readonly [D in ConfigurableDetector]: {
@@ -158,20 +172,8 @@ const RANGES: {
     floorPerMinute: [0, 1e9, false],
     ratio: [1, 1e9, false],
   },
-  'near-duplicate': {
-    featureRadius: [0, 1e9, false],
-    textBits: [0, 64, true],
-    minQueries: [1, 100_000, true],
-    fractionWindow: [1, 100_000, true],
-    maxFraction: [0, 1, false],
-  },
-  boundary: {
-    featureRadius: [0, 1e9, false],
-    textBits: [0, 64, true],
-    minQueries: [1, 100_000, true],
-    fractionWindow: [1, 100_000, true],
-    maxFraction: [0, 1, false],
-  },
+  'near-duplicate': NEIGHBOURHOOD_RANGES,
+  boundary: NEIGHBOURHOOD_RANGES,
   coverage: {
     binWidth: [1e-9, 1e9, false],
     clamp: [1e-9, 1e9, false],
