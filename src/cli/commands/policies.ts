@@ -40,7 +40,7 @@ export function registerPolicyCommands(program: Command, ioOverrides: Partial<Km
     .option('--json', 'machine-readable output')
     .action(
       action(async (out, _options, _args) => {
-        const files = (policies.commands.find((c) => c.name() === 'validate')?.args ?? []) as string[];
+        const files = policies.commands.find((c) => c.name() === 'validate')?.args ?? [];
         const results = [];
         for (const file of files) {
           const result = validatePolicies(await readFile(file, 'utf8'));

@@ -1,0 +1,85 @@
+// `warden policies …`: offline validation for CI (exit 5 on an invalid file, with line numbers), and custom
+// policies put, listed, shown and deleted through a running server.
+
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { after, describe, it } from 'node:test';
+import { Command, CommanderError } from 'commander';
+import { loadConfig, startWarden } from '../../src/app/index.ts';
+import { registerPolicyCommands } from '../../src/cli/commands/policies.ts';
+import { ExitCode, classify } from '../../src/cli/exit-codes.ts';
+import { tempDir } from '../envelope/support.ts';
+
+class Capture extends Writable {
+  readonly chunks: Buffer[] = [];
+  isTTY = false;
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    this.chunks.push(Buffer.from(chunk));
+    callback();
+  }
+  text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}
+
+describe('warden policies', async () => {
+  const dir = tempDir('warden-policies-cli-');
+  const warden = await startWarden(loadConfig({ WARDEN_DATA_DIR: dir, WARDEN_LISTEN: '127.0.0.1:0' }), {
+    requestLog: { write: () => true } as unknown as NodeJS.WritableStream,
+  });
+  after(() => warden.close());
+  const env = {
+    WARDEN_ADDR: warden.url,
+    WARDEN_TOKEN: readFileSync(warden.tokenPath, 'utf8').trim(),
+    WARDEN_CACERT: warden.caPath,
+  };
+  const good = path.join(dir, 'analysts.cedar');
+  writeFileSync(
+    good,
+    'permit (principal in Warden::Role::"analyst", action == Warden::Action::"dataset.read", resource)\nwhen { resource.sensitivity == "internal" };\n',
+  );
+  const bad = path.join(dir, 'broken.cedar');
+  writeFileSync(
+    bad,
+    '// a typo in the action\npermit (principal, action == Warden::Action::"dataset.raed", resource);\n',
+  );
+
+  async function run(args: string[]): Promise<{ code: number; out: string }> {
+    const stdout = new Capture();
+    const stderr = new Capture();
+    const program = new Command().name('warden').exitOverride();
+    program.configureOutput({ writeErr: (s) => stderr.write(s), writeOut: (s) => stdout.write(s) });
+    registerPolicyCommands(program, {
+      stdin: Readable.from([]) as unknown as NodeJS.ReadStream,
+      stdout: stdout as unknown as NodeJS.WriteStream,
+      stderr: stderr as unknown as NodeJS.WriteStream,
+      env,
+    });
+    let code: number = ExitCode.ok;
+    try {
+      await program.parseAsync(args, { from: 'user' });
+    } catch (err) {
+      code = err instanceof CommanderError ? ExitCode.usage : classify(err).exitCode;
+    }
+    return { code, out: stdout.text() };
+  }
+
+  it('validates files offline: ok, or exit 5 with the line of the problem', async () => {
+    assert.deepEqual(await run(['policies', 'validate', good]), { code: 0, out: `${good}: ok\n` });
+    const r = await run(['policies', 'validate', good, bad]);
+    assert.equal(r.code, ExitCode.malformed);
+    assert.match(r.out, new RegExp(`${bad.replaceAll('/', '\\/')}:2:\\d+: error`));
+  });
+
+  it('puts, lists, shows and deletes a custom policy on the server; refuses an invalid one', async () => {
+    const put = await run(['policies', 'put', 'analysts-read', good]);
+    assert.equal(put.code, 0, put.out);
+    assert.match((await run(['policies', 'list'])).out, /^analysts-read\tcustom\t1 policy$/m);
+    assert.match((await run(['policies', 'show', 'analysts-read'])).out, /dataset\.read/);
+    assert.equal((await run(['policies', 'put', 'broken', bad])).code, ExitCode.malformed);
+    assert.match((await run(['policies', 'delete', 'analysts-read'])).out, /^removed analysts-read$/m);
+    assert.doesNotMatch((await run(['policies', 'list'])).out, /analysts-read/);
+  });
+});
