@@ -1,6 +1,19 @@
 import { createPrivateKey, randomBytes } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
+import type {
+  ApiKeyInfo,
+  ClientAuthMethod,
+  CreateServiceAccountInput,
+  CreateUserInput,
+  NewApiKeyInput,
+  ServiceAccountPatch,
+  ServiceAccountRecord,
+  SessionTokens,
+  TokenResponse,
+  UserPatch,
+  UserRecord,
+} from '../identity/index.ts';
 import { KmsClientError } from './errors.ts';
 import type { WardenHttp } from './http.ts';
 
@@ -15,69 +28,14 @@ const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-b
 
 // ---- shapes (the server's JSON schemas) ---------------------------------------------------------------------
 
-/** `POST /oauth/token`. */
-export interface TokenResponse {
-  readonly access_token: string;
-  readonly token_type: 'Bearer';
-  readonly expires_in: number;
-  readonly scope: string;
-  readonly refresh_token?: string;
-}
+// The token answers are the authorization server's own types: `POST /oauth/token`, and a login session.
+export type { SessionTokens, TokenResponse };
 
-/** A login session as the server returns it. */
-export interface SessionTokens extends TokenResponse {
-  readonly refresh_token: string;
-  /** The user holds a privileged role without MFA: this session may only enrol MFA. */
-  readonly mfa_enrolment_required: boolean;
-}
-
-export interface UserInfo {
-  readonly username: string;
-  readonly principalId: string;
-  readonly source: 'local' | 'federated';
-  readonly issuer: string | null;
-  readonly subject: string | null;
-  readonly displayName: string;
-  readonly hasPassword: boolean;
-  readonly mfaEnrolled: boolean;
-  readonly mfaEnrolledAt: number | null;
-  readonly groups: readonly string[];
-  readonly roles: readonly string[];
-  readonly disabled: boolean;
-  readonly createdAt: number;
-  readonly updatedAt: number;
-  readonly lastLoginAt: number | null;
-}
-
-export type ClientAuthMethod = 'client_secret' | 'private_key_jwt' | 'tls_client_auth';
-
-export interface ServiceAccountInfo {
-  readonly clientId: string;
-  readonly principalId: string;
-  readonly description: string;
-  readonly authMethod: ClientAuthMethod;
-  readonly hasSecret: boolean;
-  readonly jwks: { keys: Record<string, unknown>[] } | null;
-  readonly tlsSubjectDn: string | null;
-  readonly tlsSpkiSha256: string | null;
-  readonly roles: readonly string[];
-  readonly disabled: boolean;
-  readonly createdAt: number;
-  readonly updatedAt: number;
-}
-
-export interface ApiKeyInfo {
-  readonly id: string;
-  readonly env: string;
-  readonly scopes: readonly string[];
-  /** Principal id of the owner (`user:…` or `service:…`). */
-  readonly owner: string;
-  readonly name: string;
-  readonly createdAt: number;
-  readonly expiresAt: number;
-  readonly lastUsedAt: number | null;
-  readonly revokedAt: number | null;
-}
+// Users, service accounts, API keys and request bodies are the identity service's own types: the routes pass
+// the bodies through and answer the records, less the epoch the server keeps to invalidate tokens.
+export type UserInfo = Omit<UserRecord, 'epoch'>;
+export type { ApiKeyInfo, ClientAuthMethod };
+export type ServiceAccountInfo = Omit<ServiceAccountRecord, 'epoch'>;
 
 export interface CreatedApiKey {
   /** The key itself (`wdn_<env>_…`): shown once, never retrievable again. */
@@ -105,34 +63,10 @@ export interface BootstrapRequest {
   readonly displayName?: string;
 }
 
-export interface CreateUserRequest {
-  readonly username: string;
-  /** Absent: the user has no password (federated login only). */
-  readonly password?: string;
-  readonly displayName?: string;
-  readonly roles?: readonly string[];
-  readonly groups?: readonly string[];
-}
-
-export interface UpdateUserRequest {
-  readonly displayName?: string;
-  readonly roles?: readonly string[];
-  readonly groups?: readonly string[];
-  readonly disabled?: boolean;
-}
-
-export interface CreateServiceAccountRequest {
-  readonly clientId: string;
-  readonly authMethod: ClientAuthMethod;
-  readonly description?: string;
-  readonly roles?: readonly string[];
-  /** private_key_jwt: a JWKS, or one public key as SPKI PEM. */
-  readonly jwks?: { keys: Record<string, unknown>[] };
-  readonly publicKeyPem?: string;
-  /** tls_client_auth: exactly one of these. */
-  readonly tlsSubjectDn?: string;
-  readonly tlsSpkiSha256?: string;
-}
+/** `password` absent: the user has no password (federated login only). */
+export type CreateUserRequest = CreateUserInput;
+export type UpdateUserRequest = UserPatch;
+export type CreateServiceAccountRequest = CreateServiceAccountInput;
 
 export interface CreatedServiceAccount {
   readonly account: ServiceAccountInfo;
@@ -140,21 +74,10 @@ export interface CreatedServiceAccount {
   readonly clientSecret?: string;
 }
 
-export interface UpdateServiceAccountRequest {
-  readonly description?: string;
-  readonly roles?: readonly string[];
-  readonly disabled?: boolean;
-}
-
-export interface CreateApiKeyRequest {
-  /** Principal id of the owner (administration route); absent: the caller's own key. */
-  readonly owner?: string;
-  readonly name?: string;
-  /** Role names the key carries (it acts with those its owner still holds). */
-  readonly scopes: readonly string[];
-  /** 60 s to 366 days; default 90 days. */
-  readonly ttlSeconds?: number;
-}
+/** Secrets and keys change through their own calls (`rotateClientSecret`), never through an update. */
+export type UpdateServiceAccountRequest = Pick<ServiceAccountPatch, 'description' | 'roles' | 'disabled'>;
+/** `owner` absent: the caller's own key; `ttlSeconds` 60 s to 366 days, default 90 days. */
+export type CreateApiKeyRequest = NewApiKeyInput;
 
 /** RFC 7662 introspection: `{active:false}` or the token's claims. */
 export interface Introspection {
@@ -196,6 +119,11 @@ export class IdentityClient {
     this.#http = http;
   }
 
+  /** A list route's `items`. */
+  async #items<T>(path: string): Promise<T[]> {
+    return (await this.#http.json<{ items: T[] }>('GET', path)).items;
+  }
+
   // ---- login, bootstrap, self-service -------------------------------------------------------------------
 
   /** Local login. A user with MFA and no second factor gets `KmsClientError` code `mfa_required` (401). */
@@ -221,7 +149,7 @@ export class IdentityClient {
   }
 
   async listOwnApiKeys(): Promise<ApiKeyInfo[]> {
-    return (await this.#http.json<{ items: ApiKeyInfo[] }>('GET', '/v1/auth/api-keys')).items;
+    return this.#items<ApiKeyInfo>('/v1/auth/api-keys');
   }
 
   /** An API key for the caller (not callable with an API key). */
@@ -236,7 +164,7 @@ export class IdentityClient {
   // ---- users ----------------------------------------------------------------------------------------------
 
   async listUsers(): Promise<UserInfo[]> {
-    return (await this.#http.json<{ items: UserInfo[] }>('GET', '/v1/identities/users')).items;
+    return this.#items<UserInfo>('/v1/identities/users');
   }
 
   async createUser(request: CreateUserRequest): Promise<UserInfo> {
@@ -269,8 +197,7 @@ export class IdentityClient {
   // ---- service accounts -----------------------------------------------------------------------------------
 
   async listServiceAccounts(): Promise<ServiceAccountInfo[]> {
-    return (await this.#http.json<{ items: ServiceAccountInfo[] }>('GET', '/v1/identities/service-accounts'))
-      .items;
+    return this.#items<ServiceAccountInfo>('/v1/identities/service-accounts');
   }
 
   async createServiceAccount(request: CreateServiceAccountRequest): Promise<CreatedServiceAccount> {
@@ -301,7 +228,7 @@ export class IdentityClient {
 
   async listApiKeys(owner?: string): Promise<ApiKeyInfo[]> {
     const query = owner === undefined ? '' : `?owner=${enc(owner)}`;
-    return (await this.#http.json<{ items: ApiKeyInfo[] }>('GET', `/v1/identities/api-keys${query}`)).items;
+    return this.#items<ApiKeyInfo>(`/v1/identities/api-keys${query}`);
   }
 
   async createApiKey(request: CreateApiKeyRequest): Promise<CreatedApiKey> {
@@ -319,7 +246,7 @@ export class IdentityClient {
   // ---- role mappings --------------------------------------------------------------------------------------
 
   async listRoleMappings(): Promise<RoleMapping[]> {
-    return (await this.#http.json<{ items: RoleMapping[] }>('GET', '/v1/identities/role-mappings')).items;
+    return this.#items<RoleMapping>('/v1/identities/role-mappings');
   }
 
   /** Maps an IdP group to Warden roles (replacing its previous mapping). */

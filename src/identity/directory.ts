@@ -157,6 +157,34 @@ function list(json: string | null): string[] {
   return Array.isArray(parsed) ? parsed.filter((x): x is string => typeof x === 'string') : [];
 }
 
+/** Denies a session (`sid:<family>`) or access token (`jti:<id>`) until it would have expired anyway. */
+async function deny(db: Store<IdentityDB>['db'] | IdentityTransaction, id: string, expiresAt: number) {
+  await db
+    .insertInto('identity_denylist')
+    .values({ id, expires_at: expiresAt })
+    .onConflict((oc) => oc.column('id').doNothing())
+    .execute();
+}
+
+async function insertRefreshToken(
+  trx: IdentityTransaction,
+  familyId: string,
+  token: { id: string; hash: string; expiresAt: number },
+  createdAt: number,
+) {
+  await trx
+    .insertInto('identity_refresh_tokens')
+    .values({
+      id: token.id,
+      family_id: familyId,
+      hash: token.hash,
+      created_at: createdAt,
+      expires_at: token.expiresAt,
+      used_at: null,
+    })
+    .execute();
+}
+
 type UserRow = IdentityDB['identity_users'];
 type ServiceRow = IdentityDB['identity_service_accounts'];
 type ApiKeyRow = IdentityDB['identity_api_keys'];
@@ -248,6 +276,26 @@ function toFamily(row: FamilyRow): TokenFamily {
   };
 }
 
+/** The columns of a new user's row after its name and origin: validated, no MFA yet, epoch 1. */
+function newUserColumns(input: NewUser, now: number) {
+  return {
+    display_name: checkText(input.displayName ?? '', 'display name'),
+    password_hash: input.passwordHash ?? null,
+    totp_secret: null,
+    totp_pending: null,
+    totp_last_step: null,
+    totp_enrolled_at: null,
+    recovery_hashes: null,
+    groups: JSON.stringify(checkGroups(input.groups ?? [])),
+    roles: JSON.stringify(checkRoles(input.roles ?? [])),
+    disabled: 0 as const,
+    epoch: 1,
+    created_at: now,
+    updated_at: now,
+    last_login_at: null,
+  };
+}
+
 export interface NewUser {
   readonly username: string;
   readonly displayName?: string;
@@ -314,20 +362,7 @@ export class Directory {
       source,
       issuer: input.issuer === undefined ? null : checkText(input.issuer, 'issuer'),
       subject: input.subject === undefined ? null : checkText(input.subject, 'subject'),
-      display_name: checkText(input.displayName ?? '', 'display name'),
-      password_hash: input.passwordHash ?? null,
-      totp_secret: null,
-      totp_pending: null,
-      totp_last_step: null,
-      totp_enrolled_at: null,
-      recovery_hashes: null,
-      groups: JSON.stringify(checkGroups(input.groups ?? [])),
-      roles: JSON.stringify(checkRoles(input.roles ?? [])),
-      disabled: 0,
-      epoch: 1,
-      created_at: now,
-      updated_at: now,
-      last_login_at: null,
+      ...newUserColumns(input, now),
     };
     try {
       await this.#store.db.insertInto('identity_users').values(row).execute();
@@ -383,13 +418,7 @@ export class Directory {
     if (patch.roles !== undefined) values.roles = JSON.stringify(checkRoles(patch.roles));
     if (patch.groups !== undefined) values.groups = JSON.stringify(checkGroups(patch.groups));
     if (patch.disabled !== undefined) values.disabled = patch.disabled ? 1 : 0;
-    const bump = patch.disabled === true;
-    const result = await this.#store.db
-      .updateTable('identity_users')
-      .set((eb) => ({ ...values, ...(bump ? { epoch: eb('epoch', '+', 1) } : {}) }))
-      .where('username', '=', username)
-      .executeTakeFirst();
-    if (Number(result.numUpdatedRows) !== 1) throw new IdentityNotFoundError('user');
+    await this.#updateUser(username, values, patch.disabled === true);
     const user = await this.getUser(username);
     if (user === undefined) throw new IdentityNotFoundError('user');
     return user;
@@ -408,25 +437,11 @@ export class Directory {
   }
 
   async setPasswordHash(username: string, passwordHash: string, bumpEpoch: boolean): Promise<void> {
-    const result = await this.#store.db
-      .updateTable('identity_users')
-      .set((eb) => ({
-        password_hash: passwordHash,
-        updated_at: this.#now(),
-        ...(bumpEpoch ? { epoch: eb('epoch', '+', 1) } : {}),
-      }))
-      .where('username', '=', username)
-      .executeTakeFirst();
-    if (Number(result.numUpdatedRows) !== 1) throw new IdentityNotFoundError('user');
+    await this.#updateUser(username, { password_hash: passwordHash, updated_at: this.#now() }, bumpEpoch);
   }
 
   async setTotpPending(username: string, sealed: string | null): Promise<void> {
-    const result = await this.#store.db
-      .updateTable('identity_users')
-      .set({ totp_pending: sealed, updated_at: this.#now() })
-      .where('username', '=', username)
-      .executeTakeFirst();
-    if (Number(result.numUpdatedRows) !== 1) throw new IdentityNotFoundError('user');
+    await this.#updateUser(username, { totp_pending: sealed, updated_at: this.#now() }, false);
   }
 
   /** Moves the pending seed to the enrolled one, only if the pending seed is still the one verified. */
@@ -455,20 +470,18 @@ export class Directory {
 
   /** Removes MFA (admin reset) and ends the user's sessions. */
   async clearMfa(username: string): Promise<void> {
-    const result = await this.#store.db
-      .updateTable('identity_users')
-      .set((eb) => ({
+    await this.#updateUser(
+      username,
+      {
         totp_secret: null,
         totp_pending: null,
         totp_last_step: null,
         totp_enrolled_at: null,
         recovery_hashes: null,
         updated_at: this.#now(),
-        epoch: eb('epoch', '+', 1),
-      }))
-      .where('username', '=', username)
-      .executeTakeFirst();
-    if (Number(result.numUpdatedRows) !== 1) throw new IdentityNotFoundError('user');
+      },
+      true,
+    );
   }
 
   /** Compare-and-set of the last accepted TOTP step: false when a concurrent login spent it first. */
@@ -505,6 +518,16 @@ export class Directory {
       .set({ last_login_at: at })
       .where('username', '=', username)
       .execute();
+  }
+
+  /** Bumping the epoch invalidates every token issued to the user before. */
+  async #updateUser(username: string, values: Partial<UserRow>, bumpEpoch: boolean): Promise<void> {
+    const result = await this.#store.db
+      .updateTable('identity_users')
+      .set((eb) => ({ ...values, ...(bumpEpoch ? { epoch: eb('epoch', '+', 1) } : {}) }))
+      .where('username', '=', username)
+      .executeTakeFirst();
+    if (Number(result.numUpdatedRows) !== 1) throw new IdentityNotFoundError('user');
   }
 
   async #userRow(username: string): Promise<UserRow | undefined> {
@@ -602,7 +625,7 @@ export class Directory {
 
   async #deletePrincipal(
     principalId: string,
-    remove: (trx: Parameters<Parameters<Store<IdentityDB>['transaction']>[0]>[0]) => Promise<number>,
+    remove: (trx: IdentityTransaction) => Promise<number>,
   ): Promise<void> {
     const now = this.#now();
     await this.#store.transaction(async (trx) => {
@@ -616,13 +639,7 @@ export class Directory {
         .where('principal_id', '=', principalId)
         .where('revoked_at', 'is', null)
         .execute();
-      for (const f of families) {
-        await trx
-          .insertInto('identity_denylist')
-          .values({ id: `sid:${f.id}`, expires_at: f.expires_at })
-          .onConflict((oc) => oc.column('id').doNothing())
-          .execute();
-      }
+      for (const f of families) await deny(trx, `sid:${f.id}`, f.expires_at);
       await trx
         .updateTable('identity_token_families')
         .set({ revoked_at: now, revoked_reason: 'principal_deleted' })
@@ -780,17 +797,7 @@ export class Directory {
           revoked_reason: null,
         })
         .execute();
-      await trx
-        .insertInto('identity_refresh_tokens')
-        .values({
-          id: firstToken.id,
-          family_id: family.id,
-          hash: firstToken.hash,
-          created_at: family.createdAt,
-          expires_at: firstToken.expiresAt,
-          used_at: null,
-        })
-        .execute();
+      await insertRefreshToken(trx, family.id, firstToken, family.createdAt);
     });
   }
 
@@ -857,17 +864,8 @@ export class Directory {
         outcome = { ok: false, reason: 'reused' };
         return;
       }
-      await trx
-        .insertInto('identity_refresh_tokens')
-        .values({
-          id: successor.id,
-          family_id: family.id,
-          hash: successor.hash,
-          created_at: now,
-          expires_at: Math.min(successor.expiresAt, family.expires_at),
-          used_at: null,
-        })
-        .execute();
+      const expiresAt = Math.min(successor.expiresAt, family.expires_at);
+      await insertRefreshToken(trx, family.id, { ...successor, expiresAt }, now);
       outcome = { ok: true, family: toFamily(family) };
     });
     // Revoked in its own transaction: the reuse must stick even though the refresh itself is refused.
@@ -912,22 +910,14 @@ export class Directory {
         .set({ revoked_at: now, revoked_reason: reason })
         .where('id', '=', id)
         .execute();
-      await trx
-        .insertInto('identity_denylist')
-        .values({ id: `sid:${id}`, expires_at: family.expires_at })
-        .onConflict((oc) => oc.column('id').doNothing())
-        .execute();
+      await deny(trx, `sid:${id}`, family.expires_at);
     });
   }
 
   // ---- denylist, replay cache, meta -----------------------------------------------------------------------
 
   async denyAccessToken(jti: string, expiresAt: number): Promise<void> {
-    await this.#store.db
-      .insertInto('identity_denylist')
-      .values({ id: `jti:${jti}`, expires_at: expiresAt })
-      .onConflict((oc) => oc.column('id').doNothing())
-      .execute();
+    await deny(this.#store.db, `jti:${jti}`, expiresAt);
   }
 
   async activeDenylist(now: number): Promise<Set<string>> {
@@ -997,7 +987,6 @@ export class Directory {
 
   /** Inserts a user inside a caller's transaction (bootstrap). */
   async insertUserIn(trx: IdentityTransaction, input: NewUser): Promise<void> {
-    const now = this.#now();
     await trx
       .insertInto('identity_users')
       .values({
@@ -1005,20 +994,7 @@ export class Directory {
         source: 'local',
         issuer: null,
         subject: null,
-        display_name: checkText(input.displayName ?? '', 'display name'),
-        password_hash: input.passwordHash ?? null,
-        totp_secret: null,
-        totp_pending: null,
-        totp_last_step: null,
-        totp_enrolled_at: null,
-        recovery_hashes: null,
-        groups: JSON.stringify(checkGroups(input.groups ?? [])),
-        roles: JSON.stringify(checkRoles(input.roles ?? [])),
-        disabled: 0,
-        epoch: 1,
-        created_at: now,
-        updated_at: now,
-        last_login_at: null,
+        ...newUserColumns(input, this.#now()),
       })
       .execute();
   }

@@ -367,6 +367,33 @@ function scanOf(row: {
   };
 }
 
+/** The quarantine columns of a model or version row; `null` clears them. */
+function quarantineColumns(state: QuarantineState | null) {
+  const quarantined: Flag = state === null ? 0 : 1;
+  return {
+    quarantined,
+    quarantine_reason: state?.reason ?? null,
+    quarantined_by: state?.by ?? null,
+    quarantined_at: state?.at ?? null,
+  };
+}
+
+function scanColumns(scan: ScanSummary) {
+  return { scan_verdict: scan.verdict, scan_rules_version: scan.rulesVersion, scanned_at: scan.scannedAt };
+}
+
+/** Code point order, as OMS orders resources (SQL collations differ between the dialects). */
+const byPath = (a: { path: string }, b: { path: string }): number =>
+  Buffer.compare(Buffer.from(a.path), Buffer.from(b.path));
+
+/** Runs `write` over slices of `rows`: SQLite binds at most 32766 parameters per statement. */
+async function inBatches<T>(
+  rows: readonly T[],
+  write: (batch: readonly T[]) => Promise<unknown>,
+): Promise<void> {
+  for (let i = 0; i < rows.length; i += 500) await write(rows.slice(i, i + 500));
+}
+
 function modelOf(row: Row<'registry_models'>): ModelRecord {
   return {
     id: row.id,
@@ -406,6 +433,50 @@ function waiverOf(row: Row<'registry_waivers'>): WaiverRecord {
   };
 }
 
+function signatureRow(sig: SignatureRecord): Row<'registry_signatures'> {
+  return {
+    id: sig.id,
+    subject_kind: sig.subjectKind,
+    subject_id: sig.subjectId,
+    bundle: sig.bundle,
+    signer_identity: sig.signerIdentity,
+    signed_by: sig.signedBy,
+    signed_at: sig.signedAt,
+    verified_at: sig.verifiedAt,
+    verified_with: sig.verifiedWith,
+  };
+}
+
+function waiverRow(w: WaiverRecord): Row<'registry_waivers'> {
+  return {
+    id: w.id,
+    version_id: w.versionId,
+    reason: w.reason,
+    covers_verdict: w.coversVerdict,
+    rules_version: w.rulesVersion,
+    waived_by: w.waivedBy,
+    waived_at: w.waivedAt,
+    expires_at: w.expiresAt,
+  };
+}
+
+function approvalOf(
+  row: Row<'registry_approvals'> & { model_name: string; version_label: string },
+): ApprovalRecord {
+  return {
+    id: row.id,
+    versionId: row.version_id,
+    model: row.model_name,
+    version: row.version_label,
+    stage: row.stage as Stage,
+    requestedBy: row.requested_by,
+    requestedAt: row.requested_at,
+    status: row.status as ApprovalStatus,
+    approvedBy: row.approved_by,
+    approvedAt: row.approved_at,
+  };
+}
+
 /** Maps a unique-constraint violation to the registry's ConflictError. */
 async function unique<T>(what: string, run: () => Promise<T>): Promise<T> {
   try {
@@ -416,23 +487,13 @@ async function unique<T>(what: string, run: () => Promise<T>): Promise<T> {
   }
 }
 
-export interface NewModelVersion {
+/** What a new model or dataset version records alike: its identity, content and scan. */
+interface NewVersion {
   readonly id: string;
-  readonly model: string;
-  readonly modelOwner: string | null;
-  readonly modelDescription: string | null;
   readonly version: string;
   readonly digest: string;
   readonly size: number;
-  readonly format: FormatName;
   readonly description: string | null;
-  readonly framework: string | null;
-  readonly license: string | null;
-  readonly codeCommit: string | null;
-  readonly codeRepository: string | null;
-  readonly parameters: string;
-  readonly parentVersionId: string | null;
-  readonly datasets: readonly LineageDataset[];
   readonly createdBy: string;
   readonly createdAt: number;
   readonly files: readonly FileRecord[];
@@ -440,20 +501,24 @@ export interface NewModelVersion {
   readonly scan: ScanSummary;
 }
 
-export interface NewDatasetVersion {
-  readonly id: string;
+export interface NewModelVersion extends NewVersion {
+  readonly model: string;
+  readonly modelOwner: string | null;
+  readonly modelDescription: string | null;
+  readonly format: FormatName;
+  readonly framework: string | null;
+  readonly license: string | null;
+  readonly codeCommit: string | null;
+  readonly codeRepository: string | null;
+  readonly parameters: string;
+  readonly parentVersionId: string | null;
+  readonly datasets: readonly LineageDataset[];
+}
+
+export interface NewDatasetVersion extends NewVersion {
   readonly dataset: string;
-  readonly version: string;
-  readonly digest: string;
-  readonly size: number;
   readonly sensitivity: Sensitivity;
   readonly owner: string;
-  readonly description: string | null;
-  readonly createdBy: string;
-  readonly createdAt: number;
-  readonly files: readonly FileRecord[];
-  readonly scans: readonly ScanRecord[];
-  readonly scan: ScanSummary;
 }
 
 /** SQL persistence of the registry. Every multi-row write is one transaction. */
@@ -503,10 +568,7 @@ export class RegistryRepository {
               description: v.modelDescription,
               created_by: v.createdBy,
               created_at: v.createdAt,
-              quarantined: 0,
-              quarantine_reason: null,
-              quarantined_by: null,
-              quarantined_at: null,
+              ...quarantineColumns(null),
             })
             .execute();
           model = await this.getModel(v.model, trx);
@@ -531,13 +593,8 @@ export class RegistryRepository {
             parent_version_id: v.parentVersionId,
             created_by: v.createdBy,
             created_at: v.createdAt,
-            scan_verdict: v.scan.verdict,
-            scan_rules_version: v.scan.rulesVersion,
-            scanned_at: v.scan.scannedAt,
-            quarantined: 0,
-            quarantine_reason: null,
-            quarantined_by: null,
-            quarantined_at: null,
+            ...scanColumns(v.scan),
+            ...quarantineColumns(null),
           })
           .execute();
         await this.#insertFiles(trx, 'model', v.id, v.files, v.scans);
@@ -564,12 +621,12 @@ export class RegistryRepository {
     files: readonly FileRecord[],
     scans: readonly ScanRecord[],
   ): Promise<void> {
-    // Batched: a dataset can have thousands of files; SQLite binds at most 32766 parameters per statement.
-    for (let i = 0; i < files.length; i += 500) {
-      await trx
+    // A dataset can have thousands of files.
+    await inBatches(files, (batch) =>
+      trx
         .insertInto('registry_files')
         .values(
-          files.slice(i, i + 500).map((f) => ({
+          batch.map((f) => ({
             subject_kind: kind,
             subject_id: id,
             path: f.path,
@@ -579,8 +636,8 @@ export class RegistryRepository {
             blob_id: f.blobId,
           })),
         )
-        .execute();
-    }
+        .execute(),
+    );
     await this.#writeScans(trx, kind, id, scans);
   }
 
@@ -595,11 +652,11 @@ export class RegistryRepository {
       .where('subject_kind', '=', kind)
       .where('subject_id', '=', id)
       .execute();
-    for (let i = 0; i < scans.length; i += 500) {
-      await trx
+    await inBatches(scans, (batch) =>
+      trx
         .insertInto('registry_scans')
         .values(
-          scans.slice(i, i + 500).map((s) => ({
+          batch.map((s) => ({
             subject_kind: kind,
             subject_id: id,
             path: s.path,
@@ -610,8 +667,8 @@ export class RegistryRepository {
             scanned_at: s.scannedAt,
           })),
         )
-        .execute();
-    }
+        .execute(),
+    );
   }
 
   #modelVersionRows(db: DB) {
@@ -693,25 +750,23 @@ export class RegistryRepository {
 
   /** Versions whose last scan used other rules (or that were never scanned). */
   async outdatedScans(rulesVersion: string): Promise<{ kind: SubjectKind; id: string }[]> {
-    const models = await this.#db
-      .selectFrom('registry_model_versions')
-      .select('id')
-      .where((eb) =>
-        eb.or([eb('scan_rules_version', '!=', rulesVersion), eb('scan_rules_version', 'is', null)]),
-      )
-      .orderBy('created_at')
-      .execute();
-    const datasets = await this.#db
-      .selectFrom('registry_dataset_versions')
-      .select('id')
-      .where((eb) =>
-        eb.or([eb('scan_rules_version', '!=', rulesVersion), eb('scan_rules_version', 'is', null)]),
-      )
-      .orderBy('created_at')
-      .execute();
+    const outdated = async (
+      kind: SubjectKind,
+      table: 'registry_model_versions' | 'registry_dataset_versions',
+    ) => {
+      const rows = await this.#db
+        .selectFrom(table)
+        .select('id')
+        .where((eb) =>
+          eb.or([eb('scan_rules_version', '!=', rulesVersion), eb('scan_rules_version', 'is', null)]),
+        )
+        .orderBy('created_at')
+        .execute();
+      return rows.map((r) => ({ kind, id: r.id }));
+    };
     return [
-      ...models.map((r) => ({ kind: 'model' as const, id: r.id })),
-      ...datasets.map((r) => ({ kind: 'dataset' as const, id: r.id })),
+      ...(await outdated('model', 'registry_model_versions')),
+      ...(await outdated('dataset', 'registry_dataset_versions')),
     ];
   }
 
@@ -724,7 +779,6 @@ export class RegistryRepository {
       .where('subject_kind', '=', kind)
       .where('subject_id', '=', id)
       .execute();
-    // Code point order, as OMS orders resources (SQL collations differ between the dialects).
     return rows
       .map((r) => ({
         path: r.path,
@@ -733,7 +787,7 @@ export class RegistryRepository {
         format: r.format as FormatName,
         blobId: r.blob_id,
       }))
-      .sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+      .sort(byPath);
   }
 
   async scans(kind: SubjectKind, id: string): Promise<ScanRecord[]> {
@@ -752,7 +806,7 @@ export class RegistryRepository {
         format: r.format as FormatName,
         scannedAt: r.scanned_at,
       }))
-      .sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+      .sort(byPath);
   }
 
   async replaceScans(
@@ -764,11 +818,7 @@ export class RegistryRepository {
   ): Promise<void> {
     await this.store.transaction(async (trx) => {
       await this.#writeScans(trx, kind, id, scans);
-      const values = {
-        scan_verdict: summary.verdict,
-        scan_rules_version: summary.rulesVersion,
-        scanned_at: summary.scannedAt,
-      };
+      const values = scanColumns(summary);
       if (kind === 'model') {
         await trx.updateTable('registry_model_versions').set(values).where('id', '=', id).execute();
       } else {
@@ -806,9 +856,7 @@ export class RegistryRepository {
             description: v.description,
             created_by: v.createdBy,
             created_at: v.createdAt,
-            scan_verdict: v.scan.verdict,
-            scan_rules_version: v.scan.rulesVersion,
-            scanned_at: v.scan.scannedAt,
+            ...scanColumns(v.scan),
           })
           .execute();
         await this.#insertFiles(trx, 'dataset', v.id, v.files, v.scans);
@@ -910,20 +958,7 @@ export class RegistryRepository {
 
   async addSignature(sig: SignatureRecord, change: { model: string; version: string | null }): Promise<void> {
     await this.store.transaction(async (trx) => {
-      await trx
-        .insertInto('registry_signatures')
-        .values({
-          id: sig.id,
-          subject_kind: sig.subjectKind,
-          subject_id: sig.subjectId,
-          bundle: sig.bundle,
-          signer_identity: sig.signerIdentity,
-          signed_by: sig.signedBy,
-          signed_at: sig.signedAt,
-          verified_at: sig.verifiedAt,
-          verified_with: sig.verifiedWith,
-        })
-        .execute();
+      await trx.insertInto('registry_signatures').values(signatureRow(sig)).execute();
       if (sig.subjectKind === 'model')
         await this.#change(trx, 'signature', change.model, change.version, sig.signedAt);
     });
@@ -1043,61 +1078,27 @@ export class RegistryRepository {
     });
   }
 
-  async getApproval(id: string): Promise<ApprovalRecord | undefined> {
-    const row = await this.#db
+  #approvalRows() {
+    return this.#db
       .selectFrom('registry_approvals as a')
       .innerJoin('registry_model_versions as v', 'v.id', 'a.version_id')
       .innerJoin('registry_models as m', 'm.id', 'v.model_id')
       .selectAll('a')
-      .select(['m.name as model_name', 'v.version as version_label'])
-      .where('a.id', '=', id)
-      .executeTakeFirst();
-    if (row === undefined) return undefined;
-    return {
-      id: row.id,
-      versionId: row.version_id,
-      model: row.model_name,
-      version: row.version_label,
-      stage: row.stage as Stage,
-      requestedBy: row.requested_by,
-      requestedAt: row.requested_at,
-      status: row.status as ApprovalStatus,
-      approvedBy: row.approved_by,
-      approvedAt: row.approved_at,
-    };
+      .select(['m.name as model_name', 'v.version as version_label']);
+  }
+
+  async getApproval(id: string): Promise<ApprovalRecord | undefined> {
+    const row = await this.#approvalRows().where('a.id', '=', id).executeTakeFirst();
+    return row === undefined ? undefined : approvalOf(row);
   }
 
   async listApprovals(model: string): Promise<ApprovalRecord[]> {
-    const rows = await this.#db
-      .selectFrom('registry_approvals as a')
-      .innerJoin('registry_model_versions as v', 'v.id', 'a.version_id')
-      .innerJoin('registry_models as m', 'm.id', 'v.model_id')
-      .select('a.id')
-      .where('m.name', '=', model)
-      .orderBy('a.requested_at')
-      .execute();
-    const out: ApprovalRecord[] = [];
-    for (const r of rows) {
-      const a = await this.getApproval(r.id);
-      if (a !== undefined) out.push(a);
-    }
-    return out;
+    const rows = await this.#approvalRows().where('m.name', '=', model).orderBy('a.requested_at').execute();
+    return rows.map(approvalOf);
   }
 
   async addWaiver(w: WaiverRecord): Promise<void> {
-    await this.#db
-      .insertInto('registry_waivers')
-      .values({
-        id: w.id,
-        version_id: w.versionId,
-        reason: w.reason,
-        covers_verdict: w.coversVerdict,
-        rules_version: w.rulesVersion,
-        waived_by: w.waivedBy,
-        waived_at: w.waivedAt,
-        expires_at: w.expiresAt,
-      })
-      .execute();
+    await this.#db.insertInto('registry_waivers').values(waiverRow(w)).execute();
   }
 
   async waivers(versionId: string): Promise<WaiverRecord[]> {
@@ -1118,13 +1119,7 @@ export class RegistryRepository {
     change: { model: string; version: string | null; at: number },
   ): Promise<void> {
     await this.store.transaction(async (trx) => {
-      const quarantined: Flag = state === null ? 0 : 1;
-      const values = {
-        quarantined,
-        quarantine_reason: state?.reason ?? null,
-        quarantined_by: state?.by ?? null,
-        quarantined_at: state?.at ?? null,
-      };
+      const values = quarantineColumns(state);
       if (target.versionId === undefined) {
         await trx.updateTable('registry_models').set(values).where('id', '=', target.modelId).execute();
       } else {

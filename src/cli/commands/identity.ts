@@ -446,6 +446,7 @@ function runner(io: KmsCliIo) {
 
 const argString = (v: unknown): string => (typeof v === 'string' ? v : '');
 const argList = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x) => typeof x === 'string') : []);
+const json = (c: Command): Command => c.option('--json', 'machine-readable output');
 
 async function withIdentity<T>(
   io: KmsCliIo,
@@ -738,7 +739,6 @@ async function confirmTotp(io: KmsCliIo, out: Output, client: IdentityClient): P
 function registerUsers(program: Command, io: KmsCliIo): void {
   const run = runner(io);
   const users = withConnectionOptions(program.command('users').description('administer users'));
-  const json = (c: Command) => c.option('--json', 'machine-readable output');
 
   json(
     users
@@ -865,7 +865,6 @@ function registerServiceAccounts(program: Command, io: KmsCliIo): void {
   const accounts = withConnectionOptions(
     program.command('service-accounts').description('administer service accounts (OAuth clients)'),
   );
-  const json = (c: Command) => c.option('--json', 'machine-readable output');
   const methods: readonly ClientAuthMethod[] = ['client_secret', 'private_key_jwt', 'tls_client_auth'];
 
   json(
@@ -998,7 +997,6 @@ function registerServiceAccounts(program: Command, io: KmsCliIo): void {
 function registerApiKeys(program: Command, io: KmsCliIo): void {
   const run = runner(io);
   const keys = withConnectionOptions(program.command('api-keys').description('API keys'));
-  const json = (c: Command) => c.option('--json', 'machine-readable output');
 
   json(
     keys
@@ -1096,7 +1094,6 @@ async function builtInRoles(): Promise<{ role: string; actions: string[]; condit
 function registerRoles(program: Command, io: KmsCliIo): void {
   const run = runner(io);
   const roles = withConnectionOptions(program.command('roles').description('roles and IdP group mappings'));
-  const json = (c: Command) => c.option('--json', 'machine-readable output');
 
   json(roles.command('list').description('the built-in roles and what each may do')).action(
     run(async (out) => {

@@ -83,6 +83,28 @@ async function progressed<T>(
   }
 }
 
+type Ref = { name: string; version: string };
+
+/** The action of a command on one `name@version`: the registry call, then its summary (or JSON with --json). */
+function onVersion<T>(
+  io: KmsCliIo,
+  call: (c: RegistryClient, target: Ref, options: Options) => Promise<T>,
+  summary: (result: T) => string,
+) {
+  return actionFor(io)(async (out, options, [text]) => {
+    const target = ref(text);
+    const result = await withRegistry(io, options, out, (c) => call(c, target, options));
+    out.result(summary(result), result);
+  });
+}
+
+/** `--bundle <file>`, read before connecting so that a wrong path fails first. */
+async function bundleOption(options: Options): Promise<string | undefined> {
+  return options['bundle'] === undefined ? undefined : readFile(options['bundle'] as string, 'utf8');
+}
+
+const deepOption = (options: Options): { deep: boolean } => ({ deep: options['deep'] === true });
+
 function registerModel(program: Command, io: KmsCliIo): void {
   const model = withConnectionOptions(program.command('model').description('model registry'));
   const action = actionFor(io);
@@ -149,8 +171,7 @@ function registerModel(program: Command, io: KmsCliIo): void {
     .action(
       action(async (out, options, [target]) => {
         const { name, version } = ref(target);
-        const bundle =
-          options['bundle'] === undefined ? undefined : await readFile(options['bundle'] as string, 'utf8');
+        const bundle = await bundleOption(options);
         const s = await withRegistry(io, options, out, (c) => c.sign(name, version, bundle));
         out.result(
           `signed by ${s.signerIdentity}${s.verifiedWith === null ? ' (NOT a trusted signer)' : `, verified with ${s.verifiedWith}`}`,
@@ -165,16 +186,12 @@ function registerModel(program: Command, io: KmsCliIo): void {
     .option('--deep', 'also decrypt and re-hash every stored file')
     .option('--json', 'JSON output')
     .action(
-      action(async (out, options, [target]) => {
-        const { name, version } = ref(target);
-        const r = await withRegistry(io, options, out, (c) =>
-          c.verify(name, version, { deep: options['deep'] === true }),
-        );
-        out.result(
+      onVersion(
+        io,
+        (c, { name, version }, options) => c.verify(name, version, deepOption(options)),
+        (r) =>
           `verified: ${r.signerIdentity} (trusted as ${r.verifiedWith}), ${r.filesChecked} files re-hashed`,
-          r,
-        );
-      }),
+      ),
     );
 
   model
@@ -248,10 +265,10 @@ function registerModel(program: Command, io: KmsCliIo): void {
     .description('parent chain, children and training datasets')
     .option('--json', 'JSON output')
     .action(
-      action(async (out, options, [target]) => {
-        const { name, version } = ref(target);
-        const a = await withRegistry(io, options, out, (c) => c.lineage(name, version));
-        out.result(
+      onVersion(
+        io,
+        (c, { name, version }) => c.lineage(name, version),
+        (a) =>
           [
             `${a.version.model}@${a.version.version} sha256:${a.version.digest}`,
             ...a.version.lineage.datasets.map(
@@ -260,9 +277,7 @@ function registerModel(program: Command, io: KmsCliIo): void {
             ...a.ancestors.map((p) => `  derived from ${p.model}@${p.version}`),
             ...a.children.map((p) => `  parent of ${p.model}@${p.version}`),
           ].join('\n'),
-          a,
-        );
-      }),
+      ),
     );
 
   model
@@ -329,8 +344,7 @@ function registerDataset(program: Command, io: KmsCliIo): void {
     .action(
       action(async (out, options, [target]) => {
         const { name, version } = ref(target);
-        const bundle =
-          options['bundle'] === undefined ? undefined : await readFile(options['bundle'] as string, 'utf8');
+        const bundle = await bundleOption(options);
         const s = await withRegistry(io, options, out, (c) => c.signDataset(name, version, bundle));
         out.result(`signed by ${s.signerIdentity}`, s);
       }),
@@ -342,13 +356,11 @@ function registerDataset(program: Command, io: KmsCliIo): void {
     .option('--deep', 'also decrypt and re-hash every stored file')
     .option('--json', 'JSON output')
     .action(
-      action(async (out, options, [target]) => {
-        const { name, version } = ref(target);
-        const r = await withRegistry(io, options, out, (c) =>
-          c.verifyDataset(name, version, { deep: options['deep'] === true }),
-        );
-        out.result(`verified: ${r.signerIdentity}, ${r.filesChecked} files re-hashed`, r);
-      }),
+      onVersion(
+        io,
+        (c, { name, version }, options) => c.verifyDataset(name, version, deepOption(options)),
+        (r) => `verified: ${r.signerIdentity}, ${r.filesChecked} files re-hashed`,
+      ),
     );
 
   dataset

@@ -132,6 +132,9 @@ const ALL = () => identity('*');
 const userResource = (r: FastifyRequest) => identity(`user:${(r.params as { username: string }).username}`);
 const serviceResource = (r: FastifyRequest) =>
   identity(`service:${(r.params as { clientId: string }).clientId}`);
+const apiKeyResource = (r: FastifyRequest) => identity(`api-key:${(r.params as { id: string }).id}`);
+const mappingResource = (r: FastifyRequest) =>
+  identity(`role-mapping:${(r.params as { group: string }).group}`);
 
 function requestInfo(request: FastifyRequest): { sourceIp: string; requestId: string; userAgent?: string } {
   const userAgent = request.headers['user-agent'];
@@ -147,10 +150,36 @@ async function throttled<T>(reply: FastifyReply, run: () => Promise<T>): Promise
     throw err;
   }
 }
-
 const userOut = (u: UserRecord) => ({ ...u, groups: [...u.groups], roles: [...u.roles] });
 const serviceOut = (s: ServiceAccountRecord) => ({ ...s, roles: [...s.roles] });
 const keyOut = (k: ApiKeyInfo) => ({ ...k, scopes: [...k.scopes] });
+const createdKeyOut = (created: { key: string; info: ApiKeyInfo }) => ({
+  key: created.key,
+  info: keyOut(created.info),
+});
+
+const NO_CONTENT: Record<number, JsonSchema> = { 204: { type: 'null' } };
+
+/** The schema of a route of this group: tagged, its own responses first, then the shared error responses. */
+function schema(
+  summary: string,
+  response: Record<number, JsonSchema>,
+  parts: { security?: []; params?: JsonSchema; querystring?: JsonSchema; body?: JsonSchema } = {},
+): JsonSchema {
+  return { tags, summary, ...parts, response: { ...response, ...errorResponses } };
+}
+
+/** A handler that answers 204 once `run` has done its work. */
+const noContent =
+  <R>(run: (request: R, reply: FastifyReply) => Promise<unknown>) =>
+  async (request: R, reply: FastifyReply): Promise<FastifyReply> => {
+    await run(request, reply);
+    return reply.status(204).send();
+  };
+
+/** Answers with a secret that is shown once (tokens, keys, client secrets, TOTP seeds): never cached. */
+const sendOnce = (reply: FastifyReply, body: unknown, status: 200 | 201 = 200): FastifyReply =>
+  reply.status(status).header('cache-control', 'no-store').send(body);
 
 export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps): void {
   const { identity: ids } = deps;
@@ -182,21 +211,22 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
     '/v1/auth/login',
     {
       config: { public: true },
-      schema: {
-        tags,
-        summary: 'Local login: username and password, plus a TOTP or recovery code when MFA is enrolled',
-        security: [],
-        body: object(
-          {
-            username: { type: 'string', minLength: 1, maxLength: 256 },
-            password,
-            totpCode: { type: 'string', maxLength: 16 },
-            recoveryCode: { type: 'string', maxLength: 64 },
-          },
-          ['username', 'password'],
-        ),
-        response: { 200: sessionView, ...errorResponses },
-      },
+      schema: schema(
+        'Local login: username and password, plus a TOTP or recovery code when MFA is enrolled',
+        { 200: sessionView },
+        {
+          security: [],
+          body: object(
+            {
+              username: { type: 'string', minLength: 1, maxLength: 256 },
+              password,
+              totpCode: { type: 'string', maxLength: 16 },
+              recoveryCode: { type: 'string', maxLength: 64 },
+            },
+            ['username', 'password'],
+          ),
+        },
+      ),
     },
     async (request, reply) => {
       const b = request.body;
@@ -209,7 +239,7 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
           ...requestInfo(request),
         }),
       );
-      return reply.header('cache-control', 'no-store').send(tokens);
+      return sendOnce(reply, tokens);
     },
   );
 
@@ -217,21 +247,22 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
     '/v1/auth/bootstrap',
     {
       config: { public: true },
-      schema: {
-        tags,
-        summary: 'Redeem the one-time bootstrap token: creates the first administrator',
-        security: [],
-        body: object(
-          {
-            token: { type: 'string', minLength: 1, maxLength: 512 },
-            username: str(USERNAME_PATTERN),
-            password,
-            displayName,
-          },
-          ['token', 'username', 'password'],
-        ),
-        response: { 201: userView, ...errorResponses },
-      },
+      schema: schema(
+        'Redeem the one-time bootstrap token: creates the first administrator',
+        { 201: userView },
+        {
+          security: [],
+          body: object(
+            {
+              token: { type: 'string', minLength: 1, maxLength: 512 },
+              username: str(USERNAME_PATTERN),
+              password,
+              displayName,
+            },
+            ['token', 'username', 'password'],
+          ),
+        },
+      ),
     },
     async (request, reply) => {
       const b = request.body;
@@ -254,18 +285,13 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
     '/v1/auth/mfa/totp',
     {
       config: { public: true },
-      schema: {
-        tags,
-        summary: 'Start TOTP enrolment for the caller: the secret and otpauth:// URI, shown once',
-        response: {
-          200: object({ secret: { type: 'string' }, uri: { type: 'string' } }, ['secret', 'uri']),
-          ...errorResponses,
-        },
-      },
+      schema: schema('Start TOTP enrolment for the caller: the secret and otpauth:// URI, shown once', {
+        200: object({ secret: { type: 'string' }, uri: { type: 'string' } }, ['secret', 'uri']),
+      }),
     },
     async (request, reply) => {
       const { principal } = await self(request, reply);
-      return reply.header('cache-control', 'no-store').send(await ids.beginTotpEnrolment(principal));
+      return sendOnce(reply, await ids.beginTotpEnrolment(principal));
     },
   );
 
@@ -273,33 +299,22 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
     '/v1/auth/mfa/totp/verify',
     {
       config: { public: true },
-      schema: {
-        tags,
-        summary: 'Confirm TOTP enrolment with a first code; returns the recovery codes, shown once',
-        body: object({ code: { type: 'string', minLength: 1, maxLength: 16 } }, ['code']),
-        response: {
-          200: object({ recoveryCodes: { type: 'array', items: { type: 'string' } } }, ['recoveryCodes']),
-          ...errorResponses,
-        },
-      },
+      schema: schema(
+        'Confirm TOTP enrolment with a first code; returns the recovery codes, shown once',
+        { 200: object({ recoveryCodes: { type: 'array', items: { type: 'string' } } }, ['recoveryCodes']) },
+        { body: object({ code: { type: 'string', minLength: 1, maxLength: 16 } }, ['code']) },
+      ),
     },
     async (request, reply) => {
       const { principal } = await self(request, reply);
       const { recoveryCodes } = await ids.confirmTotpEnrolment(principal, request.body.code);
-      return reply.header('cache-control', 'no-store').send({ recoveryCodes: [...recoveryCodes] });
+      return sendOnce(reply, { recoveryCodes: [...recoveryCodes] });
     },
   );
 
   app.get(
     '/v1/auth/api-keys',
-    {
-      config: { public: true },
-      schema: {
-        tags,
-        summary: "The caller's API keys",
-        response: { 200: list(apiKeyView), ...errorResponses },
-      },
-    },
+    { config: { public: true }, schema: schema("The caller's API keys", { 200: list(apiKeyView) }) },
     async (request, reply) => {
       const { principal } = await fullSelf(request, reply);
       return { items: (await ids.listApiKeys(principal.id)).map(keyOut) };
@@ -310,22 +325,17 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
     '/v1/auth/api-keys',
     {
       config: { public: true },
-      schema: {
-        tags,
-        summary: 'Create an API key for the caller, carrying some of its roles; the key is shown once',
-        body: apiKeyBody(false),
-        response: { 201: createdApiKeyView, ...errorResponses },
-      },
+      schema: schema(
+        'Create an API key for the caller, carrying some of its roles; the key is shown once',
+        { 201: createdApiKeyView },
+        { body: apiKeyBody(false) },
+      ),
     },
     async (request, reply) => {
       const { principal, via } = await fullSelf(request, reply);
       // An API key cannot mint further API keys: a leaked key must not be able to outlive its revocation.
       if (via === 'api-key') throw new IdentityError('forbidden', 403, 'API keys cannot create API keys');
-      const created = await ids.createApiKey(principal, request.body);
-      return reply
-        .status(201)
-        .header('cache-control', 'no-store')
-        .send({ key: created.key, info: keyOut(created.info) });
+      return sendOnce(reply, createdKeyOut(await ids.createApiKey(principal, request.body)), 201);
     },
   );
 
@@ -333,18 +343,12 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
     '/v1/auth/api-keys/:id',
     {
       config: { public: true },
-      schema: {
-        tags,
-        summary: "Revoke one of the caller's API keys",
-        params: keyParams,
-        response: { 204: { type: 'null' }, ...errorResponses },
-      },
+      schema: schema("Revoke one of the caller's API keys", NO_CONTENT, { params: keyParams }),
     },
-    async (request, reply) => {
+    noContent(async (request, reply) => {
       const { principal } = await self(request, reply);
       await ids.revokeApiKey(principal, request.params.id, principal.id);
-      return reply.status(204).send();
-    },
+    }),
   );
 
   // ---- /v1/identities/users -------------------------------------------------------------------------------
@@ -353,7 +357,7 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
     '/v1/identities/users',
     {
       config: { action: 'identity.read', resource: ALL },
-      schema: { tags, summary: 'List users', response: { 200: list(userView), ...errorResponses } },
+      schema: schema('List users', { 200: list(userView) }),
     },
     async () => ({ items: (await ids.listUsers()).map(userOut) }),
   );
@@ -367,12 +371,15 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
         action: 'identity.manage',
         resource: (r) => identity(`user:${(r.body as { username: string }).username}`),
       },
-      schema: {
-        tags,
-        summary: 'Create a local user',
-        body: object({ username: str(USERNAME_PATTERN), password, displayName, roles, groups }, ['username']),
-        response: { 201: userView, ...errorResponses },
-      },
+      schema: schema(
+        'Create a local user',
+        { 201: userView },
+        {
+          body: object({ username: str(USERNAME_PATTERN), password, displayName, roles, groups }, [
+            'username',
+          ]),
+        },
+      ),
     },
     async (request, reply) =>
       reply.status(201).send(userOut(await ids.createUser(principalOf(request), request.body))),
@@ -382,12 +389,7 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
     '/v1/identities/users/:username',
     {
       config: { action: 'identity.read', resource: userResource },
-      schema: {
-        tags,
-        summary: 'Show a user',
-        params: usernameParams,
-        response: { 200: userView, ...errorResponses },
-      },
+      schema: schema('Show a user', { 200: userView }, { params: usernameParams }),
     },
     async (request) => userOut(await ids.getUser(request.params.username)),
   );
@@ -399,13 +401,14 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
     '/v1/identities/users/:username',
     {
       config: { action: 'identity.manage', resource: userResource },
-      schema: {
-        tags,
-        summary: 'Change roles, groups, display name, or disable/enable (disabling ends live tokens at once)',
-        params: usernameParams,
-        body: object({ displayName, roles, groups, disabled: { type: 'boolean' } }),
-        response: { 200: userView, ...errorResponses },
-      },
+      schema: schema(
+        'Change roles, groups, display name, or disable/enable (disabling ends live tokens at once)',
+        { 200: userView },
+        {
+          params: usernameParams,
+          body: object({ displayName, roles, groups, disabled: { type: 'boolean' } }),
+        },
+      ),
     },
     async (request) =>
       userOut(await ids.updateUser(principalOf(request), request.params.username, request.body)),
@@ -415,52 +418,34 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
     '/v1/identities/users/:username/password',
     {
       config: { action: 'identity.manage', resource: userResource },
-      schema: {
-        tags,
-        summary: "Set a user's password (ends their sessions)",
+      schema: schema("Set a user's password (ends their sessions)", NO_CONTENT, {
         params: usernameParams,
         body: object({ password }, ['password']),
-        response: { 204: { type: 'null' }, ...errorResponses },
-      },
+      }),
     },
-    async (request, reply) => {
-      await ids.setPassword(principalOf(request), request.params.username, request.body.password);
-      return reply.status(204).send();
-    },
+    noContent((request) =>
+      ids.setPassword(principalOf(request), request.params.username, request.body.password),
+    ),
   );
 
   app.post<{ Params: { username: string } }>(
     '/v1/identities/users/:username/mfa/reset',
     {
       config: { action: 'identity.manage', resource: userResource },
-      schema: {
-        tags,
-        summary: "Remove a user's MFA (lost device); ends their sessions",
+      schema: schema("Remove a user's MFA (lost device); ends their sessions", NO_CONTENT, {
         params: usernameParams,
-        response: { 204: { type: 'null' }, ...errorResponses },
-      },
+      }),
     },
-    async (request, reply) => {
-      await ids.resetMfa(principalOf(request), request.params.username);
-      return reply.status(204).send();
-    },
+    noContent((request) => ids.resetMfa(principalOf(request), request.params.username)),
   );
 
   app.delete<{ Params: { username: string } }>(
     '/v1/identities/users/:username',
     {
       config: { action: 'identity.manage', resource: userResource },
-      schema: {
-        tags,
-        summary: 'Delete a user, their API keys and sessions',
-        params: usernameParams,
-        response: { 204: { type: 'null' }, ...errorResponses },
-      },
+      schema: schema('Delete a user, their API keys and sessions', NO_CONTENT, { params: usernameParams }),
     },
-    async (request, reply) => {
-      await ids.deleteUser(principalOf(request), request.params.username);
-      return reply.status(204).send();
-    },
+    noContent((request) => ids.deleteUser(principalOf(request), request.params.username)),
   );
 
   // ---- /v1/identities/service-accounts --------------------------------------------------------------------
@@ -469,11 +454,7 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
     '/v1/identities/service-accounts',
     {
       config: { action: 'identity.read', resource: ALL },
-      schema: {
-        tags,
-        summary: 'List service accounts',
-        response: { 200: list(serviceView), ...errorResponses },
-      },
+      schema: schema('List service accounts', { 200: list(serviceView) }),
     },
     async () => ({ items: (await ids.listServiceAccounts()).map(serviceOut) }),
   );
@@ -496,47 +477,44 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
         action: 'identity.manage',
         resource: (r) => identity(`service:${(r.body as { clientId: string }).clientId}`),
       },
-      schema: {
-        tags,
-        summary: 'Create a service account (OAuth client); a client secret is returned once',
-        body: object(
-          {
-            clientId: str(CLIENT_ID_PATTERN),
-            authMethod: { type: 'string', enum: [...CLIENT_AUTH_METHODS] },
-            description: displayName,
-            roles,
-            jwks: object(
-              {
-                keys: {
-                  type: 'array',
-                  minItems: 1,
-                  maxItems: 10,
-                  items: { type: 'object', additionalProperties: true },
+      schema: schema(
+        'Create a service account (OAuth client); a client secret is returned once',
+        { 201: object({ account: serviceView, clientSecret: { type: 'string' } }, ['account']) },
+        {
+          body: object(
+            {
+              clientId: str(CLIENT_ID_PATTERN),
+              authMethod: { type: 'string', enum: [...CLIENT_AUTH_METHODS] },
+              description: displayName,
+              roles,
+              jwks: object(
+                {
+                  keys: {
+                    type: 'array',
+                    minItems: 1,
+                    maxItems: 10,
+                    items: { type: 'object', additionalProperties: true },
+                  },
                 },
-              },
-              ['keys'],
-            ),
-            publicKeyPem: { type: 'string', maxLength: 16384 },
-            tlsSubjectDn: { type: 'string', maxLength: 1024 },
-            tlsSpkiSha256: { type: 'string', pattern: '^[A-Za-z0-9_-]{43}$' },
-          },
-          ['clientId', 'authMethod'],
-        ),
-        response: {
-          201: object({ account: serviceView, clientSecret: { type: 'string' } }, ['account']),
-          ...errorResponses,
+                ['keys'],
+              ),
+              publicKeyPem: { type: 'string', maxLength: 16384 },
+              tlsSubjectDn: { type: 'string', maxLength: 1024 },
+              tlsSpkiSha256: { type: 'string', pattern: '^[A-Za-z0-9_-]{43}$' },
+            },
+            ['clientId', 'authMethod'],
+          ),
         },
-      },
+      ),
     },
     async (request, reply) => {
       const created = await ids.createServiceAccount(principalOf(request), request.body);
-      return reply
-        .status(201)
-        .header('cache-control', 'no-store')
-        .send({
-          account: serviceOut(created.account),
-          ...(created.clientSecret === undefined ? {} : { clientSecret: created.clientSecret }),
-        });
+      const { clientSecret } = created;
+      return sendOnce(
+        reply,
+        { account: serviceOut(created.account), ...(clientSecret === undefined ? {} : { clientSecret }) },
+        201,
+      );
     },
   );
 
@@ -544,12 +522,7 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
     '/v1/identities/service-accounts/:clientId',
     {
       config: { action: 'identity.read', resource: serviceResource },
-      schema: {
-        tags,
-        summary: 'Show a service account',
-        params: clientParams,
-        response: { 200: serviceView, ...errorResponses },
-      },
+      schema: schema('Show a service account', { 200: serviceView }, { params: clientParams }),
     },
     async (request) => serviceOut(await ids.getServiceAccount(request.params.clientId)),
   );
@@ -561,13 +534,14 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
     '/v1/identities/service-accounts/:clientId',
     {
       config: { action: 'identity.manage', resource: serviceResource },
-      schema: {
-        tags,
-        summary: 'Change roles or description, or disable/enable (disabling ends live tokens at once)',
-        params: clientParams,
-        body: object({ description: displayName, roles, disabled: { type: 'boolean' } }),
-        response: { 200: serviceView, ...errorResponses },
-      },
+      schema: schema(
+        'Change roles or description, or disable/enable (disabling ends live tokens at once)',
+        { 200: serviceView },
+        {
+          params: clientParams,
+          body: object({ description: displayName, roles, disabled: { type: 'boolean' } }),
+        },
+      ),
     },
     async (request) =>
       serviceOut(await ids.updateServiceAccount(principalOf(request), request.params.clientId, request.body)),
@@ -577,34 +551,25 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
     '/v1/identities/service-accounts/:clientId/secret',
     {
       config: { action: 'identity.manage', resource: serviceResource },
-      schema: {
-        tags,
-        summary: 'Rotate the client secret (shown once); tokens issued under the old one stop working',
-        params: clientParams,
-        response: { 200: object({ clientSecret: { type: 'string' } }, ['clientSecret']), ...errorResponses },
-      },
+      schema: schema(
+        'Rotate the client secret (shown once); tokens issued under the old one stop working',
+        { 200: object({ clientSecret: { type: 'string' } }, ['clientSecret']) },
+        { params: clientParams },
+      ),
     },
     async (request, reply) =>
-      reply
-        .header('cache-control', 'no-store')
-        .send(await ids.rotateClientSecret(principalOf(request), request.params.clientId)),
+      sendOnce(reply, await ids.rotateClientSecret(principalOf(request), request.params.clientId)),
   );
 
   app.delete<{ Params: { clientId: string } }>(
     '/v1/identities/service-accounts/:clientId',
     {
       config: { action: 'identity.manage', resource: serviceResource },
-      schema: {
-        tags,
-        summary: 'Delete a service account, its API keys and tokens',
+      schema: schema('Delete a service account, its API keys and tokens', NO_CONTENT, {
         params: clientParams,
-        response: { 204: { type: 'null' }, ...errorResponses },
-      },
+      }),
     },
-    async (request, reply) => {
-      await ids.deleteServiceAccount(principalOf(request), request.params.clientId);
-      return reply.status(204).send();
-    },
+    noContent((request) => ids.deleteServiceAccount(principalOf(request), request.params.clientId)),
   );
 
   // ---- /v1/identities/api-keys ----------------------------------------------------------------------------
@@ -613,12 +578,11 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
     '/v1/identities/api-keys',
     {
       config: { action: 'identity.read', resource: ALL },
-      schema: {
-        tags,
-        summary: 'List API keys (optionally of one owner); never the keys themselves',
-        querystring: object({ owner: { type: 'string', maxLength: 200 } }),
-        response: { 200: list(apiKeyView), ...errorResponses },
-      },
+      schema: schema(
+        'List API keys (optionally of one owner); never the keys themselves',
+        { 200: list(apiKeyView) },
+        { querystring: object({ owner: { type: 'string', maxLength: 200 } }) },
+      ),
     },
     async (request) => ({ items: (await ids.listApiKeys(request.query.owner)).map(keyOut) }),
   );
@@ -630,35 +594,21 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
         action: 'identity.manage',
         resource: (r) => identity((r.body as { owner?: string }).owner ?? '*'),
       },
-      schema: {
-        tags,
-        summary: 'Create an API key for a user or service account; the key is shown once',
-        body: apiKeyBody(true),
-        response: { 201: createdApiKeyView, ...errorResponses },
-      },
+      schema: schema(
+        'Create an API key for a user or service account; the key is shown once',
+        { 201: createdApiKeyView },
+        { body: apiKeyBody(true) },
+      ),
     },
-    async (request, reply) => {
-      const created = await ids.createApiKey(principalOf(request), request.body);
-      return reply
-        .status(201)
-        .header('cache-control', 'no-store')
-        .send({ key: created.key, info: keyOut(created.info) });
-    },
+    async (request, reply) =>
+      sendOnce(reply, createdKeyOut(await ids.createApiKey(principalOf(request), request.body)), 201),
   );
 
   app.get<{ Params: { id: string } }>(
     '/v1/identities/api-keys/:id',
     {
-      config: {
-        action: 'identity.read',
-        resource: (r) => identity(`api-key:${(r.params as { id: string }).id}`),
-      },
-      schema: {
-        tags,
-        summary: 'Show an API key (metadata only)',
-        params: keyParams,
-        response: { 200: apiKeyView, ...errorResponses },
-      },
+      config: { action: 'identity.read', resource: apiKeyResource },
+      schema: schema('Show an API key (metadata only)', { 200: apiKeyView }, { params: keyParams }),
     },
     async (request) => keyOut(await ids.getApiKey(request.params.id)),
   );
@@ -666,21 +616,10 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
   app.delete<{ Params: { id: string } }>(
     '/v1/identities/api-keys/:id',
     {
-      config: {
-        action: 'identity.manage',
-        resource: (r) => identity(`api-key:${(r.params as { id: string }).id}`),
-      },
-      schema: {
-        tags,
-        summary: 'Revoke an API key',
-        params: keyParams,
-        response: { 204: { type: 'null' }, ...errorResponses },
-      },
+      config: { action: 'identity.manage', resource: apiKeyResource },
+      schema: schema('Revoke an API key', NO_CONTENT, { params: keyParams }),
     },
-    async (request, reply) => {
-      await ids.revokeApiKey(principalOf(request), request.params.id);
-      return reply.status(204).send();
-    },
+    noContent((request) => ids.revokeApiKey(principalOf(request), request.params.id)),
   );
 
   // ---- /v1/identities/role-mappings -----------------------------------------------------------------------
@@ -689,16 +628,9 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
     '/v1/identities/role-mappings',
     {
       config: { action: 'identity.read', resource: ALL },
-      schema: {
-        tags,
-        summary: 'IdP group to Warden role mappings',
-        response: {
-          200: list(
-            object({ group: { type: 'string' }, roles: { type: 'array', items: { type: 'string' } } }),
-          ),
-          ...errorResponses,
-        },
-      },
+      schema: schema('IdP group to Warden role mappings', {
+        200: list(object({ group: { type: 'string' }, roles: { type: 'array', items: { type: 'string' } } })),
+      }),
     },
     async () => ({
       items: (await ids.listRoleMappings()).map((m) => ({ group: m.group, roles: [...m.roles] })),
@@ -708,41 +640,24 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
   app.put<{ Params: { group: string }; Body: { roles: string[] } }>(
     '/v1/identities/role-mappings/:group',
     {
-      config: {
-        action: 'identity.manage',
-        resource: (r) => identity(`role-mapping:${(r.params as { group: string }).group}`),
-      },
-      schema: {
-        tags,
-        summary: 'Map an IdP group to Warden roles (takes effect on live tokens within a second)',
-        params: groupParams,
-        body: object({ roles }, ['roles']),
-        response: { 204: { type: 'null' }, ...errorResponses },
-      },
+      config: { action: 'identity.manage', resource: mappingResource },
+      schema: schema(
+        'Map an IdP group to Warden roles (takes effect on live tokens within a second)',
+        NO_CONTENT,
+        { params: groupParams, body: object({ roles }, ['roles']) },
+      ),
     },
-    async (request, reply) => {
-      await ids.putRoleMapping(principalOf(request), request.params.group, request.body.roles);
-      return reply.status(204).send();
-    },
+    noContent((request) =>
+      ids.putRoleMapping(principalOf(request), request.params.group, request.body.roles),
+    ),
   );
 
   app.delete<{ Params: { group: string } }>(
     '/v1/identities/role-mappings/:group',
     {
-      config: {
-        action: 'identity.manage',
-        resource: (r) => identity(`role-mapping:${(r.params as { group: string }).group}`),
-      },
-      schema: {
-        tags,
-        summary: 'Remove a group mapping',
-        params: groupParams,
-        response: { 204: { type: 'null' }, ...errorResponses },
-      },
+      config: { action: 'identity.manage', resource: mappingResource },
+      schema: schema('Remove a group mapping', NO_CONTENT, { params: groupParams }),
     },
-    async (request, reply) => {
-      await ids.deleteRoleMapping(principalOf(request), request.params.group);
-      return reply.status(204).send();
-    },
+    noContent((request) => ids.deleteRoleMapping(principalOf(request), request.params.group)),
   );
 }

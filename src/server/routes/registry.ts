@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ActionId, AuthzResource } from '../../policy/index.ts';
 import {
   NAME_PATTERN,
@@ -34,6 +34,15 @@ const str = (description: string, extra: JsonSchema = {}): JsonSchema => ({
 });
 const int = (description: string): JsonSchema => ({ type: 'integer', minimum: 0, description });
 const nullable = (schema: JsonSchema): JsonSchema => ({ anyOf: [schema, { type: 'null' }] });
+const array = (items: JsonSchema): JsonSchema => ({ type: 'array', items });
+/** An object schema whose properties are all required but the `optional` ones. */
+const record = (properties: Record<string, JsonSchema>, optional: readonly string[] = []): JsonSchema =>
+  object(
+    properties,
+    Object.keys(properties).filter((k) => !optional.includes(k)),
+  );
+/** `{ <key>: [items] }`, the shape of every list this API answers. */
+const listOf = (key: string, items: JsonSchema): JsonSchema => record({ [key]: array(items) });
 const NAME = NAME_PATTERN.source;
 const VERSION = VERSION_PATTERN.source;
 const DIGEST = '^(sha256:)?[0-9a-f]{64}$';
@@ -62,39 +71,28 @@ const datasetVersionParams = object(
   ['name', 'version'],
 );
 
-const quarantineSchema = nullable(
-  object({ reason: str('why'), by: str('principal'), at: int('epoch ms') }, ['reason', 'by', 'at']),
-);
-const scanSummarySchema = object(
-  {
-    verdict: nullable(verdictSchema),
-    rulesVersion: nullable(str('scanner rules version')),
-    scannedAt: nullable(int('epoch ms')),
-  },
-  ['verdict', 'rulesVersion', 'scannedAt'],
-);
-const modelSchema = object(
-  {
-    id: str('id'),
-    name: str('model name'),
-    owner: nullable(str('owner')),
-    description: nullable(str('description')),
-    createdBy: str('principal'),
-    createdAt: int('epoch ms'),
-    quarantine: quarantineSchema,
-  },
-  ['id', 'name', 'owner', 'description', 'createdBy', 'createdAt', 'quarantine'],
-);
-const lineageDatasetSchema = object(
-  {
-    digest: str('hex SHA-256 root digest'),
-    name: nullable(str('name')),
-    version: nullable(str('version')),
-    datasetVersionId: nullable(str('id')),
-  },
-  ['digest', 'name', 'version', 'datasetVersionId'],
-);
-const modelVersionSchema = object(
+const quarantineSchema = nullable(record({ reason: str('why'), by: str('principal'), at: int('epoch ms') }));
+const scanSummarySchema = record({
+  verdict: nullable(verdictSchema),
+  rulesVersion: nullable(str('scanner rules version')),
+  scannedAt: nullable(int('epoch ms')),
+});
+const modelSchema = record({
+  id: str('id'),
+  name: str('model name'),
+  owner: nullable(str('owner')),
+  description: nullable(str('description')),
+  createdBy: str('principal'),
+  createdAt: int('epoch ms'),
+  quarantine: quarantineSchema,
+});
+const lineageDatasetSchema = record({
+  digest: str('hex SHA-256 root digest'),
+  name: nullable(str('name')),
+  version: nullable(str('version')),
+  datasetVersionId: nullable(str('id')),
+});
+const modelVersionSchema = record(
   {
     id: str('id'),
     modelId: str('model id'),
@@ -107,44 +105,21 @@ const modelVersionSchema = object(
     description: nullable(str('description')),
     framework: nullable(str('framework')),
     license: nullable(str('license')),
-    lineage: object(
-      {
-        datasets: { type: 'array', items: lineageDatasetSchema },
-        codeCommit: nullable(str('commit')),
-        codeRepository: nullable(str('repository')),
-        parameters: { type: 'object', additionalProperties: parameterValue },
-        parent: nullable(
-          object({ model: str('model'), version: str('version'), digest: str('digest') }, [
-            'model',
-            'version',
-            'digest',
-          ]),
-        ),
-      },
-      ['datasets', 'codeCommit', 'codeRepository', 'parameters', 'parent'],
-    ),
+    lineage: record({
+      datasets: array(lineageDatasetSchema),
+      codeCommit: nullable(str('commit')),
+      codeRepository: nullable(str('repository')),
+      parameters: { type: 'object', additionalProperties: parameterValue },
+      parent: nullable(record({ model: str('model'), version: str('version'), digest: str('digest') })),
+    }),
     createdBy: str('principal'),
     createdAt: int('epoch ms'),
     scan: scanSummarySchema,
     quarantine: quarantineSchema,
   },
-  [
-    'id',
-    'modelId',
-    'model',
-    'version',
-    'digest',
-    'size',
-    'fileCount',
-    'format',
-    'lineage',
-    'createdBy',
-    'createdAt',
-    'scan',
-    'quarantine',
-  ],
+  ['description', 'framework', 'license'],
 );
-const datasetVersionSchema = object(
+const datasetVersionSchema = record(
   {
     id: str('id'),
     datasetId: str('dataset id'),
@@ -160,79 +135,44 @@ const datasetVersionSchema = object(
     createdAt: int('epoch ms'),
     scan: scanSummarySchema,
   },
-  [
-    'id',
-    'datasetId',
-    'dataset',
-    'version',
-    'digest',
-    'size',
-    'fileCount',
-    'sensitivity',
-    'owner',
-    'createdBy',
-    'createdAt',
-    'scan',
-  ],
+  ['description'],
 );
-const fileSchema = object(
-  {
-    path: str('path'),
-    sha256: str('hex SHA-256'),
-    size: int('bytes'),
-    format: str('detected format'),
-    blobId: str('blob id'),
-  },
-  ['path', 'sha256', 'size', 'format', 'blobId'],
-);
-const signatureSchema = object(
-  {
-    id: str('id'),
-    subjectKind: { type: 'string', enum: ['model', 'dataset'] },
-    subjectId: str('subject id'),
-    bundle: str('Sigstore bundle v0.3 JSON (OMS v1.0)'),
-    signerIdentity: str('kms:<key>#<version> or trusted:<id>'),
-    signedBy: str('principal'),
-    signedAt: int('epoch ms'),
-    verifiedAt: nullable(int('epoch ms')),
-    verifiedWith: nullable(str('trusted signer id')),
-  },
-  [
-    'id',
-    'subjectKind',
-    'subjectId',
-    'bundle',
-    'signerIdentity',
-    'signedBy',
-    'signedAt',
-    'verifiedAt',
-    'verifiedWith',
-  ],
-);
-const waiverSchema = object(
-  {
-    id: str('id'),
-    versionId: str('version id'),
-    reason: str('reason'),
-    coversVerdict: verdictSchema,
-    rulesVersion: str('rules version'),
-    waivedBy: str('principal'),
-    waivedAt: int('epoch ms'),
-    expiresAt: nullable(int('epoch ms')),
-  },
-  ['id', 'versionId', 'reason', 'coversVerdict', 'rulesVersion', 'waivedBy', 'waivedAt', 'expiresAt'],
-);
-const stageRecordSchema = object(
-  {
-    stage: stageSchema,
-    versionId: str('id'),
-    version: str('version'),
-    promotedBy: str('principal'),
-    promotedAt: int('epoch ms'),
-  },
-  ['stage', 'versionId', 'version', 'promotedBy', 'promotedAt'],
-);
-const findingSchema = object(
+const fileSchema = record({
+  path: str('path'),
+  sha256: str('hex SHA-256'),
+  size: int('bytes'),
+  format: str('detected format'),
+  blobId: str('blob id'),
+});
+const signatureSchema = record({
+  id: str('id'),
+  subjectKind: { type: 'string', enum: ['model', 'dataset'] },
+  subjectId: str('subject id'),
+  bundle: str('Sigstore bundle v0.3 JSON (OMS v1.0)'),
+  signerIdentity: str('kms:<key>#<version> or trusted:<id>'),
+  signedBy: str('principal'),
+  signedAt: int('epoch ms'),
+  verifiedAt: nullable(int('epoch ms')),
+  verifiedWith: nullable(str('trusted signer id')),
+});
+const waiverSchema = record({
+  id: str('id'),
+  versionId: str('version id'),
+  reason: str('reason'),
+  coversVerdict: verdictSchema,
+  rulesVersion: str('rules version'),
+  waivedBy: str('principal'),
+  waivedAt: int('epoch ms'),
+  expiresAt: nullable(int('epoch ms')),
+});
+const stageRecordSchema = record({
+  stage: stageSchema,
+  versionId: str('id'),
+  version: str('version'),
+  promotedBy: str('principal'),
+  promotedAt: int('epoch ms'),
+});
+const findingSchema = record(
   {
     severity: str('severity'),
     rule: str('rule id'),
@@ -240,64 +180,46 @@ const findingSchema = object(
     path: str('path in container'),
     offset: int('byte offset'),
   },
-  ['severity', 'rule', 'message', 'path'],
+  ['offset'],
 );
-const scanRecordSchema = object(
-  {
-    path: str('file'),
-    verdict: verdictSchema,
-    findings: { type: 'array', items: findingSchema },
-    rulesVersion: str('rules version'),
-    format: str('format'),
-    scannedAt: int('epoch ms'),
-  },
-  ['path', 'verdict', 'findings', 'rulesVersion', 'format', 'scannedAt'],
-);
-const approvalSchema = object(
-  {
-    id: str('id'),
-    versionId: str('version id'),
-    model: str('model'),
-    version: str('version'),
-    stage: stageSchema,
-    requestedBy: str('principal'),
-    requestedAt: int('epoch ms'),
-    status: { type: 'string', enum: ['pending', 'approved', 'superseded'] },
-    approvedBy: nullable(str('principal')),
-    approvedAt: nullable(int('epoch ms')),
-  },
-  [
-    'id',
-    'versionId',
-    'model',
-    'version',
-    'stage',
-    'requestedBy',
-    'requestedAt',
-    'status',
-    'approvedBy',
-    'approvedAt',
-  ],
-);
-const promotionSchema = object(
+const scanRecordSchema = record({
+  path: str('file'),
+  verdict: verdictSchema,
+  findings: array(findingSchema),
+  rulesVersion: str('rules version'),
+  format: str('format'),
+  scannedAt: int('epoch ms'),
+});
+const approvalSchema = record({
+  id: str('id'),
+  versionId: str('version id'),
+  model: str('model'),
+  version: str('version'),
+  stage: stageSchema,
+  requestedBy: str('principal'),
+  requestedAt: int('epoch ms'),
+  status: { type: 'string', enum: ['pending', 'approved', 'superseded'] },
+  approvedBy: nullable(str('principal')),
+  approvedAt: nullable(int('epoch ms')),
+});
+const promotionSchema = record(
   {
     status: { type: 'string', enum: ['promoted', 'pending_approval'] },
     stage: stageSchema,
     version: str('version'),
     approvalId: str('approval request id (pending_approval)'),
   },
-  ['status', 'stage'],
+  ['version', 'approvalId'],
 );
-const verifySchema = object(
-  {
-    signatureId: str('id'),
-    signerIdentity: str('signer'),
-    verifiedWith: str('trusted signer id'),
-    verifiedAt: int('epoch ms'),
-    filesChecked: int('files re-hashed'),
-  },
-  ['signatureId', 'signerIdentity', 'verifiedWith', 'verifiedAt', 'filesChecked'],
-);
+const verifySchema = record({
+  signatureId: str('id'),
+  signerIdentity: str('signer'),
+  verifiedWith: str('trusted signer id'),
+  verifiedAt: int('epoch ms'),
+  filesChecked: int('files re-hashed'),
+});
+const stagedFileSchema = record({ path: str('path'), size: int('bytes'), sha256: str('hex SHA-256') });
+const trainedOnSchema = listOf('versions', modelVersionSchema);
 const lineageInputSchema = object({
   datasets: {
     type: 'array',
@@ -326,6 +248,8 @@ const lineageInputSchema = object({
     'version',
   ]),
 });
+const signBody = object({ bundle: str('Sigstore bundle JSON text', { maxLength: 16 * 1024 * 1024 }) });
+const verifyBody = object({ deep: { type: 'boolean' } });
 const ok = object({ ok: { type: 'boolean' } }, ['ok']);
 
 function respond(schema: JsonSchema): Record<string, JsonSchema> {
@@ -334,6 +258,13 @@ function respond(schema: JsonSchema): Record<string, JsonSchema> {
 
 type P = { name: string; version: string };
 type FileP = P & { '*': string };
+
+/** The external bundle of a sign request, when one is attached. */
+const bundleOf = (request: FastifyRequest): string | undefined =>
+  (request.body as { bundle?: string } | undefined)?.bundle;
+const deepOf = (request: FastifyRequest): { deep: boolean } => ({
+  deep: (request.body as { deep?: boolean } | undefined)?.deep === true,
+});
 
 export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): void {
   const { registry } = deps;
@@ -352,16 +283,41 @@ export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): v
   };
   const allModels = (): AuthzResource => ({ type: 'Model', id: '*' });
 
+  /**
+   * Declares the routes on one model or dataset version (`<base>/:name/versions/:version<suffix>`), all
+   * authorised on that version.
+   */
+  const versionRoutes =
+    (
+      base: '/v1/models' | '/v1/datasets',
+      params: JsonSchema,
+      resource: (r: FastifyRequest) => Promise<AuthzResource>,
+    ) =>
+    (
+      method: 'GET' | 'POST' | 'DELETE',
+      suffix: string,
+      action: ActionId,
+      schema: { summary: string; querystring?: JsonSchema; body?: JsonSchema; response: JsonSchema },
+      run: (request: FastifyRequest, p: P, reply: FastifyReply) => Promise<unknown>,
+    ): void => {
+      const { summary, response, ...request } = schema;
+      app.route({
+        method,
+        url: `${base}/:name/versions/:version${suffix}`,
+        config: { action, resource },
+        schema: { tags, summary, params, ...request, response: respond(response) },
+        handler: (request, reply) => run(request, request.params as P, reply),
+      });
+    };
+  const modelVersionRoute = versionRoutes('/v1/models', versionParams, version);
+  const datasetVersionRoute = versionRoutes('/v1/datasets', datasetVersionParams, dataset);
+
   // ---- models
   app.route({
     method: 'GET',
     url: '/v1/models',
     config: { action: 'model.read', resource: allModels },
-    schema: {
-      tags,
-      summary: 'List models',
-      response: respond(object({ models: { type: 'array', items: modelSchema } }, ['models'])),
-    },
+    schema: { tags, summary: 'List models', response: respond(listOf('models', modelSchema)) },
     handler: async (request) => ({ models: await registry.listModels(principalOf(request)) }),
   });
   app.route({
@@ -373,44 +329,27 @@ export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): v
       summary: 'A model with its versions and stage aliases',
       params: modelParams,
       response: respond(
-        object(
-          {
-            model: modelSchema,
-            versions: { type: 'array', items: modelVersionSchema },
-            stages: { type: 'array', items: stageRecordSchema },
-          },
-          ['model', 'versions', 'stages'],
-        ),
+        record({ model: modelSchema, versions: array(modelVersionSchema), stages: array(stageRecordSchema) }),
       ),
     },
     handler: async (request) => registry.getModel(principalOf(request), (request.params as P).name),
   });
-  app.route({
-    method: 'GET',
-    url: '/v1/models/:name/versions/:version',
-    config: { action: 'model.read', resource: version },
-    schema: {
-      tags,
+  modelVersionRoute(
+    'GET',
+    '',
+    'model.read',
+    {
       summary: 'A model version: files, signatures, waivers, stages',
-      params: versionParams,
-      response: respond(
-        object(
-          {
-            version: modelVersionSchema,
-            files: { type: 'array', items: fileSchema },
-            signatures: { type: 'array', items: signatureSchema },
-            waivers: { type: 'array', items: waiverSchema },
-            stages: { type: 'array', items: stageSchema },
-          },
-          ['version', 'files', 'signatures', 'waivers', 'stages'],
-        ),
-      ),
+      response: record({
+        version: modelVersionSchema,
+        files: array(fileSchema),
+        signatures: array(signatureSchema),
+        waivers: array(waiverSchema),
+        stages: array(stageSchema),
+      }),
     },
-    handler: async (request) => {
-      const p = request.params as P;
-      return registry.getModelVersion(principalOf(request), p.name, p.version);
-    },
-  });
+    (request, p) => registry.getModelVersion(principalOf(request), p.name, p.version),
+  );
 
   // ---- uploads: raw bodies, streamed (never buffered) into the staging area
   void app.register((child, _options, done) => {
@@ -431,13 +370,7 @@ export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): v
         tags,
         summary: 'Upload one file of a new model version (raw application/octet-stream body)',
         params: fileParams,
-        response: respond(
-          object({ path: str('path'), size: int('bytes'), sha256: str('hex SHA-256') }, [
-            'path',
-            'size',
-            'sha256',
-          ]),
-        ),
+        response: respond(stagedFileSchema),
       },
       handler: async (request) => {
         tooLarge(request);
@@ -466,13 +399,7 @@ export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): v
         summary: 'Upload one file of a new dataset version (raw application/octet-stream body)',
         params: fileParams,
         querystring: object({ sensitivity: sensitivitySchema }),
-        response: respond(
-          object({ path: str('path'), size: int('bytes'), sha256: str('hex SHA-256') }, [
-            'path',
-            'size',
-            'sha256',
-          ]),
-        ),
+        response: respond(stagedFileSchema),
       },
       handler: async (request) => {
         tooLarge(request);
@@ -494,22 +421,16 @@ export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): v
     done();
   });
 
-  app.route({
-    method: 'DELETE',
-    url: '/v1/models/:name/versions/:version/upload',
-    config: { action: 'model.register', resource: version },
-    schema: {
-      tags,
-      summary: 'Discard the staged files of an unfinished upload',
-      params: versionParams,
-      response: respond(ok),
-    },
-    handler: async (request) => {
-      const p = request.params as P;
+  modelVersionRoute(
+    'DELETE',
+    '/upload',
+    'model.register',
+    { summary: 'Discard the staged files of an unfinished upload', response: ok },
+    async (request, p) => {
       await registry.abortUpload(principalOf(request), 'model', p.name, p.version);
       return { ok: true };
     },
-  });
+  );
   app.route({
     method: 'POST',
     url: '/v1/models/:name/versions',
@@ -572,66 +493,52 @@ export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): v
   });
 
   // ---- signatures, verification, scans, promotion
-  const versionPost = (
-    suffix: string,
-    action: ActionId,
-    summary: string,
-    body: JsonSchema | undefined,
-    response: JsonSchema,
-    run: (request: FastifyRequest, p: P) => Promise<unknown>,
-  ): void => {
-    app.route({
-      method: 'POST',
-      url: `/v1/models/:name/versions/:version/${suffix}`,
-      config: { action, resource: version },
-      schema: {
-        tags,
-        summary,
-        params: versionParams,
-        ...(body === undefined ? {} : { body }),
-        response: respond(response),
-      },
-      handler: (request) => run(request, request.params as P),
-    });
-  };
-  versionPost(
-    'sign',
+  modelVersionRoute(
+    'POST',
+    '/sign',
     'model.sign',
-    'Sign with the registry KMS key, or attach an externally made OMS bundle (verified first)',
-    object({ bundle: str('Sigstore bundle JSON text', { maxLength: 16 * 1024 * 1024 }) }),
-    signatureSchema,
+    {
+      summary: 'Sign with the registry KMS key, or attach an externally made OMS bundle (verified first)',
+      body: signBody,
+      response: signatureSchema,
+    },
     (request, p) => {
-      const bundle = (request.body as { bundle?: string } | undefined)?.bundle;
+      const bundle = bundleOf(request);
       return bundle === undefined
         ? registry.sign(principalOf(request), p.name, p.version)
         : registry.attachSignature(principalOf(request), p.name, p.version, bundle);
     },
   );
-  versionPost(
-    'verify',
+  modelVersionRoute(
+    'POST',
+    '/verify',
     'model.verify',
-    'Verify the signature against the trusted signers and stored digests (deep: decrypt and re-hash every file)',
-    object({ deep: { type: 'boolean' } }),
-    verifySchema,
-    (request, p) =>
-      registry.verify(principalOf(request), p.name, p.version, {
-        deep: (request.body as { deep?: boolean } | undefined)?.deep === true,
-      }),
+    {
+      summary:
+        'Verify the signature against the trusted signers and stored digests (deep: decrypt and re-hash every file)',
+      body: verifyBody,
+      response: verifySchema,
+    },
+    (request, p) => registry.verify(principalOf(request), p.name, p.version, deepOf(request)),
   );
-  versionPost(
-    'scan',
+  modelVersionRoute(
+    'POST',
+    '/scan',
     'model.scan',
-    'Re-scan the stored files with the current rules',
-    undefined,
-    scanSummarySchema,
+    { summary: 'Re-scan the stored files with the current rules', response: scanSummarySchema },
     (request, p) => registry.scan(principalOf(request), p.name, p.version),
   );
-  versionPost(
-    'waive',
+  modelVersionRoute(
+    'POST',
+    '/waive',
     'model.waive',
-    "Accept the version's current scan verdict for promotion (audited)",
-    object({ reason: str('why', { minLength: 1, maxLength: 2048 }), expiresAt: int('epoch ms') }, ['reason']),
-    waiverSchema,
+    {
+      summary: "Accept the version's current scan verdict for promotion (audited)",
+      body: object({ reason: str('why', { minLength: 1, maxLength: 2048 }), expiresAt: int('epoch ms') }, [
+        'reason',
+      ]),
+      response: waiverSchema,
+    },
     (request, p) => {
       const b = request.body as { reason: string; expiresAt?: number };
       return registry.waive(principalOf(request), p.name, p.version, {
@@ -671,21 +578,13 @@ export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): v
       );
     },
   });
-  app.route({
-    method: 'GET',
-    url: '/v1/models/:name/versions/:version/scan',
-    config: { action: 'model.read', resource: version },
-    schema: {
-      tags,
-      summary: 'Per-file scan results',
-      params: versionParams,
-      response: respond(object({ results: { type: 'array', items: scanRecordSchema } }, ['results'])),
-    },
-    handler: async (request) => {
-      const p = request.params as P;
-      return { results: await registry.scanResults(principalOf(request), p.name, p.version) };
-    },
-  });
+  modelVersionRoute(
+    'GET',
+    '/scan',
+    'model.read',
+    { summary: 'Per-file scan results', response: listOf('results', scanRecordSchema) },
+    async (request, p) => ({ results: await registry.scanResults(principalOf(request), p.name, p.version) }),
+  );
   app.route({
     method: 'GET',
     url: '/v1/models/:name/approvals',
@@ -694,7 +593,7 @@ export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): v
       tags,
       summary: 'Approval requests of a model',
       params: modelParams,
-      response: respond(object({ approvals: { type: 'array', items: approvalSchema } }, ['approvals'])),
+      response: respond(listOf('approvals', approvalSchema)),
     },
     handler: async (request) => ({
       approvals: await registry.approvals(principalOf(request), (request.params as P).name),
@@ -769,73 +668,53 @@ export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): v
       },
     });
   }
-  app.route({
-    method: 'GET',
-    url: '/v1/models/:name/versions/:version/servable',
-    config: { action: 'model.read', resource: version },
-    schema: {
-      tags,
+  modelVersionRoute(
+    'GET',
+    '/servable',
+    'model.read',
+    {
       summary:
         'Whether the gateway may serve this version (deployed, signed, verified, scan accepted, not quarantined)',
-      params: versionParams,
       querystring: object({ stage: stageSchema }),
-      response: respond(
-        object(
-          {
-            servable: { type: 'boolean' },
-            reasons: { type: 'array', items: str('reason') },
-            digest: str('digest'),
-            stages: { type: 'array', items: stageSchema },
-          },
-          ['servable', 'reasons'],
-        ),
+      response: record(
+        {
+          servable: { type: 'boolean' },
+          reasons: array(str('reason')),
+          digest: str('digest'),
+          stages: array(stageSchema),
+        },
+        ['digest', 'stages'],
       ),
     },
-    handler: async (request) => {
-      const p = request.params as P;
-      return registry.servable(p.name, p.version, (request.query as { stage?: Stage }).stage);
-    },
-  });
-  app.route({
-    method: 'GET',
-    url: '/v1/models/:name/versions/:version/lineage',
-    config: { action: 'model.read', resource: version },
-    schema: {
-      tags,
+    (request, p) => registry.servable(p.name, p.version, (request.query as { stage?: Stage }).stage),
+  );
+  modelVersionRoute(
+    'GET',
+    '/lineage',
+    'model.read',
+    {
       summary: 'Ancestry (parent chain), children and training datasets of a version',
-      params: versionParams,
-      response: respond(
-        object(
-          {
-            version: modelVersionSchema,
-            ancestors: { type: 'array', items: modelVersionSchema },
-            children: { type: 'array', items: modelVersionSchema },
-          },
-          ['version', 'ancestors', 'children'],
-        ),
-      ),
+      response: record({
+        version: modelVersionSchema,
+        ancestors: array(modelVersionSchema),
+        children: array(modelVersionSchema),
+      }),
     },
-    handler: async (request) => {
-      const p = request.params as P;
-      return registry.ancestry(principalOf(request), p.name, p.version);
-    },
-  });
-  app.route({
-    method: 'GET',
-    url: '/v1/models/:name/versions/:version/bom',
-    config: { action: 'model.read', resource: version },
-    schema: {
-      tags,
+    (request, p) => registry.ancestry(principalOf(request), p.name, p.version),
+  );
+  modelVersionRoute(
+    'GET',
+    '/bom',
+    'model.read',
+    {
       summary: 'CycloneDX 1.6 ML-BOM of the version (validated against the 1.6 schema)',
-      params: versionParams,
-      response: respond({ type: 'object', additionalProperties: true, description: 'CycloneDX 1.6 JSON' }),
+      response: { type: 'object', additionalProperties: true, description: 'CycloneDX 1.6 JSON' },
     },
-    handler: async (request, reply) => {
-      const p = request.params as P;
+    (request, p, reply) => {
       void reply.header('content-type', 'application/vnd.cyclonedx+json; version=1.6');
       return registry.bom(principalOf(request), p.name, p.version);
     },
-  });
+  );
   app.route({
     method: 'GET',
     url: '/v1/registry/epoch',
@@ -920,11 +799,7 @@ export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): v
       action: 'dataset.read',
       resource: () => ({ type: 'Dataset', id: '*', attrs: { sensitivity: 'restricted' } }),
     },
-    schema: {
-      tags,
-      summary: 'List datasets',
-      response: respond(object({ datasets: { type: 'array', items: str('name') } }, ['datasets'])),
-    },
+    schema: { tags, summary: 'List datasets', response: respond(listOf('datasets', str('name'))) },
     handler: async (request) => ({ datasets: await registry.listDatasets(principalOf(request)) }),
   });
   app.route({
@@ -935,36 +810,26 @@ export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): v
       tags,
       summary: 'Versions of a dataset',
       params: datasetParams,
-      response: respond(object({ versions: { type: 'array', items: datasetVersionSchema } }, ['versions'])),
+      response: respond(listOf('versions', datasetVersionSchema)),
     },
     handler: async (request) => ({
       versions: await registry.listDatasetVersions(principalOf(request), (request.params as P).name),
     }),
   });
-  app.route({
-    method: 'GET',
-    url: '/v1/datasets/:name/versions/:version',
-    config: { action: 'dataset.read', resource: dataset },
-    schema: {
-      tags,
+  datasetVersionRoute(
+    'GET',
+    '',
+    'dataset.read',
+    {
       summary: 'A dataset version with files and signatures',
-      params: datasetVersionParams,
-      response: respond(
-        object(
-          {
-            version: datasetVersionSchema,
-            files: { type: 'array', items: fileSchema },
-            signatures: { type: 'array', items: signatureSchema },
-          },
-          ['version', 'files', 'signatures'],
-        ),
-      ),
+      response: record({
+        version: datasetVersionSchema,
+        files: array(fileSchema),
+        signatures: array(signatureSchema),
+      }),
     },
-    handler: async (request) => {
-      const p = request.params as P;
-      return registry.getDatasetVersion(principalOf(request), p.name, p.version);
-    },
-  });
+    (request, p) => registry.getDatasetVersion(principalOf(request), p.name, p.version),
+  );
   app.route({
     method: 'POST',
     url: '/v1/datasets/:name/versions',
@@ -1012,63 +877,48 @@ export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): v
       });
     },
   });
-  app.route({
-    method: 'POST',
-    url: '/v1/datasets/:name/versions/:version/sign',
-    config: { action: 'dataset.sign', resource: dataset },
-    schema: {
-      tags,
+  datasetVersionRoute(
+    'POST',
+    '/sign',
+    'dataset.sign',
+    {
       summary: 'Sign a dataset version with the registry KMS key, or attach a verified external bundle',
-      params: datasetVersionParams,
-      body: object({ bundle: str('Sigstore bundle JSON text', { maxLength: 16 * 1024 * 1024 }) }),
-      response: respond(signatureSchema),
+      body: signBody,
+      response: signatureSchema,
     },
-    handler: async (request) => {
-      const p = request.params as P;
-      const bundle = (request.body as { bundle?: string } | undefined)?.bundle;
+    (request, p) => {
+      const bundle = bundleOf(request);
       return bundle === undefined
         ? registry.signDataset(principalOf(request), p.name, p.version)
         : registry.attachDatasetSignature(principalOf(request), p.name, p.version, bundle);
     },
-  });
-  app.route({
-    method: 'POST',
-    url: '/v1/datasets/:name/versions/:version/verify',
-    config: { action: 'dataset.verify', resource: dataset },
-    schema: {
-      tags,
+  );
+  datasetVersionRoute(
+    'POST',
+    '/verify',
+    'dataset.verify',
+    {
       summary: 'Verify a dataset before training use (deep: decrypt and re-hash every file)',
-      params: datasetVersionParams,
-      body: object({ deep: { type: 'boolean' } }),
-      response: respond(verifySchema),
+      body: verifyBody,
+      response: verifySchema,
     },
-    handler: async (request) => {
-      const p = request.params as P;
-      return registry.verifyDataset(principalOf(request), p.name, p.version, {
-        deep: (request.body as { deep?: boolean } | undefined)?.deep === true,
-      });
-    },
-  });
-  app.route({
-    method: 'GET',
-    url: '/v1/datasets/:name/versions/:version/lineage',
-    config: { action: 'dataset.read', resource: dataset },
-    schema: {
-      tags,
+    (request, p) => registry.verifyDataset(principalOf(request), p.name, p.version, deepOf(request)),
+  );
+  datasetVersionRoute(
+    'GET',
+    '/lineage',
+    'dataset.read',
+    {
       summary: 'Model versions trained on this dataset version (GDPR erasure impact)',
-      params: datasetVersionParams,
-      response: respond(object({ versions: { type: 'array', items: modelVersionSchema } }, ['versions'])),
+      response: trainedOnSchema,
     },
-    handler: async (request) => {
-      const p = request.params as P;
-      return {
-        versions: await registry.versionsTrainedOn(principalOf(request), {
-          dataset: p.name,
-          version: p.version,
-        }),
-      };
-    },
-  });
+    async (request, p) => ({
+      versions: await registry.versionsTrainedOn(principalOf(request), {
+        dataset: p.name,
+        version: p.version,
+      }),
+    }),
+  );
   app.route({
     method: 'GET',
     url: '/v1/lineage/datasets/:digest',
@@ -1083,7 +933,7 @@ export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): v
       tags,
       summary: 'Model versions trained on a dataset with this root digest (registered or external)',
       params: object({ digest: str('dataset root digest', { pattern: DIGEST }) }, ['digest']),
-      response: respond(object({ versions: { type: 'array', items: modelVersionSchema } }, ['versions'])),
+      response: respond(trainedOnSchema),
     },
     handler: async (request) => ({
       versions: await registry.versionsTrainedOn(principalOf(request), {
