@@ -3,6 +3,7 @@ import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { PREFIX_BYTES, TAG_BYTES, WardenCryptoError } from '../crypto/index.ts';
 import {
+  DEFAULT_CHUNK_EXPONENT,
   decryptStream,
   encryptStream,
   KeyUnavailableError,
@@ -56,20 +57,61 @@ function integrityFailure(binding: ArtifactBinding, err: unknown): IntegrityErro
   );
 }
 
-async function* readFileNoFollow(file: string, onChunk: (chunk: Buffer) => void): AsyncGenerator<Uint8Array> {
+/** Plaintext is read in pieces of about this size: few thread-pool round trips, still a small bound on memory. */
+const READ_BYTES = 4 * 1024 * 1024;
+/** Read buffers cycled through: the piece being encrypted, the one being read, the one just released. */
+const READ_RING = 3;
+
+/**
+ * Reads `file` in pieces of `pieceSize` bytes (whole chunks), the next read in flight while the current piece is
+ * hashed and encrypted. The pieces cycle through a few buffers instead of fresh memory for every read: freshly
+ * faulted-in pages cost more than the AES-GCM, and a copy out of one shared buffer costs a memcpy on top.
+ *
+ * Reuse is safe because encryptStream consumes whole chunks: a piece of whole chunks is sealed completely before
+ * the next piece is asked for, and a buffer is refilled only two requests after it was handed out. A short piece
+ * means the end of the file; should the file grow after it (it is then refused by the length and digest checks),
+ * what follows goes into fresh buffers, since the short piece's tail may still sit in encryptStream's queue.
+ */
+async function* readFileNoFollow(
+  file: string,
+  pieceSize: number,
+  onPiece: (piece: Buffer) => void,
+): AsyncGenerator<Buffer> {
   // O_NOFOLLOW: a file swapped for a symlink after it was hashed is refused rather than read through.
   const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  const ring: Buffer[] = [];
+  let reads = 0;
+  let wholePieces = true;
+  const readPiece = async (position: number): Promise<Buffer> => {
+    const slot = reads++ % READ_RING;
+    let buffer = wholePieces ? ring[slot] : undefined;
+    if (buffer === undefined) {
+      buffer = Buffer.allocUnsafe(pieceSize);
+      if (wholePieces) ring[slot] = buffer;
+    }
+    let got = 0;
+    while (got < pieceSize) {
+      const { bytesRead } = await handle.read(buffer, got, pieceSize - got, position + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    if (got < pieceSize) wholePieces = false;
+    return buffer.subarray(0, got);
+  };
+  // The read in flight must settle before the handle closes, also when the consumer stops early.
+  let pending: Promise<Buffer> | undefined = readPiece(0);
   try {
-    const buffer = Buffer.allocUnsafe(1 << 20);
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
-      if (bytesRead === 0) return;
-      // A fresh copy: encryptStream may keep a reference until the chunk is sealed.
-      const chunk = Buffer.from(buffer.subarray(0, bytesRead));
-      onChunk(chunk);
-      yield chunk;
+    for (let position = 0; ;) {
+      const piece: Buffer = await pending;
+      pending = undefined;
+      if (piece.length === 0) return;
+      position += piece.length;
+      pending = readPiece(position);
+      onPiece(piece);
+      yield piece;
     }
   } finally {
+    await pending?.catch(() => undefined);
     await handle.close();
   }
 }
@@ -95,14 +137,18 @@ export class ArtifactVault {
     expected: { readonly sha256: string; readonly size: number },
   ): Promise<{ blobId: string; storedSize: number }> {
     const hash = createHash('sha256');
+    const chunkExponent = this.#chunkExponent ?? DEFAULT_CHUNK_EXPONENT;
+    const chunkSize = 2 ** chunkExponent;
+    // Whole chunks per piece, so encryptStream seals views of the pieces instead of copying across them.
+    const pieceSize = chunkSize * Math.max(1, Math.floor(READ_BYTES / chunkSize));
     const ref = await this.blobs.put(
       encryptStream(
-        readFileNoFollow(file, (chunk) => hash.update(chunk)),
+        readFileNoFollow(file, pieceSize, (piece) => hash.update(piece)),
         {
           recipients: [this.#keys],
           context: artifactContext(binding),
           plaintextLength: expected.size,
-          ...(this.#chunkExponent === undefined ? {} : { chunkExponent: this.#chunkExponent }),
+          chunkExponent,
         },
       ),
     );
@@ -119,13 +165,49 @@ export class ArtifactVault {
       throw new IntegrityError(`stored file ${JSON.stringify(binding.path)} is missing from the blob store`);
     }
     try {
-      yield* decryptStream(this.blobs.get(blobId), {
+      yield* decryptStream(this.#sealedPieces(blobId), {
         keys: [this.#keys],
         expectedContext: artifactContext(binding),
       });
     } catch (err) {
       if (tampered(err)) throw integrityFailure(binding, err);
       throw err;
+    }
+  }
+
+  /**
+   * The blob cut where decryptStream cuts it: the header with the prefix, then runs of whole sealed chunks, the next
+   * run read while the current one is decrypted. decryptStream then opens views of these pieces; pieces that do not
+   * line up with chunks (a plain 1 MiB stream against 1 MiB + 16-byte sealed chunks) make it copy every chunk into
+   * fresh memory first. Only where to cut comes from the unauthenticated header here: decryptStream still parses,
+   * authenticates and checks everything, so a lying header only yields pieces it rejects.
+   */
+  async *#sealedPieces(blobId: string): AsyncGenerator<Uint8Array> {
+    const blobSize = (await this.blobs.stat(blobId))?.size ?? 0;
+    const fixed = Buffer.from(await this.blobs.read(blobId, 0, 8));
+    const headerLength = fixed.length === 8 ? fixed.readUInt32BE(4) : 0;
+    if (headerLength < 8 || headerLength > MAX_HEADER_BYTES || headerLength + PREFIX_BYTES > blobSize) {
+      // Not an envelope worth cutting: decryptStream reports what is wrong with it.
+      yield* this.blobs.get(blobId);
+      return;
+    }
+    const header = parseHeader(Buffer.from(await this.blobs.read(blobId, 0, headerLength)));
+    const sealed = 2 ** header.chunkExponent + TAG_BYTES;
+    const run = sealed * Math.max(1, Math.floor(READ_BYTES / sealed));
+    let position = headerLength + PREFIX_BYTES;
+    yield await this.blobs.read(blobId, 0, position);
+    let pending: Promise<Uint8Array> | undefined = this.blobs.read(blobId, position, run);
+    try {
+      while (pending !== undefined) {
+        const piece: Uint8Array = await pending;
+        pending = undefined;
+        if (piece.byteLength === 0) return;
+        position += piece.byteLength;
+        if (piece.byteLength === run) pending = this.blobs.read(blobId, position, run);
+        yield piece;
+      }
+    } finally {
+      await pending?.catch(() => undefined);
     }
   }
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -111,5 +111,34 @@ describe('ArtifactVault random access', () => {
     await assert.rejects(vault.store(file, binding, { sha256: 'b'.repeat(64), size: data.length }), {
       code: 'integrity_failure',
     });
+  });
+
+  it('stores and decrypts files spanning several 4 MiB read pieces intact, at several chunk sizes', async () => {
+    // Storing reuses its read buffers: every byte must still arrive, in order, whatever the chunk size.
+    const keyring = (await LocalKeyring.open(path.join(dir, 'keyring-large.json'), { create: true })).keyring;
+    const blobs = await FsBlobStore.open(path.join(dir, 'blobs-large'));
+    const data = randomBytes(9 * 1024 * 1024 + 12_345);
+    const file = path.join(dir, 'large.bin');
+    await writeFile(file, data);
+    const sha256 = createHash('sha256').update(data).digest('hex');
+    for (const chunkExponent of [14, 20, 22, 24]) {
+      const vault = new ArtifactVault(blobs, keyring, { chunkExponent });
+      const binding = {
+        kind: 'model' as const,
+        name: 'big',
+        version: '1',
+        root: 'c'.repeat(64),
+        path: `x${chunkExponent}`,
+      };
+      const { blobId } = await vault.store(file, binding, { sha256, size: data.length });
+      const back = await collect(vault.decrypt(blobId, binding));
+      assert.equal(createHash('sha256').update(back).digest('hex'), sha256, `chunk 2^${chunkExponent}`);
+      const source = await vault.source(blobId, binding);
+      const offset = 8 * 1024 * 1024 - 7;
+      assert.deepEqual(
+        Buffer.from(await source.read(offset, 100_000)),
+        data.subarray(offset, offset + 100_000),
+      );
+    }
   });
 });

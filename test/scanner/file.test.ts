@@ -84,6 +84,22 @@ with open(out, 'wb') as f:
     assert.deepEqual(fromFile, fromBuffer);
   });
 
+  it('scanFile finds a payload that sits past 8 MiB, behind large binary frames, as a buffer scan does', async () => {
+    // The file reader reuses one window buffer: what lies behind big skipped payloads must still be read right.
+    const file = path.join(dir, 'frames.pkl');
+    python(
+      `import pickle, os
+class R:
+    def __reduce__(self): return (os.system, ('id',))
+with open(out, 'wb') as f:
+    f.write(pickle.dumps({'weights': bytes(9 * 1024 * 1024), 'bias': bytes(513), 'hook': R()}, protocol=4))`,
+      file,
+    );
+    const fromFile = await scanFile(file);
+    assert.equal(fromFile.verdict, 'malicious');
+    assert.deepEqual(fromFile, await scanBuffer(readFileSync(file), 'frames.pkl'));
+  });
+
   it('scanFile on a missing file is an error verdict, not a throw', async () => {
     const r = await scanFile(path.join(dir, 'nope.pkl'));
     assert.equal(r.verdict, 'error');

@@ -1,6 +1,6 @@
 import type { ScanContext } from '../context.ts';
 import { PickleWalker, type NestedPayload, type PV, type WalkStatus } from '../pickle/walker.ts';
-import { BufferSource, sliceSource, type ByteSource } from '../source.ts';
+import { BufferSource, sliceSource, WindowReader, type ByteSource } from '../source.ts';
 
 /**
  * The walker is fed this much at a time, files and buffers alike (a buffer's chunks are views): short calls
@@ -26,9 +26,10 @@ export interface PickleStreamResult {
 
 async function drive(walker: PickleWalker, src: ByteSource, ctx: ScanContext): Promise<WalkStatus> {
   let chunk = CHUNK;
+  const windows = new WindowReader(src);
   for (;;) {
     const base = walker.pos;
-    const buf = await src.read(base, chunk);
+    const buf = await windows.read(base, chunk);
     const status = walker.run(buf, base, src.size);
     if (status.kind !== 'need') return status;
     if (walker.pos === base) {
