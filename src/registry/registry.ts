@@ -467,6 +467,16 @@ export class Registry {
    * Hashes (OMS `files`, SHA-256), scans and encrypts every file of `dir`. Blobs written before a failure are
    * removed again. Returns the records to persist.
    */
+  /** Records an ingested version; when that fails its blobs are removed again, so none is left orphaned. */
+  async #recordIngested(files: readonly FileRecord[], record: () => Promise<unknown>): Promise<void> {
+    try {
+      await record();
+    } catch (err) {
+      await Promise.all(files.map((f) => this.#vault.blobs.delete(f.blobId).catch(() => undefined)));
+      throw err;
+    }
+  }
+
   async #ingest(
     dir: string,
     kind: SubjectKind,
@@ -626,8 +636,8 @@ export class Registry {
           undefined,
         );
         const id = randomUUID();
-        try {
-          await this.#repo.insertModelVersion(
+        await this.#recordIngested(ingested.files, () =>
+          this.#repo.insertModelVersion(
             {
               id,
               model,
@@ -652,13 +662,8 @@ export class Registry {
               scan: ingested.scan,
             },
             randomUUID(),
-          );
-        } catch (err) {
-          await Promise.all(
-            ingested.files.map((f) => this.#vault.blobs.delete(f.blobId).catch(() => undefined)),
-          );
-          throw err;
-        }
+          ),
+        );
         const stored = await this.#repo.getModelVersionById(id);
         if (stored === undefined) throw new Error('the version vanished after it was recorded');
         return stored;
@@ -694,8 +699,8 @@ export class Registry {
         }
         const ingested = await this.#ingest(input.dir, 'dataset', dataset, version);
         const id = randomUUID();
-        try {
-          await this.#repo.insertDatasetVersion(
+        await this.#recordIngested(ingested.files, () =>
+          this.#repo.insertDatasetVersion(
             {
               id,
               dataset,
@@ -712,13 +717,8 @@ export class Registry {
               scan: ingested.scan,
             },
             randomUUID(),
-          );
-        } catch (err) {
-          await Promise.all(
-            ingested.files.map((f) => this.#vault.blobs.delete(f.blobId).catch(() => undefined)),
-          );
-          throw err;
-        }
+          ),
+        );
         const stored = await this.#repo.getDatasetVersionById(id);
         if (stored === undefined) throw new Error('the dataset version vanished after it was recorded');
         return stored;

@@ -5,26 +5,13 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Readable, Writable } from 'node:stream';
 import { after, describe, it } from 'node:test';
-import { Command, CommanderError } from 'commander';
 import { loadConfig, startWarden } from '../../src/app/index.ts';
 import { registerAuditCommands } from '../../src/cli/commands/audit.ts';
-import { ExitCode, classify } from '../../src/cli/exit-codes.ts';
+import { ExitCode } from '../../src/cli/exit-codes.ts';
 import { KmsClient, WardenHttp } from '../../src/client/index.ts';
 import { tempDir } from '../envelope/support.ts';
-
-class Capture extends Writable {
-  readonly chunks: Buffer[] = [];
-  isTTY = false;
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    this.chunks.push(Buffer.from(chunk));
-    callback();
-  }
-  text(): string {
-    return Buffer.concat(this.chunks).toString('utf8');
-  }
-}
+import { runCli } from '../support/cli.ts';
 
 describe('warden audit', async () => {
   const dir = tempDir('warden-audit-cli-');
@@ -38,30 +25,7 @@ describe('warden audit', async () => {
   await kms.createKey({ name: 'audited', type: 'aes256-gcm' });
   await kms.encrypt('audited', Buffer.from('x'));
 
-  async function run(args: string[], stdin?: string): Promise<{ code: number; out: string; err: string }> {
-    const stdout = new Capture();
-    const stderr = new Capture();
-    const program = new Command().name('warden').exitOverride();
-    program.configureOutput({ writeErr: (s) => stderr.write(s), writeOut: (s) => stdout.write(s) });
-    registerAuditCommands(program, {
-      stdin: Readable.from(stdin === undefined ? [] : [Buffer.from(stdin)]) as unknown as NodeJS.ReadStream,
-      stdout: stdout as unknown as NodeJS.WriteStream,
-      stderr: stderr as unknown as NodeJS.WriteStream,
-      env,
-    });
-    let code: number = ExitCode.ok;
-    try {
-      await program.parseAsync(args, { from: 'user' });
-    } catch (err) {
-      if (err instanceof CommanderError) code = ExitCode.usage;
-      else {
-        const c = classify(err);
-        code = c.exitCode;
-        stderr.write(`warden: ${c.message}\n`);
-      }
-    }
-    return { code, out: stdout.text(), err: stderr.text() };
-  }
+  const run = (args: string[], stdin?: string) => runCli(registerAuditCommands, args, env, stdin);
 
   const exportFile = path.join(dir, 'export.jsonl');
   const keyFile = path.join(dir, 'verifier.key');

@@ -4,25 +4,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Readable, Writable } from 'node:stream';
 import { after, describe, it } from 'node:test';
-import { Command, CommanderError } from 'commander';
 import { loadConfig, startWarden } from '../../src/app/index.ts';
 import { registerPolicyCommands } from '../../src/cli/commands/policies.ts';
-import { ExitCode, classify } from '../../src/cli/exit-codes.ts';
+import { ExitCode } from '../../src/cli/exit-codes.ts';
 import { tempDir } from '../envelope/support.ts';
-
-class Capture extends Writable {
-  readonly chunks: Buffer[] = [];
-  isTTY = false;
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    this.chunks.push(Buffer.from(chunk));
-    callback();
-  }
-  text(): string {
-    return Buffer.concat(this.chunks).toString('utf8');
-  }
-}
+import { runCli } from '../support/cli.ts';
 
 describe('warden policies', async () => {
   const dir = tempDir('warden-policies-cli-');
@@ -46,28 +33,10 @@ describe('warden policies', async () => {
     '// a typo in the action\npermit (principal, action == Warden::Action::"dataset.raed", resource);\n',
   );
 
-  async function run(args: string[]): Promise<{ code: number; out: string }> {
-    const stdout = new Capture();
-    const stderr = new Capture();
-    const program = new Command().name('warden').exitOverride();
-    program.configureOutput({ writeErr: (s) => stderr.write(s), writeOut: (s) => stdout.write(s) });
-    registerPolicyCommands(program, {
-      stdin: Readable.from([]) as unknown as NodeJS.ReadStream,
-      stdout: stdout as unknown as NodeJS.WriteStream,
-      stderr: stderr as unknown as NodeJS.WriteStream,
-      env,
-    });
-    let code: number = ExitCode.ok;
-    try {
-      await program.parseAsync(args, { from: 'user' });
-    } catch (err) {
-      code = err instanceof CommanderError ? ExitCode.usage : classify(err).exitCode;
-    }
-    return { code, out: stdout.text() };
-  }
+  const run = (args: string[]) => runCli(registerPolicyCommands, args, env);
 
   it('validates files offline: ok, or exit 5 with the line of the problem', async () => {
-    assert.deepEqual(await run(['policies', 'validate', good]), { code: 0, out: `${good}: ok\n` });
+    assert.deepEqual(await run(['policies', 'validate', good]), { code: 0, out: `${good}: ok\n`, err: '' });
     const r = await run(['policies', 'validate', good, bad]);
     assert.equal(r.code, ExitCode.malformed);
     assert.match(r.out, new RegExp(`${bad.replaceAll('/', '\\/')}:2:\\d+: error`));
