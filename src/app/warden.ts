@@ -1,3 +1,4 @@
+import type { SecureContextOptions } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -43,6 +44,8 @@ import { openIdentityFactors } from './identity-factors.ts';
 import type { IdentityFactors } from './identity-factors.ts';
 import { DEMO_MODEL, gatewayBodyLimit, openEmbeddedGateway } from './gateway.ts';
 import { lateBound } from './late-bound.ts';
+import { startClientTrust } from './client-trust.ts';
+import type { ClientTrust } from './client-trust.ts';
 import { openRegistry, publishDemoModel } from './registry.ts';
 import type { OpenedRegistry } from './registry.ts';
 import { CREDIT_BIAS, CREDIT_FEATURES, CREDIT_WEIGHTS, registerGatewayRoutes } from '../gateway/index.ts';
@@ -60,6 +63,8 @@ export interface RunningWarden {
   readonly audit: AuditTrail;
   readonly identity: IdentityRuntime;
   readonly ca: CertificateAuthority;
+  /** Mutual TLS: the listener's trust in the internal CA (refreshed every 30 s; `refresh` forces it). */
+  readonly clientTrust: ClientTrust;
   readonly gateway: EmbeddedGateway | undefined;
   readonly registry: OpenedRegistry | undefined;
   readonly policy: PolicyEngine;
@@ -253,7 +258,8 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
     authenticate,
     policy,
     environment: config.environment,
-    tls,
+    // Client certificates are requested from the start; the internal CA's bundle replaces this trust once it exists.
+    tls: { ...tls, clientCa: tls.cert },
     audit: audit.recorder,
     routes: [
       (app) => {
@@ -285,6 +291,15 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
     logger: { level: 'info', stream: options.requestLog ?? process.stderr },
   });
   await server.listen({ host: config.listen.host, port: config.listen.port });
+  const clientTrust = startClientTrust({
+    // The listener is an https.Server (TLS configured above); Fastify types it as a plain http.Server.
+    server: server.server as unknown as { setSecureContext(options: SecureContextOptions): void },
+    key: tls.key,
+    cert: tls.cert,
+    ca,
+    log,
+  });
+  await clientTrust.refresh().catch(() => undefined);
   const address = server.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.listen.port;
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
@@ -310,6 +325,7 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
     audit,
     identity,
     ca,
+    clientTrust,
     get gateway() {
       return services.gateway;
     },
@@ -320,6 +336,7 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
     server,
     async close() {
       clearInterval(purge);
+      clientTrust.stop();
       customPolicies.close();
       await server.close();
       await factors.close();
