@@ -161,6 +161,8 @@ export async function createKmsServer(options: KmsServerOptions): Promise<Fastif
     ajv: {
       customOptions: {
         coerceTypes: false,
+        // Some bodies are legitimately one of several JSON types (KServe `inputs`: array or object).
+        allowUnionTypes: true,
         removeAdditional: false,
         useDefaults: false,
         allErrors: false,
