@@ -99,6 +99,8 @@ export interface TokenFamily {
   readonly createdAt: number;
   readonly expiresAt: number;
   readonly revokedAt: number | null;
+  /** The network the session logged in from (`loginNetwork`), for step-up on a new network. */
+  readonly loginNetwork: string | null;
 }
 
 /** What `authenticate` needs to know about a principal on every request (cached for about a second). */
@@ -273,6 +275,7 @@ function toFamily(row: FamilyRow): TokenFamily {
     createdAt: row.created_at,
     expiresAt: row.expires_at,
     revokedAt: row.revoked_at,
+    loginNetwork: row.login_network,
   };
 }
 
@@ -795,6 +798,7 @@ export class Directory {
           expires_at: family.expiresAt,
           revoked_at: null,
           revoked_reason: null,
+          login_network: family.loginNetwork,
         })
         .execute();
       await insertRefreshToken(trx, family.id, firstToken, family.createdAt);

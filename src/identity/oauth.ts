@@ -7,6 +7,7 @@ import type { AuditEvent, AuditRecorder } from '../audit/index.ts';
 import { constantTimeEqual, randomBytes } from '../crypto/index.ts';
 import type { MacKey } from '../crypto/index.ts';
 import type { Principal } from '../kms/index.ts';
+import { networkOf } from '../policy/index.ts';
 import type { AuthThrottle } from './credentials/index.ts';
 import { ROLE_PATTERN, parsePrincipalId, servicePrincipalId } from './directory.ts';
 import type {
@@ -110,6 +111,8 @@ export interface AccessTokenClaims extends JWTPayload {
   readonly sid?: string;
   readonly cnf?: { 'x5t#S256': string };
   readonly wdn_epoch: number;
+  /** The network the session logged in from (IPv4 /24, IPv6 /48). */
+  readonly wdn_net?: string;
 }
 
 export type AccessTokenFailure =
@@ -448,6 +451,7 @@ export class AuthorizationServer {
       sid: family.id,
       authTime: family.mfaAt ?? family.authTime,
       amr: family.amr,
+      ...(family.loginNetwork === null ? {} : { loginNetwork: family.loginNetwork }),
     };
   }
 
@@ -484,6 +488,7 @@ export class AuthorizationServer {
       createdAt: now,
       expiresAt: now + this.#sessionMaxMs,
       revokedAt: null,
+      loginNetwork: options.sourceIp === undefined ? null : (networkOf(options.sourceIp) ?? null),
     };
     const refresh = this.#newRefreshToken();
     await this.#dir.createFamily(family, {
@@ -526,6 +531,7 @@ export class AuthorizationServer {
       ...(input.sid === undefined ? {} : { sid: input.sid }),
       ...(input.thumbprint === undefined ? {} : { cnf: { 'x5t#S256': input.thumbprint } }),
       wdn_epoch: input.epoch,
+      ...(input.loginNetwork === undefined ? {} : { wdn_net: input.loginNetwork }),
     };
     return this.#keys.sign({ typ: 'at+jwt' }, claims);
   }
@@ -617,6 +623,7 @@ export class AuthorizationServer {
       authMethod: 'jwt',
       ...(status.kind === 'user' ? { groups: status.groups } : {}),
       ...(mfaAt === undefined ? {} : { mfaAt }),
+      ...(typeof claims.wdn_net === 'string' ? { loginNetwork: claims.wdn_net } : {}),
     };
     return { ok: true, claims: claims as AccessTokenClaims, principal, mfaEnrolmentOnly };
   }
@@ -1001,6 +1008,7 @@ interface AccessTokenInput {
   readonly thumbprint?: string;
   readonly authTime?: number;
   readonly amr?: readonly string[];
+  readonly loginNetwork?: string;
 }
 
 function address(request: RequestInfo): { address?: string } {

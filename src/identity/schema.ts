@@ -69,6 +69,8 @@ export interface IdentityDB {
     expires_at: EpochMillis;
     revoked_at: EpochMillis | null;
     revoked_reason: string | null;
+    /** The network (IPv4 /24, IPv6 /48) the session logged in from; null when unknown. */
+    login_network: string | null;
   };
   identity_refresh_tokens: {
     id: string;
@@ -211,6 +213,12 @@ export const IDENTITY_MIGRATIONS: readonly Migration[] = [
         .addColumn('value', 'text', (c) => c.notNull())
         .addColumn('updated_at', t.epochMillis, (c) => c.notNull())
         .execute();
+    },
+  },
+  {
+    id: 'identity/0002-login-network',
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('identity_token_families').addColumn('login_network', 'text').execute();
     },
   },
 ];

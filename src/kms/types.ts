@@ -63,6 +63,8 @@ export interface Principal {
   readonly groups?: readonly string[];
   /** When this principal's session last passed MFA (epoch ms), for step-up policies. */
   readonly mfaAt?: number;
+  /** The network (IPv4 /24, IPv6 /48) this principal's session logged in from, for step-up on a new network. */
+  readonly loginNetwork?: string;
   /** The request this call belongs to, for the audit trail (set by the HTTP layer). */
   readonly request?: { readonly id?: string; readonly sourceIp?: string; readonly userAgent?: string };
 }

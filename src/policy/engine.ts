@@ -45,6 +45,8 @@ export interface AuthzContext {
   readonly authMethod?: string;
   readonly environment?: string;
   readonly purpose?: string;
+  /** True when the request comes from another network than the one its session logged in from. */
+  readonly networkChanged?: boolean;
 }
 
 export interface AuthzRequest {
@@ -331,6 +333,7 @@ export class PolicyEngine {
         errors.push('context.mfaAgeSeconds: must be an integer');
       else out['mfaAgeSeconds'] = input.mfaAgeSeconds;
     }
+    if (typeof input.networkChanged === 'boolean') out['networkChanged'] = input.networkChanged;
     for (const name of ['authMethod', 'environment', 'purpose'] as const) {
       const value = input[name];
       if (value !== undefined) out[name] = value;

@@ -42,3 +42,4 @@ export {
   SqlPolicies,
 } from './sql-policies.ts';
 export type { PoliciesDB, SqlPoliciesOptions } from './sql-policies.ts';
+export { networkOf } from './network.ts';

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import type { Authorizer, KmsAction } from '../kms/index.ts';
 import type { Principal } from '../kms/index.ts';
 import type { AuthzContext, AuthzPrincipal, PolicyEngine } from './engine.ts';
+import { networkOf } from './network.ts';
 import { kmsCedarAction } from './schema.ts';
 
 export interface KmsAuthorizerOptions {
@@ -41,9 +42,13 @@ export function kmsPrincipal(principal: Principal): AuthzPrincipal {
  */
 export function principalContext(principal: Principal, now: number = Date.now()): AuthzContext {
   const sourceIp = principal.request?.sourceIp;
+  const network = sourceIp === undefined ? undefined : networkOf(sourceIp);
   return {
     authMethod: principal.authMethod,
     ...(sourceIp === undefined || isIP(sourceIp) === 0 ? {} : { sourceIp }),
+    ...(principal.loginNetwork === undefined || network === undefined
+      ? {}
+      : { networkChanged: network !== principal.loginNetwork }),
     ...(principal.mfaAt === undefined
       ? {}
       : { mfaAgeSeconds: Math.max(0, Math.floor((now - principal.mfaAt) / 1000)) }),

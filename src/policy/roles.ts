@@ -184,6 +184,11 @@ export interface GuardrailOptions {
   readonly corporateCidrs?: readonly string[];
   /** Key destruction by a `User` only with `context.mfaAgeSeconds` below this (900 = 15 minutes). */
   readonly stepUpMfaMaxAgeSeconds?: number;
+  /**
+   * A user's session is refused from a network (IPv4 /24, IPv6 /48) other than the one it logged in from, until
+   * the user logs in again there (`context.networkChanged`).
+   */
+  readonly reauthenticateOnNewNetwork?: boolean;
 }
 
 export class GuardrailConfigError extends Error {
@@ -259,6 +264,11 @@ unless {
   resource
 )
 unless { context has mfaAgeSeconds && context.mfaAgeSeconds < ${maxAge} };`;
+  }
+  if (options.reauthenticateOnNewNetwork === true) {
+    policies['guardrail.reauthenticate-on-new-network'] =
+      `forbid (principal is Warden::User, action, resource)
+when { context has networkChanged && context.networkChanged };`;
   }
   return policies;
 }

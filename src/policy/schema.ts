@@ -93,6 +93,7 @@ const ENTITY_DECLARATIONS = `  // Time of day in the deployment's time zone: min
     authMethod?: String,
     environment?: String,
     purpose?: String,
+    networkChanged?: Bool,
   };
 
   entity Role;
