@@ -215,7 +215,9 @@ export class RemoteAuthenticator {
     const amr = Array.isArray(claims.amr) ? (claims.amr as unknown[]) : [];
     const mfaAt =
       amr.includes('mfa') && typeof claims.auth_time === 'number' ? claims.auth_time * 1000 : undefined;
-    return this.#principal(claims.sub, status, 'jwt', mfaAt, info);
+    const principal = this.#principal(claims.sub, status, 'jwt', mfaAt, info);
+    // The session's login network, so the server's reauthenticateOnNewNetwork guardrail holds here too.
+    return typeof claims.wdn_net === 'string' ? { ...principal, loginNetwork: claims.wdn_net } : principal;
   }
 
   #principal(
