@@ -236,6 +236,23 @@ describe('token service (ES256 through the KMS)', () => {
     );
   });
 
+  it('a token verified before is remembered only by its exact text: a tampered copy is verified afresh and refused', async () => {
+    const { access_token } = await ccToken();
+    assert.ok(await f.identity.authenticate({ authorization: bearer(access_token), sourceIp: IP }));
+    assert.ok(await f.identity.authenticate({ authorization: bearer(access_token), sourceIp: IP }), 'cached');
+    const [header, payload, signature = ''] = access_token.split('.');
+    const flipped = `${signature.slice(0, -2)}${signature.endsWith('AA') ? 'BA' : 'AA'}`;
+    for (const tampered of [
+      `${header}.${payload}.${flipped}`,
+      `${header}.${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload ?? '', 'base64url').toString()), scope: 'admin' })).toString('base64url')}.${signature}`,
+    ]) {
+      assert.equal(
+        await f.identity.authenticate({ authorization: bearer(tampered), sourceIp: IP }),
+        undefined,
+      );
+    }
+  });
+
   it('a disable made by another process is seen within the one-second status cache', async () => {
     const { access_token } = await ccToken();
     assert.ok(await f.identity.authenticate({ authorization: bearer(access_token), sourceIp: IP }));
