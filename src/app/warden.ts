@@ -72,11 +72,6 @@ export interface RunningWarden {
   close(): Promise<void>;
 }
 
-/**
- * Starts Warden: data directory, stores (SQLite by default, PostgreSQL when configured), root of trust, audit
- * log, KMS with its rotation scheduler, and the HTTPS API. On embedded defaults everything lives in the data
- * directory: warden.db, keystore.db (separate), audit.jsonl, tls/, and the bootstrap token.
- */
 export interface StartOptions {
   /** Operational messages (maintenance runs, warnings). */
   readonly log?: (line: string) => void;
@@ -84,6 +79,13 @@ export interface StartOptions {
   readonly requestLog?: NodeJS.WritableStream;
 }
 
+/**
+ * Starts Warden: data directory, stores (SQLite by default, PostgreSQL when configured), root of trust, the
+ * tamper-evident audit log, the KMS with its rotation scheduler, identity, policies, the internal CA, the registry
+ * and the inference gateway, behind one HTTPS API. On embedded defaults everything lives in the data directory:
+ * warden.db and keystore.db (separate), audit.db, identity.db, registry.db with blobs/, webauthn.db, tls/, and the
+ * bootstrap token. Services that need KMS keys open once the root is unsealed.
+ */
 export async function startWarden(config: WardenConfig, options: StartOptions = {}): Promise<RunningWarden> {
   const log = options.log ?? (() => undefined);
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
