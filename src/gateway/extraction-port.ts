@@ -31,16 +31,3 @@ export interface ExtractionResult {
 export interface ExtractionObserver {
   observe(request: ExtractionObservation): ExtractionResult;
 }
-
-/** Groups callers by network so that one actor spreading queries over many addresses of a block is seen as one. */
-export function networkOf(ip: string): string {
-  const v4 = /^(?:::ffff:)?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.\d{1,3}$/i.exec(ip);
-  if (v4 !== null) return `${v4[1]}.${v4[2]}.${v4[3]}.0/24`;
-  if (ip.includes(':')) {
-    const [head = ''] = ip.split('::');
-    const groups = head.split(':').filter((g) => g !== '');
-    while (groups.length < 3) groups.push('0');
-    return `${groups.slice(0, 3).join(':').toLowerCase()}::/48`;
-  }
-  return ip;
-}

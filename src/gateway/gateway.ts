@@ -3,6 +3,7 @@ import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
 import type { AuditOutcome, AuditRecorder } from '../audit/index.ts';
 import type { Principal } from '../kms/index.ts';
+import { networkOf } from '../policy/index.ts';
 import { CompiledPolicy, PrivacyEngine } from '../privacy/index.ts';
 import type { Policy } from '../privacy/index.ts';
 import { AuditTrail, ContentHasher } from './audit-trail.ts';
@@ -29,7 +30,6 @@ import {
   upstreamError,
   upstreamMalformed,
 } from './errors.ts';
-import { networkOf } from './extraction-port.ts';
 import type { ExtractionObserver, ExtractionResult } from './extraction-port.ts';
 import { estimateTokens, Limits } from './limits.ts';
 import type { LimiterStore, TokenReservation, WindowState } from './limits.ts';
@@ -516,7 +516,8 @@ export class Gateway {
     if (monitor === undefined) return;
     const result = monitor.observe({
       principal: principal.id,
-      network: networkOf(context.sourceIp),
+      // One actor spreading queries over the addresses of a block is seen as one (IPv4 /24, IPv6 /48).
+      network: networkOf(context.sourceIp) ?? context.sourceIp,
       organisation: (this.#options.organisationOf ?? ((p: Principal) => p.groups?.[0] ?? p.id))(principal),
       at: Date.now(),
       ...observation,

@@ -33,7 +33,7 @@ export type {
   WindowLimit,
 } from './config.ts';
 export { GatewayError } from './errors.ts';
-export { EXTRACTION_ACTIONS, networkOf } from './extraction-port.ts';
+export { EXTRACTION_ACTIONS } from './extraction-port.ts';
 export type {
   ExtractionAction,
   ExtractionObservation,

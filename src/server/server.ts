@@ -90,11 +90,12 @@ const ROUTE_MODULES: readonly RouteModule[] = [
   randomRoutes,
 ];
 
-const registeredRoutes = new WeakMap<FastifyInstance, RouteInfo[]>();
+/** Every route of a server by `<METHOD> <url>`, with its declaration. */
+const registeredRoutes = new WeakMap<FastifyInstance, Map<string, RouteInfo>>();
 
 /** Every route of a server made by `createKmsServer`, with whether it needs a token. */
 export function listRoutes(app: FastifyInstance): readonly RouteInfo[] {
-  return registeredRoutes.get(app) ?? [];
+  return [...(registeredRoutes.get(app)?.values() ?? [])];
 }
 
 const REDACTED_PATHS = [
@@ -187,9 +188,8 @@ export async function createKmsServer(options: KmsServerOptions): Promise<Fastif
         },
       })) as unknown as FastifyInstance;
 
-  const routes: RouteInfo[] = [];
+  const routes = new Map<string, RouteInfo>();
   registeredRoutes.set(app, routes);
-  const declarations = new Map<string, RouteAuthz>();
 
   await app.register(swagger, {
     openapi: {
@@ -224,8 +224,7 @@ export async function createKmsServer(options: KmsServerOptions): Promise<Fastif
     const authz = routeAuthzOf(route);
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const method of methods) {
-      routes.push({ method, url: route.url, authz });
-      declarations.set(`${method} ${route.url}`, authz);
+      routes.set(`${method} ${route.url}`, { method, url: route.url, authz });
     }
   });
 
@@ -276,7 +275,7 @@ export async function createKmsServer(options: KmsServerOptions): Promise<Fastif
     options.audit,
   );
   app.addHook('preHandler', async (request) => {
-    const authz = declarations.get(`${request.method} ${request.routeOptions.url ?? ''}`);
+    const authz = routes.get(`${request.method} ${request.routeOptions.url ?? ''}`)?.authz;
     if (authz === undefined) throw new RouteNotFoundError();
     if ('public' in authz) return;
     await authorizer.check(request, principalOf(request), authz);

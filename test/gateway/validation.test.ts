@@ -6,12 +6,12 @@ import {
   checkParameters,
   endpointsFromFile,
   GatewayError,
-  networkOf,
   numericFeatures,
   promptText,
   validateBody,
 } from '../../src/gateway/index.ts';
 import type { RouteKind } from '../../src/gateway/index.ts';
+import { networkOf } from '../../src/policy/index.ts';
 
 const ok = (kind: RouteKind, body: unknown): void => {
   validateBody(kind, body);
