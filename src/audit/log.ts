@@ -6,22 +6,21 @@
  * Design and measured figures: docs/audit.md.
  */
 import { once } from 'node:events';
+import { availableParallelism } from 'node:os';
 import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
 import { constantTimeEqual } from '../crypto/index.ts';
 import { InvalidInputError } from '../crypto/index.ts';
 import { openStore } from '../store/index.ts';
 import type { Store, StoreConfig } from '../store/index.ts';
-import { canonicalBytes, scanCanonicalObject } from './canonical.ts';
+import { canonicalBytes } from './canonical.ts';
 import { isValidKeyName, openCheckpoint, parseCheckpoint, signCheckpoint } from './checkpoint.ts';
 import type { NoteSigner, NoteVerifier } from './checkpoint.ts';
 import {
-  HASH_SIZE,
   MerkleFrontier,
-  digestEquals,
+  emptyRoot,
   frontierCoords,
   leafHash,
-  leafHashEncoded,
   planConsistencyProof,
   planInclusionProof,
   planRoot,
@@ -37,7 +36,13 @@ import {
   insertBatch,
 } from './log-store.ts';
 import type { AuditDB, AuditEntriesTable, AuditNodesTable } from './log-store.ts';
+import { AuditLogError } from './errors.ts';
+import type { AuditLogFailure } from './errors.ts';
 import { AuditHasher } from './recorder.ts';
+import { BLOCK_SIZE, BlockCombiner, summarizeBlock } from './verify-blocks.ts';
+import type { BlockSummary, EntryRow } from './verify-blocks.ts';
+import { MAX_VERIFY_THREADS, verifyInWorkers } from './verify-parallel.ts';
+import type { VerifyBlockJob } from './verify-worker.ts';
 import type { AuditEvent, AuditRecorder } from './recorder.ts';
 
 /** Default retention: event bodies older than this are pruned by the scheduled `prune` (the lead schedules it). */
@@ -58,28 +63,8 @@ const INDEX_LAG = 8192;
 /** Entries whose terms one index transaction adds (bounds how long it holds SQLite's write lock). */
 const INDEX_CHUNK = 8192;
 
-// ---------------------------------------------------------------------------------------------------------
-// Errors.
-
-export type AuditLogFailure =
-  /** The store failed (or the log is closed): the event is NOT recorded; callers fail closed. */
-  | 'unavailable'
-  /** The log was closed. */
-  | 'closed'
-  /** Another writer changed the log under this one (only one writer per log is supported). */
-  | 'concurrent_writer'
-  /** Stored data contradicts itself or a signed checkpoint: evidence of tampering or loss; keep it. */
-  | 'integrity';
-
-export class AuditLogError extends Error {
-  readonly code = 'audit_log';
-  readonly reason: AuditLogFailure;
-  constructor(reason: AuditLogFailure, message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'AuditLogError';
-    this.reason = reason;
-  }
-}
+export { AuditLogError };
+export type { AuditLogFailure };
 
 // ---------------------------------------------------------------------------------------------------------
 // Public types.
@@ -436,6 +421,10 @@ export class AuditLog implements AuditRecorder {
     while (this.#queue.length > 0) {
       const batch = this.#queue.splice(0, this.#maxBatch);
       await this.#commit(batch);
+      // Yield to the event loop between batches. SQLite commits synchronously, so when writers append again as
+      // soon as they are acknowledged the queue never empties, and without this turn timers and I/O (sockets,
+      // pipes, the checkpoint timer) would starve for as long as they keep writing.
+      if (this.#queue.length > 0) await new Promise<void>((r) => setImmediate(r));
     }
     this.#draining = undefined;
   }
@@ -870,12 +859,9 @@ export class AuditLog implements AuditRecorder {
     const size = this.#frontier.size;
     const cps = (await this.checkpoints()).filter((c) => c.treeSize <= size);
     let nextCp = 0;
-    const frontier = new MerkleFrontier();
-    let bodiesChecked = 0;
-    let bodiesPruned = 0;
-    const checkCheckpoints = (): void => {
-      for (let c = cps[nextCp]; c !== undefined && c.treeSize === frontier.size; c = cps[++nextCp]) {
-        if (!constantTimeEqual(frontier.root(), c.rootHash)) {
+    const checkCheckpointsAt = (treeSize: number, root: Uint8Array): void => {
+      for (let c = cps[nextCp]; c !== undefined && c.treeSize === treeSize; c = cps[++nextCp]) {
+        if (!constantTimeEqual(root, c.rootHash)) {
           throw new AuditLogError('integrity', `checkpoint at size ${c.treeSize} does not match the entries`);
         }
         const body = parseCheckpoint(c.note.slice(0, c.note.indexOf('\n\n') + 1));
@@ -889,43 +875,17 @@ export class AuditLog implements AuditRecorder {
         if (options.verifier !== undefined) openCheckpoint(c.note, [options.verifier], this.origin);
       }
     };
-    checkCheckpoints();
-    for (let at = 0; at < size; at += SCAN_PAGE) {
-      const end = Math.min(size, at + SCAN_PAGE);
-      const rows = await this.#store.db
-        .selectFrom('audit_entries')
-        .select(['idx', 'leaf_hash', 'body'])
-        .where('idx', '>=', at)
-        .where('idx', '<', end)
-        .orderBy('idx')
-        .execute();
-      for (let i = 0; i < rows.length; i++) {
-        const r = rows[i];
-        if (r?.idx !== at + i) throw new AuditLogError('integrity', `entry ${at + i} is missing`);
-        if (r.leaf_hash.byteLength !== HASH_SIZE) {
-          throw new AuditLogError('integrity', `entry ${r.idx} has a malformed leaf hash`);
-        }
-        if (r.body === null) {
-          bodiesPruned++;
-        } else {
-          // Leaf hashes are public: a plain comparison (digestEquals) suffices.
-          if (!digestEquals(leafHashEncoded(r.body, 'binary'), r.leaf_hash)) {
-            throw new AuditLogError('integrity', `entry ${r.idx} does not match its leaf hash`);
-          }
-          // Bodies are canonical JSON: their index is read in place; anything the scanner leaves is parsed.
-          const scan = scanCanonicalObject(r.body);
-          const index =
-            scan !== undefined ? scan.index : (JSON.parse(utf8.decode(r.body)) as { index?: unknown }).index;
-          if (index !== r.idx) throw new AuditLogError('integrity', `entry ${r.idx} has a wrong index`);
-          bodiesChecked++;
-        }
-        frontier.appendHash(r.leaf_hash);
-        if (cps[nextCp]?.treeSize === frontier.size) checkCheckpoints();
-      }
-      if (rows.length !== end - at)
-        throw new AuditLogError('integrity', `entries missing in [${at}, ${end})`);
+    checkCheckpointsAt(0, emptyRoot());
+    const combiner = new BlockCombiner();
+    for await (const block of this.#verifiedBlocks(
+      size,
+      cps.map((c) => c.treeSize),
+    )) {
+      for (const { size: at, root } of combiner.add(block)) checkCheckpointsAt(at, root);
+      if (cps[nextCp]?.treeSize === combiner.size) checkCheckpointsAt(combiner.size, combiner.root());
     }
-    const rootHash = frontier.root();
+    const { bodiesChecked, bodiesPruned } = combiner;
+    const rootHash = combiner.root();
     const state = await this.#store.db
       .selectFrom('audit_state')
       .select(['size', 'frontier'])
@@ -939,6 +899,40 @@ export class AuditLog implements AuditRecorder {
       throw new AuditLogError('integrity', 'the persisted frontier does not match the entries');
     }
     return { treeSize: size, rootHash, bodiesChecked, bodiesPruned, checkpointsChecked: nextCp };
+  }
+
+  /**
+   * The log's blocks (verify-blocks.ts), checked, in order. A SQLite log with more than one block is checked by
+   * worker threads, each through its own read-only connection; otherwise (PostgreSQL, in-memory SQLite, small
+   * logs, one CPU) block by block on this thread.
+   */
+  async *#verifiedBlocks(size: number, checkpointSizes: readonly number[]): AsyncGenerator<BlockSummary> {
+    const jobs: VerifyBlockJob[] = [];
+    for (let start = 0; start < size; start += BLOCK_SIZE) {
+      const count = Math.min(BLOCK_SIZE, size - start);
+      const prefixSizes = checkpointSizes.filter((s) => s > start && s < start + count);
+      jobs.push({ id: jobs.length, start, count, prefixSizes });
+    }
+    const threads = Math.min(availableParallelism(), MAX_VERIFY_THREADS, jobs.length);
+    if (this.#store.file !== undefined && threads > 1) {
+      yield* verifyInWorkers(this.#store.file, jobs, threads);
+      return;
+    }
+    for (const job of jobs) {
+      const rows = await this.#store.db
+        .selectFrom('audit_entries')
+        .select(['idx', 'leaf_hash', 'body'])
+        .where('idx', '>=', job.start)
+        .where('idx', '<', job.start + job.count)
+        .orderBy('idx')
+        .execute();
+      yield summarizeBlock(
+        job.start,
+        job.count,
+        rows.map((r): EntryRow => [r.idx, r.leaf_hash, r.body]),
+        job.prefixSizes,
+      );
+    }
   }
 
   /** Keyed hash (`hmac-sha256:<hex>`) of a sensitive value with this log's key, for events and searches. */

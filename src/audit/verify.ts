@@ -19,8 +19,19 @@
  * input iterable itself (I/O).
  */
 import { createReadStream } from 'node:fs';
-import { canonicalJson, scanCanonicalObject } from './canonical.ts';
-import type { CanonicalObjectScan } from './canonical.ts';
+import { stat } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import {
+  BODY_HASH_MISMATCH,
+  BODY_INDEX_MISMATCH,
+  BODY_NOT_CANONICALISABLE,
+  BODY_TIME_INVALID,
+  inspectEntryLine,
+  judgeEventBody,
+} from './export-entry.ts';
+import type { EntryEvent } from './export-entry.ts';
+import { LineJudges } from './export-judges.ts';
+import type { JudgedLine } from './export-judges.ts';
 import {
   NoteFormatError,
   NoteVerificationError,
@@ -29,7 +40,7 @@ import {
   type Checkpoint,
   type NoteVerifier,
 } from './checkpoint.ts';
-import { MerkleFrontier, digestEquals, emptyRoot, leafHashEncoded } from './merkle.ts';
+import { MerkleFrontier, emptyRoot } from './merkle.ts';
 
 export type ExportProblemKind =
   /** Not UTF-8, not JSON, not an object, unknown `type`, missing/extra/ill-typed members, over-long line. */
@@ -102,6 +113,11 @@ export interface VerifyExportOptions {
   readonly compareWith?: ExportLines;
   /** Problems kept in the report (default 100); further ones are only counted in `problemsOmitted`. */
   readonly maxProblems?: number;
+  /**
+   * `verifyExportFile` only: worker threads that judge entry bodies. Default: one per CPU, at most 4, for files
+   * of 4 MiB and more; otherwise 1 (all work on the calling thread). The report is the same either way.
+   */
+  readonly threads?: number;
 }
 
 export interface VerifyExportReport {
@@ -132,64 +148,18 @@ export interface VerifyExportReport {
 /** Longest line `verifyExportFile`/`readExportLines` accept (bytes); longer lines are `malformed-line`. */
 export const MAX_EXPORT_LINE_BYTES = 16 * 1024 * 1024;
 
-const LINE_TOO_LONG: unique symbol = Symbol('line too long');
-type LineItem = ExportLine | typeof LINE_TOO_LONG;
-
 /** Canonical padded base64 of exactly 32 bytes (the last character carries 2 zero padding bits). */
 const LEAF_HASH_B64 = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
-const RFC3339_MS_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-/** The fixed parts of an entry line as `AuditLog.export` writes it (the fast path; anything else is parsed). */
-const ENTRY_HEAD = Buffer.from('{"type":"entry","index":');
-const ENTRY_HASH = Buffer.from(',"leafHash":"');
-const ENTRY_EVENT = Buffer.from('","event":');
-const NULL_EVENT = Buffer.from('null}');
-const B64_HASH_LENGTH = 44;
+/** Exports smaller than this are verified on the calling thread by default: workers cost more to start. */
+const PARALLEL_MIN_BYTES = 4 << 20;
+const MAX_JUDGE_THREADS = 4;
+/** Batches (1 MiB read chunks) judged ahead of the sequential pass. */
+const JUDGED_AHEAD = 8;
 
-/** An entry's event: pruned, parsed (general path), or canonical bytes recognised in place (fast path). */
-type EntryEvent =
-  | null
-  | { readonly obj: Record<string, unknown> }
-  | { readonly bytes: Uint8Array; readonly scan: CanonicalObjectScan };
-
-const B64_VALUES = new Int8Array(256).fill(-1);
-const B64_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-for (let i = 0; i < B64_ALPHABET.length; i++) B64_VALUES[B64_ALPHABET.charCodeAt(i)] = i;
-
-/**
- * Decodes the 44 bytes at `at` as canonical padded base64 of 32 bytes (exactly what LEAF_HASH_B64 accepts:
- * 43 alphabet characters, the last with two zero padding bits, then "="); undefined for anything else.
- */
-function decodeHashB64(b: Uint8Array, at: number): Uint8Array | undefined {
-  const out = new Uint8Array(32);
-  let o = 0;
-  for (let i = at; i < at + 40; i += 4) {
-    const v0 = B64_VALUES[b[i] as number] as number;
-    const v1 = B64_VALUES[b[i + 1] as number] as number;
-    const v2 = B64_VALUES[b[i + 2] as number] as number;
-    const v3 = B64_VALUES[b[i + 3] as number] as number;
-    if ((v0 | v1 | v2 | v3) < 0) return undefined;
-    const v = (v0 << 18) | (v1 << 12) | (v2 << 6) | v3;
-    out[o++] = v >> 16;
-    out[o++] = (v >> 8) & 0xff;
-    out[o++] = v & 0xff;
-  }
-  const v0 = B64_VALUES[b[at + 40] as number] as number;
-  const v1 = B64_VALUES[b[at + 41] as number] as number;
-  const v2 = B64_VALUES[b[at + 42] as number] as number;
-  if ((v0 | v1 | v2) < 0 || (v2 & 3) !== 0 || b[at + 43] !== 0x3d) return undefined;
-  const v = (v0 << 18) | (v1 << 12) | (v2 << 6);
-  out[30] = v >> 16;
-  out[31] = (v >> 8) & 0xff;
-  return out;
-}
-
-function matchAt(b: Uint8Array, at: number, want: Uint8Array): boolean {
-  if (at + want.byteLength > b.byteLength) return false;
-  for (let i = 0; i < want.byteLength; i++) if (b[at + i] !== want[i]) return false;
-  return true;
-}
+const LINE_TOO_LONG: unique symbol = Symbol('line too long');
+type LineItem = ExportLine | typeof LINE_TOO_LONG;
 
 interface Header {
   readonly origin: string;
@@ -457,12 +427,7 @@ class ExportChecker implements ProblemSink {
     this.#acceptEntry(index, Buffer.from(hashB64, 'base64'), event === null ? null : { obj: event });
   }
 
-  /**
-   * Entry lines exactly as `AuditLog.export` writes them, with an event whose bytes are recognised as canonical
-   * in place (`scanCanonicalObject`): no JSON.parse, no re-serialisation, the bytes are hashed as they are. It
-   * accepts only lines the general path would parse to the same index, leaf hash and event, so the outcome is
-   * identical; it returns false (the general path takes over) for anything else.
-   */
+  /** The fast path (`inspectEntryLine`); false when the general path must take the line. */
   #fastEntry(item: ExportLine): boolean {
     let b: Uint8Array;
     if (typeof item === 'string') {
@@ -472,38 +437,30 @@ class ExportChecker implements ProblemSink {
     } else {
       b = item;
     }
-    if (!matchAt(b, 0, ENTRY_HEAD)) return false;
-    let p = ENTRY_HEAD.byteLength;
-    const digitsStart = p;
-    let index = 0;
-    while (p < b.byteLength && (b[p] as number) >= 0x30 && (b[p] as number) <= 0x39) {
-      index = index * 10 + ((b[p] as number) - 0x30);
-      p++;
-    }
-    const digits = p - digitsStart;
-    if (digits === 0 || digits > 16 || (digits > 1 && b[digitsStart] === 0x30) || !isSize(index))
-      return false;
-    if (!matchAt(b, p, ENTRY_HASH)) return false;
-    p += ENTRY_HASH.byteLength;
-    if (p + B64_HASH_LENGTH > b.byteLength) return false;
-    const leaf = decodeHashB64(b, p);
-    if (leaf === undefined) return false;
-    p += B64_HASH_LENGTH;
-    if (!matchAt(b, p, ENTRY_EVENT)) return false;
-    p += ENTRY_EVENT.byteLength;
-    const end = b.byteLength - 1;
-    if (b[end] !== 0x7d) return false;
-    if (p + NULL_EVENT.byteLength === b.byteLength && matchAt(b, p, NULL_EVENT)) {
-      this.#acceptEntry(index, leaf, null);
-      return true;
-    }
-    const scan = scanCanonicalObject(b, p, end);
-    if (scan === undefined) return false;
-    this.#acceptEntry(index, leaf, { bytes: b.subarray(p, end), scan });
+    const entry = inspectEntryLine(b);
+    if (entry === undefined) return false;
+    this.#acceptEntry(entry.index, entry.leaf, entry.event);
     return true;
   }
 
-  #acceptEntry(index: number, leaf: Uint8Array, event: EntryEvent): void {
+  /**
+   * A line whose entry a worker thread already inspected and judged (`judgeLines`): `judged` undefined when
+   * the fast path did not recognise it. Same outcome as `push`.
+   */
+  pushJudged(item: LineItem, judged: JudgedLine | undefined): void {
+    if (judged === undefined || this.#phase !== 'entries') {
+      this.push(item);
+      return;
+    }
+    this.#line++;
+    this.#acceptEntry(
+      judged.index,
+      judged.leaf,
+      judged.verdict === undefined ? null : { verdict: judged.verdict },
+    );
+  }
+
+  #acceptEntry(index: number, leaf: Uint8Array, event: EntryEvent | { readonly verdict: number }): void {
     const position = this.#frontier.size;
     if (index !== this.#expectedIndex) {
       this.add({
@@ -551,10 +508,8 @@ class ExportChecker implements ProblemSink {
     }
     if (!this.#o.checkBodies) return;
     this.#bodies++;
-    const parsed = 'obj' in event ? event.obj : undefined;
-    if (
-      (parsed !== undefined ? parsed.index : (event as { scan: CanonicalObjectScan }).scan.index) !== index
-    ) {
+    const verdict = 'verdict' in event ? event.verdict : judgeEventBody(index, leaf, event);
+    if ((verdict & BODY_INDEX_MISMATCH) !== 0) {
       this.add({
         kind: 'body-mismatch',
         index,
@@ -563,22 +518,14 @@ class ExportChecker implements ProblemSink {
       });
       return;
     }
-    const time = parsed !== undefined ? parsed.time : (event as { scan: CanonicalObjectScan }).scan.time;
-    if (typeof time !== 'string' || !RFC3339_MS_UTC.test(time)) {
+    if ((verdict & BODY_TIME_INVALID) !== 0) {
       this.#malformed('event time is not RFC 3339 UTC with milliseconds');
     }
-    let canonical: Uint8Array;
-    if (parsed === undefined) {
-      canonical = (event as { bytes: Uint8Array }).bytes;
-    } else {
-      try {
-        canonical = Buffer.from(canonicalJson(parsed), 'utf8');
-      } catch {
-        this.#malformed('event cannot be canonicalised');
-        return;
-      }
+    if ((verdict & BODY_NOT_CANONICALISABLE) !== 0) {
+      this.#malformed('event cannot be canonicalised');
+      return;
     }
-    if (!digestEquals(leafHashEncoded(canonical, 'binary'), leaf)) {
+    if ((verdict & BODY_HASH_MISMATCH) !== 0) {
       this.add({
         kind: 'body-mismatch',
         index,
@@ -775,6 +722,7 @@ function resolvePrevious(
 async function run(
   input: AsyncIterable<LineItem | readonly LineItem[]> | Iterable<LineItem | readonly LineItem[]>,
   opts: VerifyExportOptions,
+  judges?: LineJudges,
 ): Promise<VerifyExportReport> {
   const verifier = parseVerifierKey(opts.verifierKey);
   const origin = opts.origin ?? verifier.keyName;
@@ -793,14 +741,32 @@ async function run(
   const ref = opts.compareWith === undefined ? undefined : new Reference(opts.compareWith, verifier, origin);
   checker.reference = ref;
 
-  for await (const item of input) {
-    if (Array.isArray(item)) {
-      const batch = item as readonly LineItem[];
-      if (ref !== undefined) await ref.fill(batch.length);
-      for (const line of batch) checker.push(line);
-    } else {
-      if (ref !== undefined) await ref.fill(1);
-      checker.push(item as LineItem);
+  const feed = async (batch: readonly LineItem[], judged?: readonly (JudgedLine | undefined)[]) => {
+    if (ref !== undefined) await ref.fill(batch.length);
+    for (let i = 0; i < batch.length; i++) {
+      if (judged === undefined) checker.push(batch[i] as LineItem);
+      else checker.pushJudged(batch[i] as LineItem, judged[i]);
+    }
+  };
+  if (judges === undefined) {
+    for await (const item of input) await feed(Array.isArray(item) ? item : [item as LineItem]);
+  } else {
+    // Batches are judged ahead by the workers while this thread feeds the checker in order.
+    const ahead: { batch: readonly LineItem[]; judged: Promise<(JudgedLine | undefined)[]> }[] = [];
+    try {
+      for await (const item of input) {
+        const batch = Array.isArray(item) ? item : [item as LineItem];
+        const judged = judges.judge(batch.map((l) => (l instanceof Uint8Array ? l : undefined)));
+        judged.catch(() => undefined); // awaited in turn below
+        ahead.push({ batch, judged });
+        if (ahead.length > JUDGED_AHEAD) {
+          const next = ahead.shift() as (typeof ahead)[number];
+          await feed(next.batch, await next.judged);
+        }
+      }
+      for (const next of ahead) await feed(next.batch, await next.judged);
+    } finally {
+      await judges.close();
     }
   }
   if (ref !== undefined) {
@@ -866,7 +832,15 @@ export async function* readExportLines(path: string): AsyncGenerator<ExportLine>
   }
 }
 
-/** Verifies an export file. Reads it once, sequentially, in 1 MiB chunks. */
-export function verifyExportFile(path: string, opts: VerifyExportOptions): Promise<VerifyExportReport> {
-  return run(readLineBatches(path), opts);
+/**
+ * Verifies an export file. Reads it once, sequentially, in 1 MiB chunks; with `threads` > 1 worker threads
+ * inspect and judge the entry lines of the chunks ahead while this thread checks them in order.
+ */
+export async function verifyExportFile(path: string, opts: VerifyExportOptions): Promise<VerifyExportReport> {
+  const threads =
+    opts.threads ??
+    ((await stat(path)).size >= PARALLEL_MIN_BYTES ? Math.min(availableParallelism(), MAX_JUDGE_THREADS) : 1);
+  if (!Number.isSafeInteger(threads) || threads < 1)
+    throw new RangeError('threads must be a positive integer');
+  return await run(readLineBatches(path), opts, threads > 1 ? new LineJudges(threads) : undefined);
 }

@@ -29,13 +29,21 @@ function backoff(attempt: number): number {
 class KyselyStore<DB> implements Store<DB> {
   readonly kind: StoreDialect;
   readonly db: Kysely<DB>;
+  readonly file: string | undefined;
   readonly #schema: string | undefined;
   readonly #onClose: (() => void) | undefined;
   #closed: Promise<void> | undefined;
 
-  constructor(kind: StoreDialect, db: Kysely<DB>, schema: string | undefined, onClose?: () => void) {
+  constructor(
+    kind: StoreDialect,
+    db: Kysely<DB>,
+    schema: string | undefined,
+    onClose?: () => void,
+    file?: string,
+  ) {
     this.kind = kind;
     this.db = db;
+    this.file = file;
     this.#schema = schema;
     this.#onClose = onClose;
   }
@@ -101,11 +109,17 @@ function openSqlite<DB>(config: SqliteStoreConfig): Store<DB> {
     openFiles.add(file);
   }
   const db = new Kysely<DB>({ dialect: wardenDialect('sqlite', new SqliteDialect({ database })) });
-  return new KyselyStore('sqlite', db, undefined, () => {
-    if (file !== undefined) openFiles.delete(file);
-    // Kysely closes the database only if it was ever used; close it in any case.
-    database.close();
-  });
+  return new KyselyStore(
+    'sqlite',
+    db,
+    undefined,
+    () => {
+      if (file !== undefined) openFiles.delete(file);
+      // Kysely closes the database only if it was ever used; close it in any case.
+      database.close();
+    },
+    file,
+  );
 }
 
 async function openPostgres<DB>(config: PostgresStoreConfig): Promise<Store<DB>> {

@@ -86,6 +86,11 @@ export interface TransactionOptions {
 
 export interface Store<DB> {
   readonly kind: StoreDialect;
+  /**
+   * SQLite: the database file's real path, so that worker threads can open their own read-only connections for
+   * bulk scans (WAL readers never block the writer). Undefined for PostgreSQL and `:memory:`.
+   */
+  readonly file?: string | undefined;
   /** The query builder. Statements outside `transaction` autocommit one by one. */
   readonly db: Kysely<DB>;
   /**

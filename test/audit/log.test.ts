@@ -444,6 +444,40 @@ for (const dialect of dialects) {
       );
     });
 
+    it('verifies a log of several blocks (worker threads on SQLite) and names the first bad entry', async () => {
+      const { log, store } = await fixture(dialect);
+      const n = 2 * 4096 + 37;
+      for (let at = 0; at < n; at += 512) {
+        await Promise.all(Array.from({ length: Math.min(512, n - at) }, (_, k) => log.append(event(at + k))));
+        // Checkpoints inside blocks and on a block boundary are checked against prefix roots.
+        if (at === 4096 || at === 5120) await log.checkpoint();
+      }
+      await log.checkpoint();
+      const report = await log.verify({ verifier });
+      assert.equal(report.treeSize, n);
+      assert.equal(report.bodiesChecked, n);
+      assert.equal(report.checkpointsChecked, (await log.checkpoints()).length);
+      assert.ok(report.checkpointsChecked >= 3);
+      eqBytes(report.rootHash, (await log.checkpoints()).at(-1)?.rootHash);
+
+      const forge = (i: number) =>
+        canonicalBytes({ ...event(i), index: i, time: new Date(START).toISOString(), outcome: 'failure' });
+      await store.db
+        .updateTable('audit_entries')
+        .set({ body: forge(7000) })
+        .where('idx', '=', 7000)
+        .execute();
+      await store.db
+        .updateTable('audit_entries')
+        .set({ body: forge(6000) })
+        .where('idx', '=', 6000)
+        .execute();
+      await assert.rejects(
+        log.verify(),
+        (e: unknown) => e instanceof AuditLogError && /^entry 6000 /.test(e.message),
+      );
+    });
+
     it('upgrades a log written before the query index: terms backfilled, queries and verify hold', async () => {
       // A database at migration 0001 holding 40 entries (written the way the 0001 log wrote them), then opened
       // by the current log, which applies 0002 (terms backfilled, per-column indexes dropped).

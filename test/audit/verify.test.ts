@@ -742,6 +742,35 @@ describe('verifyExportFile', () => {
     assert.deepEqual(lines, b.lines);
   });
 
+  it("worker threads judging the entries give exactly the calling thread's report", async () => {
+    // ~2.3 MB: several 1 MiB read batches, so batches are judged by different workers and reassembled in order.
+    const b = await buildExport(6000, { pruned: new Set([10, 4500]) });
+    const lines = writerFormat(b);
+    const variants: [string, (l: string[]) => void][] = [
+      ['valid', () => undefined],
+      ['edited body', (l) => (l[1 + 7] = l[1 + 7]!.replace('"outcome":"', '"outcome":"x'))],
+      ['edited event index', (l) => (l[1 + 5000] = l[1 + 5000]!.replace('"index":5000,"', '"index":4999,"'))],
+      ['bad time', (l) => (l[1 + 5900] = l[1 + 5900]!.replace(/"time":"[^"]*"/, '"time":"yesterday"'))],
+      ['deleted entry', (l) => l.splice(1 + 3000, 1)],
+      ['swapped entries', (l) => ([l[1 + 20], l[1 + 21]] = [l[1 + 21]!, l[1 + 20]!])],
+      ['header repeated late', (l) => l.splice(1 + 5500, 0, l[0]!)],
+      ['general-path line', (l) => (l[1 + 100] = JSON.stringify(JSON.parse(l[1 + 100]!)).replace('{', '{ '))],
+      ['entry after checkpoint', (l) => l.push(l[1 + 1]!)],
+      ['no header', (l) => l.shift()],
+    ];
+    for (const [name, edit] of variants) {
+      const edited = [...lines];
+      edit(edited);
+      const path = join(dir, 'judged.jsonl');
+      await writeFile(path, edited.join('\n') + '\n');
+      const alone = await verifyExportFile(path, { ...opts, threads: 1 });
+      const judged = await verifyExportFile(path, { ...opts, threads: 3 });
+      assert.deepEqual(judged, alone, name);
+      assert.equal(alone.ok, name === 'valid' || name === 'general-path line', name);
+    }
+    await assert.rejects(verifyExportFile(join(dir, 'judged.jsonl'), { ...opts, threads: 0 }), RangeError);
+  });
+
   it('speed: full verification vs raw SHA-256 over the same bytes (reported, not asserted)', async (t) => {
     const n = 100_000;
     const b = await buildExport(n);
