@@ -68,12 +68,15 @@ async function openKms(dir: string, root: RootOfTrust): Promise<{ kms: KmsRuntim
   };
 }
 
-/** A KMS closed loop that also reports how many audit events each fdatasync carried. */
+/**
+ * A KMS closed loop that also reports how many audit events each fdatasync carried. Every call records one event,
+ * a batch of `items` too (one event per batch).
+ */
 function kmsLoop(op: () => Promise<unknown>, callers: number, items = 1): (s: number) => Promise<Sample> {
   return async (s) => {
     const before = syncs;
     const sample = await closedLoop(op, callers, s, items);
-    return { ...sample, eventsPerSync: (sample.ops * items) / Math.max(1, syncs - before) };
+    return { ...sample, eventsPerSync: sample.ops / Math.max(1, syncs - before) };
   };
 }
 

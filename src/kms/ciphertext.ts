@@ -16,7 +16,11 @@ export interface ParsedCiphertext {
 }
 
 export function formatCiphertext(keyName: string, version: number, sealed: Uint8Array): string {
-  return `${PREFIX}${keyName}:${version}:${Buffer.from(sealed).toString('base64url')}`;
+  // A view, not a copy: the sealed bytes are only read.
+  const bytes = Buffer.isBuffer(sealed)
+    ? sealed
+    : Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
+  return `${PREFIX}${keyName}:${version}:${bytes.toString('base64url')}`;
 }
 
 /**
@@ -39,12 +43,20 @@ export function parseCiphertext(text: string): ParsedCiphertext {
   return { keyName, version: Number(versionText), sealed: Buffer.from(payload, 'base64url') };
 }
 
+const AAD_DOMAIN = Buffer.from('warden/kms/v1 ciphertext\0', 'ascii');
+
 /** Additional data of a KMS ciphertext: domain, key name, version and the caller's context, length-prefixed. */
 export function ciphertextAad(keyName: string, version: number, context: Uint8Array): Buffer {
-  const name = Buffer.from(keyName, 'utf8');
-  const head = Buffer.alloc(4 + 2 + 4);
-  head.writeUInt32BE(version, 0);
-  head.writeUInt16BE(name.length, 4);
-  head.writeUInt32BE(context.byteLength, 6);
-  return Buffer.concat([Buffer.from('warden/kms/v1 ciphertext\0', 'ascii'), head, name, context]);
+  const nameLength = Buffer.byteLength(keyName, 'utf8');
+  const headAt = AAD_DOMAIN.length;
+  const nameAt = headAt + 4 + 2 + 4;
+  // One allocation on the hot path (every encrypt and decrypt builds one).
+  const aad = Buffer.allocUnsafe(nameAt + nameLength + context.byteLength);
+  AAD_DOMAIN.copy(aad, 0);
+  aad.writeUInt32BE(version, headAt);
+  aad.writeUInt16BE(nameLength, headAt + 4);
+  aad.writeUInt32BE(context.byteLength, headAt + 6);
+  aad.write(keyName, nameAt, 'utf8');
+  aad.set(context, nameAt + nameLength);
+  return aad;
 }

@@ -505,7 +505,8 @@ export class KmsService {
   ): Promise<string> {
     return this.#run(principal, 'crypto.encrypt', `key:${name}`, async () => {
       checkSize(plaintext, MAX_PLAINTEXT_BYTES, 'plaintext');
-      const { loaded, version } = await this.#latest(name, 'encrypt');
+      const { loaded, version } =
+        this.#latestCached(name, 'encrypt') ?? (await this.#latest(name, 'encrypt'));
       return {
         result: formatCiphertext(
           name,
@@ -531,10 +532,10 @@ export class KmsService {
   ): Promise<{ plaintext: Buffer; version: number }> {
     if (parsed === undefined) throw new KmsDecryptionError();
     checkSize(context, MAX_CONTEXT_BYTES, 'context');
-    const meta = await this.#meta(parsed.keyName);
+    const meta = this.#freshMeta(parsed.keyName) ?? (await this.#meta(parsed.keyName));
     if (KEY_PURPOSE[meta.key.type] !== 'encrypt') throw new KmsDecryptionError();
     this.#usable(meta, parsed.version, 'decrypt');
-    const loaded = await this.#load(meta.key, parsed.version);
+    const loaded = this.#cachedKey(meta.key, parsed.version) ?? (await this.#load(meta.key, parsed.version));
     return {
       plaintext: decryptWith(loaded, parsed.sealed, aadFor(parsed.keyName, parsed.version, context)),
       version: parsed.version,
@@ -549,7 +550,8 @@ export class KmsService {
     options: { includePlaintext?: boolean } = {},
   ): Promise<{ ciphertext: string; plaintext?: Buffer; keyVersion: number }> {
     return this.#run(principal, 'crypto.generate-data-key', `key:${name}`, async () => {
-      const { loaded, version } = await this.#latest(name, 'encrypt');
+      const { loaded, version } =
+        this.#latestCached(name, 'encrypt') ?? (await this.#latest(name, 'encrypt'));
       const dataKey = await this.#root.randomBytes(DATA_KEY_BYTES).catch(mapSealed);
       const ciphertext = formatCiphertext(
         name,
@@ -613,7 +615,7 @@ export class KmsService {
   ): Promise<{ signature: Buffer; keyVersion: number }> {
     return this.#run(principal, 'crypto.sign', `key:${name}`, async () => {
       checkSize(message, MAX_PLAINTEXT_BYTES, 'message');
-      const { loaded, version } = await this.#latest(name, 'sign');
+      const { loaded, version } = this.#latestCached(name, 'sign') ?? (await this.#latest(name, 'sign'));
       return { result: { signature: signWith(loaded, message), keyVersion: version }, keyVersion: version };
     });
   }
@@ -638,7 +640,7 @@ export class KmsService {
   ): Promise<{ mac: Buffer; keyVersion: number }> {
     return this.#run(principal, 'crypto.hmac', `key:${name}`, async () => {
       checkSize(data, MAX_PLAINTEXT_BYTES, 'data');
-      const { loaded, version } = await this.#latest(name, 'mac');
+      const { loaded, version } = this.#latestCached(name, 'mac') ?? (await this.#latest(name, 'mac'));
       return { result: { mac: macWith(loaded, data), keyVersion: version }, keyVersion: version };
     });
   }
@@ -681,7 +683,7 @@ export class KmsService {
     });
   }
 
-  // ---- batches: one authorisation and one audit event per item, per-item results ---------------------------
+  // ---- batches: one authorisation per key and one audit event per batch, per-item results -------------------
 
   async encryptBatch(
     principal: Principal,
@@ -689,17 +691,63 @@ export class KmsService {
     items: readonly { plaintext: Uint8Array; context?: Uint8Array }[],
   ): Promise<BatchResult<string>[]> {
     checkBatch(items);
-    return Promise.all(
-      items.map((item) => settle(this.encrypt(principal, name, item.plaintext, item.context))),
-    );
+    const latest = once(() => this.#latest(name, 'encrypt'));
+    return this.#runBatch(principal, 'crypto.encrypt', items, {
+      keyOf: () => name,
+      run: async (item) => {
+        checkSize(item.plaintext, MAX_PLAINTEXT_BYTES, 'plaintext');
+        const { loaded, version } = await latest();
+        const aad = aadFor(name, version, item.context ?? EMPTY);
+        return { result: formatCiphertext(name, version, encryptWith(loaded, item.plaintext, aad)), version };
+      },
+    });
   }
 
+  /** Items may name different keys: each distinct key is authorised once, and denied keys' items fail alone. */
   async decryptBatch(
     principal: Principal,
     items: readonly { ciphertext: string; context?: Uint8Array }[],
   ): Promise<BatchResult<Buffer>[]> {
     checkBatch(items);
-    return Promise.all(items.map((item) => settle(this.decrypt(principal, item.ciphertext, item.context))));
+    const parsed = items.map((item) => safeParse(item.ciphertext));
+    return this.#runBatch<{ ciphertext: string; context?: Uint8Array }, Buffer>(
+      principal,
+      'crypto.decrypt',
+      items,
+      {
+        keyOf: (_item, i) => parsed[i]?.keyName ?? '?',
+        run: async (item, i) => {
+          const { plaintext, version } = await this.#decryptParsed(parsed[i], item.context ?? EMPTY);
+          return { result: plaintext, version };
+        },
+        discard: wipe,
+      },
+    );
+  }
+
+  async decryptDataKeyBatch(
+    principal: Principal,
+    items: readonly { ciphertext: string; context?: Uint8Array }[],
+  ): Promise<BatchResult<Buffer>[]> {
+    checkBatch(items);
+    const parsed = items.map((item) => safeParse(item.ciphertext));
+    return this.#runBatch<{ ciphertext: string; context?: Uint8Array }, Buffer>(
+      principal,
+      'crypto.decrypt-data-key',
+      items,
+      {
+        keyOf: (_item, i) => parsed[i]?.keyName ?? '?',
+        run: async (item, i) => {
+          const { plaintext, version } = await this.#decryptParsed(parsed[i], item.context ?? EMPTY);
+          if (plaintext.length !== DATA_KEY_BYTES) {
+            wipe(plaintext);
+            throw new KmsDecryptionError();
+          }
+          return { result: plaintext, version };
+        },
+        discard: wipe,
+      },
+    );
   }
 
   async rewrapBatch(
@@ -707,7 +755,23 @@ export class KmsService {
     items: readonly { ciphertext: string; context?: Uint8Array }[],
   ): Promise<BatchResult<string>[]> {
     checkBatch(items);
-    return Promise.all(items.map((item) => settle(this.rewrap(principal, item.ciphertext, item.context))));
+    const parsed = items.map((item) => safeParse(item.ciphertext));
+    return this.#runBatch(principal, 'crypto.rewrap', items, {
+      keyOf: (_item, i) => parsed[i]?.keyName ?? '?',
+      run: async (item, i) => {
+        const context = item.context ?? EMPTY;
+        const { plaintext } = await this.#decryptParsed(parsed[i], context);
+        try {
+          const name = parsed[i]?.keyName ?? '';
+          const { loaded, version } =
+            this.#latestCached(name, 'encrypt') ?? (await this.#latest(name, 'encrypt'));
+          const aad = aadFor(name, version, context);
+          return { result: formatCiphertext(name, version, encryptWith(loaded, plaintext, aad)), version };
+        } finally {
+          wipe(plaintext);
+        }
+      },
+    });
   }
 
   async generateDataKeyBatch(
@@ -717,9 +781,25 @@ export class KmsService {
     options: { includePlaintext?: boolean } = {},
   ): Promise<BatchResult<{ ciphertext: string; plaintext?: Buffer; keyVersion: number }>[]> {
     checkBatch(items);
-    return Promise.all(
-      items.map((item) => settle(this.generateDataKey(principal, name, item.context, options))),
-    );
+    const latest = once(() => this.#latest(name, 'encrypt'));
+    type DataKey = { ciphertext: string; plaintext?: Buffer; keyVersion: number };
+    return this.#runBatch<{ context?: Uint8Array }, DataKey>(principal, 'crypto.generate-data-key', items, {
+      keyOf: () => name,
+      run: async (item) => {
+        const { loaded, version } = await latest();
+        const dataKey = await this.#root.randomBytes(DATA_KEY_BYTES).catch(mapSealed);
+        const aad = aadFor(name, version, item.context ?? EMPTY);
+        const ciphertext = formatCiphertext(name, version, encryptWith(loaded, dataKey, aad));
+        if (options.includePlaintext === false) {
+          wipe(dataKey);
+          return { result: { ciphertext, keyVersion: version }, version };
+        }
+        return { result: { ciphertext, keyVersion: version, plaintext: dataKey }, version };
+      },
+      discard: (key) => {
+        if (key.plaintext !== undefined) wipe(key.plaintext);
+      },
+    });
   }
 
   async signBatch(
@@ -728,7 +808,30 @@ export class KmsService {
     items: readonly { message: Uint8Array }[],
   ): Promise<BatchResult<{ signature: Buffer; keyVersion: number }>[]> {
     checkBatch(items);
-    return Promise.all(items.map((item) => settle(this.sign(principal, name, item.message))));
+    const latest = once(() => this.#latest(name, 'sign'));
+    return this.#runBatch(principal, 'crypto.sign', items, {
+      keyOf: () => name,
+      run: async (item) => {
+        checkSize(item.message, MAX_PLAINTEXT_BYTES, 'message');
+        const { loaded, version } = await latest();
+        return { result: { signature: signWith(loaded, item.message), keyVersion: version }, version };
+      },
+    });
+  }
+
+  async verifyBatch(
+    principal: Principal,
+    name: string,
+    items: readonly { message: Uint8Array; signature: Uint8Array; version?: number }[],
+  ): Promise<BatchResult<boolean>[]> {
+    checkBatch(items);
+    return this.#runBatch(principal, 'crypto.verify', items, {
+      keyOf: () => name,
+      run: async (item) => {
+        const { loaded, version } = await this.#forVerification(name, 'sign', item.version);
+        return { result: verifyWith(loaded, item.message, item.signature), version };
+      },
+    });
   }
 
   async hmacBatch(
@@ -737,7 +840,30 @@ export class KmsService {
     items: readonly { data: Uint8Array }[],
   ): Promise<BatchResult<{ mac: Buffer; keyVersion: number }>[]> {
     checkBatch(items);
-    return Promise.all(items.map((item) => settle(this.hmac(principal, name, item.data))));
+    const latest = once(() => this.#latest(name, 'mac'));
+    return this.#runBatch(principal, 'crypto.hmac', items, {
+      keyOf: () => name,
+      run: async (item) => {
+        checkSize(item.data, MAX_PLAINTEXT_BYTES, 'data');
+        const { loaded, version } = await latest();
+        return { result: { mac: macWith(loaded, item.data), keyVersion: version }, version };
+      },
+    });
+  }
+
+  async verifyHmacBatch(
+    principal: Principal,
+    name: string,
+    items: readonly { data: Uint8Array; mac: Uint8Array; version?: number }[],
+  ): Promise<BatchResult<boolean>[]> {
+    checkBatch(items);
+    return this.#runBatch(principal, 'crypto.verify-hmac', items, {
+      keyOf: () => name,
+      run: async (item) => {
+        const { loaded, version } = await this.#forVerification(name, 'mac', item.version);
+        return { result: verifyMacWith(loaded, item.data, item.mac), version };
+      },
+    });
   }
 
   // ---- scheduler entry points ---------------------------------------------------------------------------
@@ -788,21 +914,10 @@ export class KmsService {
     options: { readonly trusted?: boolean } = {},
   ): Promise<T> {
     const started = performance.now();
-    const event = (outcome: AuditEvent['outcome'], extra: Partial<AuditEvent>): AuditEvent => ({
-      action: `kms.${action}`,
-      principal: { id: principal.id, authMethod: principal.authMethod },
-      resource,
-      outcome,
-      ...(principal.request?.id === undefined ? {} : { requestId: principal.request.id }),
-      ...(principal.request?.sourceIp === undefined ? {} : { sourceIp: principal.request.sourceIp }),
-      ...(principal.request?.userAgent === undefined
-        ? {}
-        : { userAgent: principal.request.userAgent.slice(0, 256) }),
-      latencyMs: Math.round((performance.now() - started) * 1000) / 1000,
-      ...extra,
-    });
     if (options.trusted !== true && !this.#authz.authorize(principal, action, resource)) {
-      await this.#audited(event('denied', { reason: 'forbidden' }));
+      const denied = auditEvent(principal, action, resource, started, 'denied');
+      denied.reason = 'forbidden';
+      await this.#audited(denied);
       throw new ForbiddenError(action);
     }
     let outcome: { result: T; keyVersion?: number | undefined };
@@ -810,14 +925,66 @@ export class KmsService {
       outcome = await operation();
     } catch (err) {
       const mapped = err instanceof SealedError ? new KmsSealedError() : err;
-      const code = mapped instanceof KmsError ? mapped.code : 'internal_error';
-      await this.#audited(event('failure', { reason: code }));
+      const failed = auditEvent(principal, action, resource, started, 'failure');
+      failed.reason = mapped instanceof KmsError ? mapped.code : 'internal_error';
+      await this.#audited(failed);
       throw mapped;
     }
-    await this.#audited(
-      event('success', outcome.keyVersion === undefined ? {} : { keyVersion: outcome.keyVersion }),
-    );
+    const succeeded = auditEvent(principal, action, resource, started, 'success');
+    if (outcome.keyVersion !== undefined) succeeded.keyVersion = outcome.keyVersion;
+    await this.#audited(succeeded);
     return outcome.result;
+  }
+
+  /**
+   * Runs a batch as one operation, audited once as Vault audits one entry per request: each distinct key is
+   * authorised once (the items of a denied key get `forbidden`), the items run, and ONE event records what
+   * happened (see `batchAuditEvent`). No result is released unless that event is durable; an unexpected error
+   * fails the whole batch once its event is recorded.
+   */
+  async #runBatch<I, T>(
+    principal: Principal,
+    action: KmsAction,
+    items: readonly I[],
+    plan: BatchPlan<I, T>,
+  ): Promise<BatchResult<T>[]> {
+    const started = performance.now();
+    const keys = items.map((item, i) => plan.keyOf(item, i));
+    const allowed = new Map<string, boolean>();
+    for (const key of keys) {
+      if (!allowed.has(key)) allowed.set(key, this.#authz.authorize(principal, action, `key:${key}`));
+    }
+    const tally: BatchTally = { errors: new Map(), used: new Set() };
+    let unexpected: { readonly error: unknown } | undefined;
+    const failed = (code: string, message: string): BatchResult<T> => {
+      tally.errors.set(code, (tally.errors.get(code) ?? 0) + 1);
+      return { ok: false, error: { code, message } };
+    };
+    const results = await Promise.all(
+      items.map(async (item, i): Promise<BatchResult<T>> => {
+        const key = keys[i] ?? '?';
+        if (allowed.get(key) !== true) return failed('forbidden', `not allowed to ${action}`);
+        try {
+          const { result, version } = await plan.run(item, i);
+          tally.used.add(`${key}:${version}`);
+          return { ok: true, value: result };
+        } catch (err) {
+          const mapped = err instanceof SealedError ? new KmsSealedError() : err;
+          if (mapped instanceof KmsError) return failed(mapped.code, mapped.message);
+          unexpected ??= { error: mapped };
+          return failed('internal_error', 'internal error');
+        }
+      }),
+    );
+    const denied = [...allowed].filter(([, ok]) => !ok).map(([key]) => key);
+    try {
+      await this.#audited(batchAuditEvent(principal, action, started, keys, denied, tally));
+      if (unexpected !== undefined) throw unexpected.error;
+    } catch (err) {
+      if (plan.discard !== undefined) for (const r of results) if (r.ok) plan.discard(r.value);
+      throw err;
+    }
+    return results;
   }
 
   async #audited(event: AuditEvent): Promise<void> {
@@ -854,10 +1021,16 @@ export class KmsService {
     for (const id of [...this.#loaded.keys()]) if (id.startsWith(`${name}#`)) this.#loaded.delete(id);
   }
 
-  async #meta(name: string): Promise<CachedMetadata> {
+  /** The cached metadata of `name` while it is fresh; undefined when it must be read. */
+  #freshMeta(name: string): CachedMetadata | undefined {
     const cached = this.#metadata.get(name);
+    return cached !== undefined && this.#now() - cached.fetchedAt < METADATA_TTL_MS ? cached : undefined;
+  }
+
+  async #meta(name: string): Promise<CachedMetadata> {
+    const cached = this.#freshMeta(name);
+    if (cached !== undefined) return cached;
     const now = this.#now();
-    if (cached !== undefined && now - cached.fetchedAt < METADATA_TTL_MS) return cached;
     const key = await this.#repo.getKey(name);
     if (key === undefined) throw new KeyNotFoundError(name);
     const versions = new Map((await this.#repo.listVersions(name)).map((v) => [v.version, v]));
@@ -887,6 +1060,20 @@ export class KmsService {
     }
   }
 
+  /**
+   * `#latest` from the caches alone, without waiting for a turn (the hot path: nearly every call finds both
+   * cached); undefined when something must be read. Throws what `#latest` throws for what it can see.
+   */
+  #latestCached(name: string, purpose: KeyPurpose): { loaded: LoadedKey; version: number } | undefined {
+    const meta = this.#freshMeta(name);
+    if (meta === undefined) return undefined;
+    if (KEY_PURPOSE[meta.key.type] !== purpose) throw new WrongKeyTypeError(name, meta.key.type, purpose);
+    const version = meta.key.latestVersion;
+    this.#usable(meta, version, 'use');
+    const loaded = this.#cachedKey(meta.key, version);
+    return loaded === undefined ? undefined : { loaded, version };
+  }
+
   async #latest(name: string, purpose: KeyPurpose): Promise<{ loaded: LoadedKey; version: number }> {
     const meta = await this.#metaFor(name, purpose);
     const version = meta.key.latestVersion;
@@ -906,15 +1093,20 @@ export class KmsService {
     return { loaded: await this.#load(meta.key, v), version: v };
   }
 
-  async #load(key: KeyRecord, version: number): Promise<LoadedKey> {
+  /** The unwrapped key if cached; refuses (and forgets every key) once the root is sealed. */
+  #cachedKey(key: KeyRecord, version: number): LoadedKey | undefined {
     // A sealed root means no key may be used, cached or not (the root can be sealed behind the service's back).
     if (this.#root.status().sealed) {
       this.#loaded.clear();
       throw new KmsSealedError();
     }
-    const id = `${key.name}#${version}`;
-    const cached = this.#loaded.get(id);
+    return this.#loaded.get(`${key.name}#${version}`);
+  }
+
+  async #load(key: KeyRecord, version: number): Promise<LoadedKey> {
+    const cached = this.#cachedKey(key, version);
     if (cached !== undefined) return cached;
+    const id = `${key.name}#${version}`;
     const material = await this.#materialOf(key.name, version, key);
     try {
       const loaded = loadMaterial(key.type, material);
@@ -1007,12 +1199,96 @@ function checkBatch(items: readonly unknown[]): void {
   }
 }
 
-async function settle<T>(promise: Promise<T>): Promise<BatchResult<T>> {
-  try {
-    return { ok: true, value: await promise };
-  } catch (err) {
-    if (err instanceof AuditUnavailableError) throw err;
-    if (err instanceof KmsError) return { ok: false, error: { code: err.code, message: err.message } };
-    throw err;
+/** How one batch went, for its audit event: error counts by code, and the `name:version` of every key used. */
+interface BatchTally {
+  readonly errors: Map<string, number>;
+  readonly used: Set<string>;
+}
+
+/** A batch's items for `#runBatch`: the key each item is authorised against, and its work. */
+interface BatchPlan<I, T> {
+  /** The key an item uses; an unparseable ciphertext's is `?`, authorised as `key:?` like a single call. */
+  keyOf(item: I, index: number): string;
+  run(item: I, index: number): Promise<{ result: T; version: number }>;
+  /** Wipes a secret result that will not be released (the batch's audit event could not be recorded). */
+  discard?(result: T): void;
+}
+
+/** Key names listed in a batch's audit event; more are counted, not listed, so one event stays small. */
+const MAX_AUDITED_KEYS = 64;
+
+type MutableEvent = { -readonly [K in keyof AuditEvent]: AuditEvent[K] };
+
+/** An operation's audit event; the caller adds its reason, key version or details. */
+function auditEvent(
+  principal: Principal,
+  action: KmsAction,
+  resource: string,
+  started: number,
+  outcome: AuditEvent['outcome'],
+): MutableEvent {
+  const event: MutableEvent = {
+    action: `kms.${action}`,
+    principal: { id: principal.id, authMethod: principal.authMethod },
+    resource,
+    outcome,
+  };
+  const request = principal.request;
+  if (request !== undefined) {
+    if (request.id !== undefined) event.requestId = request.id;
+    if (request.sourceIp !== undefined) event.sourceIp = request.sourceIp;
+    if (request.userAgent !== undefined) event.userAgent = request.userAgent.slice(0, 256);
   }
+  event.latencyMs = Math.round((performance.now() - started) * 1000) / 1000;
+  return event;
+}
+
+/**
+ * The one event of a batch. Resource: `key:<name>` when every item names that key, else `key:*`. Outcome:
+ * `denied` when any key was denied, else `failure` when any item failed, else `success`; reason `forbidden`, the
+ * one error code, or `multiple_errors`. Details: `batch`, `items`, `succeeded`, `errors.<code>` (items per error
+ * code), `keys` (the sorted `name:version` pairs that produced results), `denied` (key names refused), and
+ * `distinctKeys` when more than MAX_AUDITED_KEYS were used. `keyVersion` when exactly one version was used.
+ */
+function batchAuditEvent(
+  principal: Principal,
+  action: KmsAction,
+  started: number,
+  keys: readonly string[],
+  denied: readonly string[],
+  tally: BatchTally,
+): AuditEvent {
+  const first = keys[0] ?? '?';
+  const oneKey = keys.every((key) => key === first);
+  const failures = [...tally.errors].sort(([a], [b]) => (a < b ? -1 : 1));
+  const outcome = denied.length > 0 ? 'denied' : failures.length > 0 ? 'failure' : 'success';
+  const event = auditEvent(principal, action, oneKey ? `key:${first}` : 'key:*', started, outcome);
+  if (outcome !== 'success') {
+    event.reason =
+      outcome === 'denied'
+        ? 'forbidden'
+        : failures.length === 1
+          ? (failures[0]?.[0] ?? '')
+          : 'multiple_errors';
+  }
+  const used = [...tally.used].sort();
+  if (oneKey && used.length === 1) event.keyVersion = Number(used[0]?.slice(first.length + 1));
+  const failedItems = failures.reduce((sum, [, count]) => sum + count, 0);
+  const details: Record<string, string | number | boolean> = {
+    batch: true,
+    items: keys.length,
+    succeeded: keys.length - failedItems,
+  };
+  for (const [code, count] of failures) details[`errors.${code}`] = count;
+  if (used.length > 0) details.keys = used.slice(0, MAX_AUDITED_KEYS).join(',');
+  if (used.length > MAX_AUDITED_KEYS) details.distinctKeys = used.length;
+  if (denied.length > 0) details.denied = [...denied].sort().slice(0, MAX_AUDITED_KEYS).join(',');
+  event.details = details;
+  return event;
+}
+
+/** A promise started by the first item of a batch that needs it and shared by the rest (the key, resolved once). */
+function once<T>(start: () => Promise<T>): () => Promise<T> {
+  let promise: Promise<T> | undefined;
+  return () => (promise ??= start());
 }

@@ -1,5 +1,4 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { AuditUnavailableError, KmsError } from '../kms/index.ts';
 import type { BatchResult, KmsAction, KmsService } from '../kms/index.ts';
 import { kmsCedarAction } from '../policy/index.ts';
 import type { Principal } from '../kms/index.ts';
@@ -62,26 +61,6 @@ export function wireItems<T, W>(
   map: (value: T) => W,
 ): WireBatchItem<W>[] {
   return results.map((r) => (r.ok ? map(r.value) : { error: r.error }));
-}
-
-/**
- * Runs one operation per item for the batch routes the service has no batch method for, with the service's
- * batch semantics: KMS errors become per-item errors; a failed audit or an unexpected error fails the request.
- */
-export async function settleEach<I, T>(
-  items: readonly I[],
-  run: (item: I) => Promise<T>,
-): Promise<BatchResult<T>[]> {
-  return Promise.all(
-    items.map(async (item): Promise<BatchResult<T>> => {
-      try {
-        return { ok: true, value: await run(item) };
-      } catch (err) {
-        if (err instanceof AuditUnavailableError || !(err instanceof KmsError)) throw err;
-        return { ok: false, error: { code: err.code, message: err.message } };
-      }
-    }),
-  );
 }
 
 export function versionNumber(text: string | undefined): number | undefined {

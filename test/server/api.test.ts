@@ -336,6 +336,49 @@ describe('KMS HTTP API through the SDK (TLS 1.3)', () => {
     );
   });
 
+  it('audits a batch request as one event carrying the request id and item counts', async () => {
+    await client.createKey({ name: 'batch-audit', type: 'aes256-gcm' });
+    const before = h.audit.events.length;
+    const r = await raw('POST', '/v1/kms/encrypt/batch-audit', {
+      body: { items: [{ plaintext: 'aGk=' }, { plaintext: 'aGk=', context: 'Yw==' }, { plaintext: 'aGk=' }] },
+    });
+    assert.equal(r.status, 200);
+    const recorded = h.audit.events.slice(before);
+    assert.equal(recorded.length, 1);
+    assert.ok(recorded[0] !== undefined);
+    assert.equal(recorded[0].action, 'kms.crypto.encrypt');
+    assert.equal(recorded[0].resource, 'key:batch-audit');
+    assert.equal(recorded[0].outcome, 'success');
+    assert.equal(typeof recorded[0].requestId, 'string');
+    assert.deepEqual(recorded[0].details, { batch: true, items: 3, succeeded: 3, keys: 'batch-audit:1' });
+
+    const decryptBefore = h.audit.events.length;
+    const items = r.json.items as { ciphertext: string }[];
+    const d = await raw('POST', '/v1/kms/decrypt', {
+      body: { items: [...items.map((i) => ({ ciphertext: i.ciphertext })), { ciphertext: 'garbage' }] },
+    });
+    assert.equal(d.status, 200);
+    assert.deepEqual(
+      (d.json.items as ({ plaintext: string } | { error: { code: string } })[]).map((i) =>
+        'error' in i ? i.error.code : i.plaintext,
+      ),
+      ['aGk=', 'decryption_failed', 'aGk=', 'decryption_failed'],
+    );
+    const decryptEvents = h.audit.events.slice(decryptBefore);
+    assert.equal(decryptEvents.length, 1);
+    assert.ok(decryptEvents[0] !== undefined);
+    assert.equal(decryptEvents[0].resource, 'key:*');
+    assert.equal(decryptEvents[0].outcome, 'failure');
+    assert.equal(decryptEvents[0].reason, 'decryption_failed');
+    assert.deepEqual(decryptEvents[0].details, {
+      batch: true,
+      items: 4,
+      succeeded: 2,
+      'errors.decryption_failed': 2,
+      keys: 'batch-audit:1',
+    });
+  });
+
   it('refuses callers without the right role (403) and serves operator status', async () => {
     const user = new KmsClient({ address: h.address, token: h.userToken, ca: h.ca });
     try {
@@ -513,6 +556,11 @@ describe('KMS HTTP API: authentication, validation, TLS, logs, OpenAPI', () => {
     try {
       const r = await raw('POST', '/v1/kms/encrypt/app', { body: { plaintext: 'aGk=' } });
       assertError(r, 503, 'audit_unavailable');
+      // A batch is one audited operation: no item result leaves without its event.
+      const batch = await raw('POST', '/v1/kms/encrypt/app', {
+        body: { items: [{ plaintext: 'aGk=' }, { plaintext: 'aGk=' }] },
+      });
+      assertError(batch, 503, 'audit_unavailable');
     } finally {
       h.audit.failing = false;
     }

@@ -1,12 +1,4 @@
-import {
-  fromBase64,
-  kmsRoute,
-  optionalBytes,
-  principalOf,
-  settleEach,
-  toBase64,
-  wireItems,
-} from '../context.ts';
+import { fromBase64, kmsRoute, optionalBytes, principalOf, toBase64, wireItems } from '../context.ts';
 import type { RouteModule } from '../context.ts';
 import {
   base64Out,
@@ -107,8 +99,12 @@ export const dataKeyRoutes: RouteModule = (app, { kms, batchBodyLimit }) => {
         return wire;
       };
       if ('items' in body) {
-        const results = await settleEach(body.items, (item) =>
-          kms.decryptDataKey(principal, item.ciphertext, optionalBytes(item.context)),
+        const results = await kms.decryptDataKeyBatch(
+          principal,
+          body.items.map((item) => ({
+            ciphertext: item.ciphertext,
+            ...(item.context === undefined ? {} : { context: fromBase64(item.context) }),
+          })),
         );
         return { items: wireItems(results, view) };
       }

@@ -29,4 +29,14 @@ export const hmacRoutes = tagRoutes({
       r.ok ? { ok: true as const, value: { tag: r.value.mac, keyVersion: r.value.keyVersion } } : r,
     ),
   verify: (kms, principal, name, data, mac, version) => kms.verifyHmac(principal, name, data, mac, version),
+  verifyBatch: (kms, principal, name, items) =>
+    kms.verifyHmacBatch(
+      principal,
+      name,
+      items.map(({ input, tag, version }) => ({
+        data: input,
+        mac: tag,
+        ...(version === undefined ? {} : { version }),
+      })),
+    ),
 });

@@ -30,4 +30,14 @@ export const signRoutes = tagRoutes({
     ),
   verify: (kms, principal, name, message, signature, version) =>
     kms.verify(principal, name, message, signature, version),
+  verifyBatch: (kms, principal, name, items) =>
+    kms.verifyBatch(
+      principal,
+      name,
+      items.map(({ input, tag, version }) => ({
+        message: input,
+        signature: tag,
+        ...(version === undefined ? {} : { version }),
+      })),
+    ),
 });

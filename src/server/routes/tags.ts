@@ -1,5 +1,5 @@
 import type { BatchResult, KmsAction, KmsService, Principal } from '../../kms/index.ts';
-import { fromBase64, kmsRoute, principalOf, settleEach, toBase64, wireItems } from '../context.ts';
+import { fromBase64, kmsRoute, principalOf, toBase64, wireItems } from '../context.ts';
 import type { RouteModule } from '../context.ts';
 import {
   errorResponses,
@@ -48,6 +48,12 @@ export interface TagRouteSpec {
     tag: Buffer,
     version?: number,
   ): Promise<boolean>;
+  verifyBatch(
+    kms: KmsService,
+    principal: Principal,
+    name: string,
+    items: { input: Buffer; tag: Buffer; version?: number }[],
+  ): Promise<BatchResult<boolean>[]>;
 }
 
 type Fields = Record<string, string | number | undefined>;
@@ -116,19 +122,27 @@ export function tagRoutes(spec: TagRouteSpec): RouteModule {
         const principal = principalOf(request);
         const { name } = request.params;
         const body = request.body;
-        const verify = (item: Fields) =>
-          spec.verify(
+        if ('items' in body && Array.isArray(body.items)) {
+          const items = body.items.map((item) => ({
+            input: field(item, inputField),
+            tag: field(item, tagField),
+            ...(item.version === undefined ? {} : { version: item.version as number }),
+          }));
+          const results = await spec.verifyBatch(kms, principal, name, items);
+          return { items: wireItems(results, (valid) => ({ valid })) };
+        }
+        const single = body as Fields;
+        const version = single.version as number | undefined;
+        return {
+          valid: await spec.verify(
             kms,
             principal,
             name,
-            field(item, inputField),
-            field(item, tagField),
-            item.version as number | undefined,
-          );
-        if ('items' in body && Array.isArray(body.items)) {
-          return { items: wireItems(await settleEach(body.items, verify), (valid) => ({ valid })) };
-        }
-        return { valid: await verify(body as Fields) };
+            field(single, inputField),
+            field(single, tagField),
+            version,
+          ),
+        };
       },
     );
   };
