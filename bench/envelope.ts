@@ -3,9 +3,13 @@
  * latency, each printed next to a baseline measured in the same run (raw AES-256-GCM over the same bytes, and
  * `age`) as a ratio. Output goes to /dev/null so the figures are those of Warden, not of this VM's page
  * allocator; page cache is warm. Size: BENCH_SIZE_MIB (default 2048). Each timing is the best of BENCH_RUNS (3).
+ *
+ * Two peak-RSS figures: the library's (envelope-child.js, the timed runs above: build + dev keyring, no CLI)
+ * and the `warden encrypt` / `warden decrypt` command's own process (bin/warden.js -> dist/cli, file to file,
+ * one thread, measured by GNU time), which also carries the CLI (commander, output) and writes a real file.
  */
 import { spawnSync } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -19,6 +23,7 @@ const input = path.join(dir, `plain-${sizeMiB}MiB.bin`);
 const sealed = `${input}.wenc`;
 const keyring = path.join(dir, 'bench-keyring.json');
 const child = path.join(import.meta.dirname, 'envelope-child.js');
+const launcher = path.join(import.meta.dirname, '..', 'bin', 'warden.js');
 const launcherEnv = {
   ...process.env,
   MALLOC_MMAP_THRESHOLD_: '33554432',
@@ -45,6 +50,21 @@ function run(mode: string, file: string, output = ''): Measurement {
 function best(mode: string, file: string): Measurement {
   const all = Array.from({ length: runs }, () => run(mode, file));
   return all.reduce((a, b) => (b.seconds < a.seconds ? b : a));
+}
+
+/**
+ * Peak RSS in MiB of one `warden` command run the way the launcher runs it (its shebang's Node flags and glibc
+ * settings; Node itself is this one, so a system Node older than 24 does not add a re-exec).
+ */
+function cliPeakRssMiB(args: string[]): number {
+  const r = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, '--expose-gc', launcher, ...args], {
+    env: { ...launcherEnv, WARDEN_KEYRING: keyring, WARDEN_KEY: '', WARDEN_TOKEN: '', WARDEN_TOKEN_FILE: '' },
+    encoding: 'utf8',
+  });
+  if (r.error !== undefined)
+    throw new Error(`GNU time is required (Debian package "time"): ${r.error.message}`);
+  if (r.status !== 0) throw new Error(`warden ${args.join(' ')} failed: ${r.stderr}`);
+  return Number(r.stderr.trim().split('\n').at(-1)) / 1024;
 }
 
 function timeCommand(cmd: string, args: string[]): number {
@@ -86,13 +106,25 @@ const penc = best('encrypt-parallel', input);
 const pdec = best('decrypt-parallel', sealed);
 const random = run('random', sealed);
 
+const cliSealed = path.join(dir, `cli-${sizeMiB}MiB.wenc`);
+const cliPlain = path.join(dir, `cli-${sizeMiB}MiB.bin`);
+let cliEncRss: number;
+let cliDecRss: number;
+try {
+  cliEncRss = cliPeakRssMiB(['encrypt', input, '-o', cliSealed, '--force', '--threads', '1', '--json']);
+  cliDecRss = cliPeakRssMiB(['decrypt', cliSealed, '-o', cliPlain, '--force', '--threads', '1', '--json']);
+} finally {
+  rmSync(cliSealed, { force: true });
+  rmSync(cliPlain, { force: true });
+}
+
 const ageDir = path.join(dir, 'age');
 mkdirSync(ageDir, { recursive: true });
 const ageKey = path.join(ageDir, 'key.txt');
 if (!existsSync(ageKey)) spawnSync('age-keygen', ['-o', ageKey], { stdio: 'ignore' });
 const recipient = /public key: (\S+)/.exec(readFileSync(ageKey, 'utf8'))?.[1];
 if (recipient === undefined) throw new Error('age-keygen is required (Debian package "age")');
-const ageSealed = path.join(ageDir, 'sealed.age');
+const ageSealed = path.join(ageDir, `sealed-${sizeMiB}MiB.age`);
 if (!existsSync(ageSealed)) spawnSync('age', ['-r', recipient, '-o', ageSealed, input]);
 warm(ageSealed);
 const ageEnc = timeCommand('age', ['-r', recipient, '-o', '/dev/null', input]);
@@ -129,10 +161,16 @@ const rows: [string, string, string, string][] = [
     'vs 1 thread, target >= 1.6',
   ],
   [
-    'peak RSS encrypt / decrypt (1 thread)',
+    'peak RSS library encrypt / decrypt',
     `${enc.peakRssMiB.toFixed(0)} / ${dec.peakRssMiB.toFixed(0)} MiB`,
     '',
     'target < 64 MiB',
+  ],
+  [
+    'peak RSS `warden encrypt` / `decrypt`',
+    `${cliEncRss.toFixed(0)} / ${cliDecRss.toFixed(0)} MiB`,
+    '',
+    'CLI process, file to file, 1 thread',
   ],
   ['peak RSS raw baseline process', `${raw.peakRssMiB.toFixed(0)} MiB`, '', ''],
   [

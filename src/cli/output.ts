@@ -1,4 +1,5 @@
-import { SingleBar } from 'cli-progress';
+import { createRequire } from 'node:module';
+import type { SingleBar as ProgressBar } from 'cli-progress';
 
 /** Human output on stdout, or one JSON document with `--json`; progress bars only on a TTY stderr. */
 export interface Output {
@@ -32,6 +33,10 @@ export function createOutput(
     },
     progress(label, total) {
       if (json || !stderr.isTTY || total < PROGRESS_MIN_BYTES) return noProgress;
+      // Loaded only when a bar is drawn: scripted runs (no TTY) of `warden encrypt` do not carry it in memory.
+      const { SingleBar } = createRequire(import.meta.url)('cli-progress') as {
+        SingleBar: typeof ProgressBar;
+      };
       const bar = new SingleBar({
         stream: stderr,
         format: `${label} [{bar}] {percentage}% | {done}/{size} MiB | {rate} MiB/s | ETA {eta}s`,

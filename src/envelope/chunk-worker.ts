@@ -2,8 +2,8 @@ import { open } from 'node:fs/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ChunkedDecryption, ChunkedEncryption, DecryptionError } from '../crypto/index.ts';
 import { TruncatedEnvelopeError } from './errors.ts';
-import { readExactly } from './io.ts';
-import { GarbageStep } from './memory.ts';
+import { readFully, settled, writeFully } from './io.ts';
+import { COLLECT_CONTEXTS_EVERY_BYTES, GarbageStep, releaseAll } from './memory.ts';
 
 /**
  * Seals or opens a contiguous range of chunks of one envelope, reading and writing at computed offsets, so
@@ -38,52 +38,63 @@ async function run(job: ChunkRangeJob): Promise<void> {
   const plainLength = (k: number) => Math.min(chunkSize, plaintextLength - k * chunkSize);
   const source = await open(job.input, 'r');
   const sink = await open(job.output, 'r+');
-  const garbage = new GarbageStep();
   try {
     // Two buffers: the next chunk is read while the current one is sealed or opened, as in the sequential path.
     const buffers = [Buffer.allocUnsafe(sealedSize), Buffer.allocUnsafe(sealedSize)] as const;
     const seal = job.mode === 'seal';
-    const enc = seal
-      ? ChunkedEncryption.resume(job.dataKey, job.payloadContext, job.prefix, chunkSize)
-      : undefined;
-    const dec = seal
-      ? undefined
-      : ChunkedDecryption.open(job.dataKey, job.payloadContext, job.prefix, chunkSize);
+    // Each chunk's output and where it goes in the sink.
+    let transform: (k: number, input: Buffer) => Buffer[];
+    let outputOffset: (k: number) => number;
+    if (seal) {
+      const enc = ChunkedEncryption.resume(job.dataKey, job.payloadContext, job.prefix, chunkSize);
+      transform = (k, input) => enc.sealChunk(k, input);
+      outputOffset = sealedOffset;
+    } else {
+      const dec = ChunkedDecryption.open(job.dataKey, job.payloadContext, job.prefix, chunkSize);
+      transform = (k, input) => [dec.openChunk(k, input)];
+      outputOffset = plainOffset;
+    }
     const inputLength = (k: number) => plainLength(k) + (seal ? 0 : 16);
     const read = (k: number) => {
       const buffer = buffers[k % 2 === 0 ? 0 : 1];
-      const pending = readExactly(source, buffer, inputLength(k), seal ? plainOffset(k) : sealedOffset(k));
+      const pending = readFully(source.fd, buffer, inputLength(k), seal ? plainOffset(k) : sealedOffset(k));
       pending.catch(() => undefined);
       return pending;
     };
     let pendingRead = read(job.firstChunk);
-    // The previous chunk's write stays in flight while this one is processed (its output is a fresh buffer).
-    let pendingWrite: Promise<unknown> = Promise.resolve();
+    let readAhead: Promise<Buffer> | undefined = pendingRead;
+    // The previous chunk's write stays in flight while this one is processed (its output is a fresh buffer,
+    // freed the moment that write completed). Raw-descriptor I/O (see io.ts): settled before the handles close.
+    let pendingWrite: Promise<void> | undefined;
     let unreported = 0;
-    for (let k = job.firstChunk; k < job.endChunk; k++) {
-      const input = await pendingRead;
-      if (k + 1 < job.endChunk) pendingRead = read(k + 1);
-      let write: Promise<unknown> = Promise.resolve();
-      if (enc !== undefined) {
-        const sealed = enc.sealChunk(k, input);
+    const garbage = new GarbageStep(COLLECT_CONTEXTS_EVERY_BYTES);
+    try {
+      for (let k = job.firstChunk; k < job.endChunk; k++) {
+        const input = await pendingRead;
+        readAhead = undefined;
+        if (k + 1 < job.endChunk) {
+          pendingRead = read(k + 1);
+          readAhead = pendingRead;
+        }
+        const output = transform(k, input);
         await pendingWrite;
-        write = sink.writev(sealed, sealedOffset(k));
-      } else if (dec !== undefined) {
-        const plain = dec.openChunk(k, input);
-        await pendingWrite;
-        write = sink.write(plain, 0, plain.length, plainOffset(k));
+        pendingWrite = writeFully(sink.fd, output, outputOffset(k)).then(() => {
+          releaseAll(output);
+        });
+        pendingWrite.catch(() => undefined);
+        garbage.add(input.length);
+        unreported += plainLength(k);
+        // Progress in batches: a message per chunk would cost more than it tells.
+        if ((k - job.firstChunk) % 16 === 15 || k + 1 === job.endChunk) {
+          parentPort?.postMessage({ type: 'progress', bytes: unreported } satisfies WorkerMessage);
+          unreported = 0;
+        }
       }
-      write.catch(() => undefined);
-      pendingWrite = write;
-      garbage.add(input.length);
-      unreported += plainLength(k);
-      // Progress in batches: a message per chunk would cost more than it tells.
-      if ((k - job.firstChunk) % 16 === 15 || k + 1 === job.endChunk) {
-        parentPort?.postMessage({ type: 'progress', bytes: unreported } satisfies WorkerMessage);
-        unreported = 0;
-      }
+      await pendingWrite;
+    } finally {
+      await settled(readAhead);
+      await settled(pendingWrite);
     }
-    await pendingWrite;
   } finally {
     await source.close();
     await sink.close();

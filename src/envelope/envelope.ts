@@ -27,7 +27,7 @@ import {
 import type { EncryptionContext, KeySlot, ParsedHeader } from './header.ts';
 import type { ChunkLayout } from '../crypto/index.ts';
 import type { SlotUnwrapper, SlotWrapper } from './keys.ts';
-import { GarbageStep } from './memory.ts';
+import { COLLECT_BUFFERS_EVERY_BYTES, GarbageStep } from './memory.ts';
 
 export const DATA_KEY_BYTES = 32;
 const HEADER_MAC_INFO = Buffer.from('warden/envelope/v1 header-mac', 'ascii');
@@ -205,7 +205,7 @@ export async function* encryptStream(
   prepared.dataKey.fill(0);
   yield Buffer.concat([prepared.header, encryption.prefix()]);
   const queue = new ByteQueue();
-  const garbage = new GarbageStep();
+  const garbage = new GarbageStep(COLLECT_BUFFERS_EVERY_BYTES);
   let index = 0;
   let total = 0;
   for await (const piece of source) {
@@ -259,7 +259,7 @@ export async function* decryptStream(
   opened.dataKey.fill(0);
   const { decryption, layout } = opened;
   const sealedSize = layout.encryptedChunkSize;
-  const garbage = new GarbageStep();
+  const garbage = new GarbageStep(COLLECT_BUFFERS_EVERY_BYTES);
   let index = 0;
   let total = 0;
   while (await fill(sealedSize + 1)) {

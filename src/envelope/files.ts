@@ -8,8 +8,8 @@ import { checkContext, openEnvelope, prepareEncryption } from './envelope.ts';
 import type { DecryptOptions, EncryptOptions, OpenedEnvelope } from './envelope.ts';
 import { MAX_HEADER_BYTES, declaredHeaderLength, parseHeader } from './header.ts';
 import type { ParsedHeader } from './header.ts';
-import { readExactly } from './io.ts';
-import { GarbageStep } from './memory.ts';
+import { readExactly, readFully, settled, writeFully } from './io.ts';
+import { COLLECT_CONTEXTS_EVERY_BYTES, GarbageStep, releaseAll, releaseBuffer } from './memory.ts';
 
 export type ProgressCallback = (bytesDone: number) => void;
 
@@ -67,9 +67,54 @@ function inFlight<T>(operation: Promise<T>): Promise<T> {
 }
 
 /**
- * Encrypts a file into an open sink with pipelined positional I/O: the next chunk is read (on libuv's thread
- * pool) and the previous one written while the current one is sealed on the main thread. Two reusable input
- * buffers; memory stays at a few chunks whatever the file size.
+ * The pipeline both streaming file paths share: chunk k+1 is read (on libuv's thread pool) and chunk k-1
+ * written while `transform` seals or opens chunk k on the main thread. Two reusable input buffers; each output
+ * is freed as soon as its write completed (`releaseBuffer`), so memory stays at a few chunks whatever the file
+ * size (see memory.ts). Every read and write started is settled before this returns or throws, so the caller
+ * may close its handles (the I/O runs on raw descriptors; see io.ts).
+ */
+async function pipeChunks(
+  count: number,
+  read: (k: number, into: Buffer) => Promise<Buffer>,
+  buffers: readonly [Buffer, Buffer],
+  transform: (k: number, input: Buffer) => readonly Buffer[],
+  write: (output: readonly Buffer[]) => Promise<void>,
+  onChunk: (k: number, input: Buffer) => void,
+): Promise<void> {
+  let pendingRead = inFlight(read(0, buffers[0]));
+  let readAhead: Promise<Buffer> | undefined = pendingRead;
+  let pendingWrite: Promise<void> | undefined;
+  const garbage = new GarbageStep(COLLECT_CONTEXTS_EVERY_BYTES);
+  try {
+    for (let k = 0; k < count; k++) {
+      const input = await pendingRead;
+      readAhead = undefined;
+      if (k + 1 < count) {
+        // Chunk k+1 goes into the other buffer, whose chunk was transformed (copied out) an iteration ago.
+        pendingRead = inFlight(read(k + 1, buffers[(k + 1) % 2 === 0 ? 0 : 1]));
+        readAhead = pendingRead;
+      }
+      const output = transform(k, input);
+      await pendingWrite;
+      // Freed the moment the write completes: usually before the next chunk's output is allocated.
+      pendingWrite = inFlight(
+        write(output).then(() => {
+          releaseAll(output);
+        }),
+      );
+      garbage.add(input.length);
+      onChunk(k, input);
+    }
+    await pendingWrite;
+  } finally {
+    await settled(readAhead);
+    await settled(pendingWrite);
+  }
+}
+
+/**
+ * Encrypts a file into an open sink, streaming through `pipeChunks`: the sink receives the header, the
+ * payload prefix and the sealed chunks at its current position.
  */
 export async function encryptFileToHandle(
   input: string,
@@ -83,30 +128,15 @@ export async function encryptFileToHandle(
     prepared.dataKey.fill(0);
     const { encryption, layout } = prepared;
     const chunkSize = layout.chunkSize;
-    const count = layout.chunkCount(size);
     await sink.write(Buffer.concat([prepared.header, encryption.prefix()]));
-    const buffers = [Buffer.allocUnsafe(chunkSize), Buffer.allocUnsafe(chunkSize)] as const;
-    const readChunk = (k: number) =>
-      readExactly(
-        source,
-        buffers[k % 2 === 0 ? 0 : 1],
-        Math.min(chunkSize, size - k * chunkSize),
-        k * chunkSize,
-      );
-    const garbage = new GarbageStep();
-    let pendingRead = inFlight(readChunk(0));
-    let pendingWrite: Promise<unknown> = Promise.resolve();
-    for (let k = 0; k < count; k++) {
-      const plain = await pendingRead;
-      // Chunk k+1 goes into the other buffer, whose previous chunk was sealed (copied out) an iteration ago.
-      if (k + 1 < count) pendingRead = inFlight(readChunk(k + 1));
-      const sealed = encryption.sealChunk(k, plain);
-      await pendingWrite;
-      pendingWrite = inFlight(sink.writev(sealed));
-      garbage.add(plain.length);
-      options.onProgress?.(k * chunkSize + plain.length);
-    }
-    await pendingWrite;
+    await pipeChunks(
+      layout.chunkCount(size),
+      (k, into) => readFully(source.fd, into, Math.min(chunkSize, size - k * chunkSize), k * chunkSize),
+      [Buffer.allocUnsafe(chunkSize), Buffer.allocUnsafe(chunkSize)],
+      (k, plain) => encryption.sealChunk(k, plain),
+      (sealed) => writeFully(sink.fd, sealed),
+      (k, plain) => options.onProgress?.(k * chunkSize + plain.length),
+    );
     return parseHeader(prepared.header);
   } finally {
     await source.close();
@@ -266,36 +296,50 @@ export async function inspectFile(file: string): Promise<{ header: ParsedHeader;
 }
 
 /**
- * Decrypts a file into an open sink. Every chunk is authenticated, the short final one included, and the next
- * chunk is read while the current one is decrypted.
+ * Decrypts a file into an open sink, streaming through `pipeChunks`. Every chunk is authenticated, the short
+ * final one included, and written only once its tag verified.
  */
 export async function decryptFileToHandle(
   input: string,
   sink: FileHandle,
   options: FileDecryptOptions,
 ): Promise<ParsedHeader> {
-  const file = await EnvelopeFile.open(input, options);
+  const source = await open(input, 'r');
   try {
-    const count = file.chunkCount;
-    const sealedSize = 2 ** file.header.chunkExponent + TAG_BYTES;
-    const buffers = [Buffer.allocUnsafe(sealedSize), Buffer.allocUnsafe(sealedSize)] as const;
-    const garbage = new GarbageStep();
-    let pendingWrite: Promise<unknown> = Promise.resolve();
-    let pendingRead = inFlight(file.chunk(0, buffers[0]));
-    let done = 0;
-    for (let k = 0; k < count; k++) {
-      const plain = await pendingRead;
-      if (k + 1 < count) pendingRead = inFlight(file.chunk(k + 1, buffers[(k + 1) % 2 === 0 ? 0 : 1]));
-      await pendingWrite;
-      pendingWrite = inFlight(sink.write(plain));
-      done += plain.length;
-      garbage.add(plain.length);
-      options.onProgress?.(done);
+    const { opened, size } = await openVerified(source, options);
+    opened.dataKey.fill(0);
+    const { header, layout, decryption } = opened;
+    const count = layout.chunkCount(size);
+    const buffers = [
+      Buffer.allocUnsafe(layout.encryptedChunkSize),
+      Buffer.allocUnsafe(layout.encryptedChunkSize),
+    ] as const;
+    const readSealed = (k: number, into: Buffer) =>
+      readFully(
+        source.fd,
+        into,
+        Math.min(layout.chunkSize, size - k * layout.chunkSize) + TAG_BYTES,
+        header.headerLength + layout.chunkOffset(k),
+      );
+    if (header.plaintextLength === undefined) {
+      // As in EnvelopeFile.open: without a declared length, authenticate it (the final, short chunk) first.
+      releaseBuffer(decryption.openChunk(count - 1, await readSealed(count - 1, buffers[0])));
     }
-    await pendingWrite;
-    return file.header;
+    let done = 0;
+    await pipeChunks(
+      count,
+      readSealed,
+      buffers,
+      (k, sealed) => [decryption.openChunk(k, sealed)],
+      (plain) => writeFully(sink.fd, plain),
+      (k, sealed) => {
+        done += sealed.length - TAG_BYTES;
+        options.onProgress?.(done);
+      },
+    );
+    return header;
   } finally {
-    await file.close();
+    await source.close();
   }
 }
 

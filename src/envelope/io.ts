@@ -1,3 +1,4 @@
+import { read, writev } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { TruncatedEnvelopeError } from './errors.ts';
 
@@ -18,4 +19,80 @@ export async function readExactly(
     done += bytesRead;
   }
   return buffer.subarray(0, length);
+}
+
+/*
+ * The per-chunk I/O of the streaming loops goes through the callback API on the raw descriptor rather than
+ * FileHandle methods. A FileHandle call runs through an async wrapper that spreads its arguments through an
+ * iterator: over a few thousand chunks those internals become hot enough for V8 to optimise them with TurboFan,
+ * whose compiler code and zone memory alone add ~5 MiB to the process's peak RSS (measured: 63 MiB at 512 MiB
+ * of input, 68 MiB at 2 GiB). The callback path keeps the JavaScript per chunk small enough to stay in the
+ * cheaper tiers. Unlike FileHandle operations, these are not awaited by `FileHandle.close()`, so callers
+ * settle every operation they started before their handles can close (`settled`).
+ */
+
+/** `readExactly` on a descriptor, for the streaming loops. */
+export function readFully(fd: number, buffer: Buffer, length: number, position: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    let done = 0;
+    const more = () => {
+      if (done === length) resolve(buffer.subarray(0, length));
+      else read(fd, buffer, done, length - done, position + done, after);
+    };
+    const after = (err: NodeJS.ErrnoException | null, bytesRead: number) => {
+      if (err !== null) reject(err);
+      else if (bytesRead === 0) reject(new TruncatedEnvelopeError());
+      else {
+        done += bytesRead;
+        more();
+      }
+    };
+    more();
+  });
+}
+
+/**
+ * Writes all of `buffers` at the descriptor's current position (or at `position`), continuing after short
+ * writes.
+ */
+export function writeFully(
+  fd: number,
+  buffers: readonly Buffer[],
+  position: number | null = null,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let rest = buffers.filter((b) => b.length > 0);
+    let at = position;
+    const more = () => {
+      if (rest.length === 0) resolve();
+      else writev(fd, rest, at, after);
+    };
+    const after = (err: NodeJS.ErrnoException | null, written: number) => {
+      if (err !== null) {
+        reject(err);
+        return;
+      }
+      if (at !== null) at += written;
+      let skip = written;
+      const remaining: Buffer[] = [];
+      for (const b of rest) {
+        if (skip >= b.length) skip -= b.length;
+        else {
+          remaining.push(skip > 0 ? b.subarray(skip) : b);
+          skip = 0;
+        }
+      }
+      rest = remaining;
+      more();
+    };
+    more();
+  });
+}
+
+/** Waits for an operation whatever its outcome (its failure is reported where it is awaited, not here). */
+export async function settled(operation: Promise<unknown> | undefined): Promise<void> {
+  await operation?.then(
+    () => undefined,
+    () => undefined,
+  );
 }

@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
 import fc from 'fast-check';
 import { DecryptionError } from '../../src/crypto/index.ts';
@@ -11,6 +12,7 @@ import {
   collectBytes,
   decryptFile,
   decryptFileParallel,
+  decryptFileToHandle,
   encryptFile,
   encryptFileParallel,
   encryptStream,
@@ -107,5 +109,60 @@ describe('envelope files', () => {
         assert.equal(readdirSync(dir).length, before, 'a temporary file was left behind');
       }
     }
+  });
+
+  it('round-trips envelopes streamed without a declared length through the file decryptor', async () => {
+    for (const n of [0, 1, C - 1, C, C + 1, 5 * C + 3]) {
+      const data = randomBytes(n);
+      const ct = path.join(dir, `streamed-${n}.wenc`);
+      writeFileSync(
+        ct,
+        await collectBytes(encryptStream([data], { recipients: [keyring], chunkExponent: CHUNK_EXP })),
+      );
+      await decryptFile(ct, `${ct}.out`, { keys: [keyring] });
+      assert.deepEqual(readFileSync(`${ct}.out`), data, `n=${n}`);
+    }
+  });
+
+  it('writes to the sink only plaintext of chunks that verified, in order', async () => {
+    const data = randomBytes(6 * C + 77);
+    const input = file(data);
+    await encryptFile(input, `${input}.wenc`, { recipients: [keyring], chunkExponent: CHUNK_EXP });
+    const ct = readFileSync(`${input}.wenc`);
+    const payload = ct.readUInt32BE(4) + 56;
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: payload, max: ct.length - 1 }), async (at) => {
+        const damaged = Buffer.from(ct);
+        damaged[at] = damaged[at]! ^ 0x80;
+        const bad = path.join(dir, 'damaged.wenc');
+        writeFileSync(bad, damaged);
+        const sinkPath = path.join(dir, 'damaged.out');
+        const sink = await open(sinkPath, 'w');
+        try {
+          await assert.rejects(decryptFileToHandle(bad, sink, { keys: [keyring] }), DecryptionError);
+        } finally {
+          await sink.close();
+        }
+        const verifiedChunks = Math.floor((at - payload) / (C + 16));
+        assert.deepEqual(readFileSync(sinkPath), data.subarray(0, verifiedChunks * C));
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it('without a declared length, a damaged final chunk fails before any plaintext reaches the sink', async () => {
+    const data = randomBytes(3 * C + 9);
+    const ct = await collectBytes(encryptStream([data], { recipients: [keyring], chunkExponent: CHUNK_EXP }));
+    ct[ct.length - 1] = ct[ct.length - 1]! ^ 1;
+    const bad = path.join(dir, 'bad-final.wenc');
+    writeFileSync(bad, ct);
+    const sinkPath = path.join(dir, 'bad-final.out');
+    const sink = await open(sinkPath, 'w');
+    try {
+      await assert.rejects(decryptFileToHandle(bad, sink, { keys: [keyring] }), DecryptionError);
+    } finally {
+      await sink.close();
+    }
+    assert.equal(readFileSync(sinkPath).length, 0);
   });
 });
