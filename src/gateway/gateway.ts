@@ -39,7 +39,7 @@ import type { FilterCounts, StreamFilter } from './output-filter.ts';
 import { ServableCache } from './servable.ts';
 import type { ServableSource } from './servable.ts';
 import { formatSseEvent, SseParser } from './sse.ts';
-import { readBounded, Upstream } from './upstream.ts';
+import { Upstream } from './upstream.ts';
 import type { UpstreamResponse } from './upstream.ts';
 import {
   checkParameters,
@@ -161,9 +161,16 @@ interface Trace {
   stream: boolean;
 }
 
-const rawBodies = new WeakMap<FastifyRequest, Buffer>();
-const principals = new WeakMap<FastifyRequest, Principal>();
-const audited = new WeakSet<FastifyRequest>();
+/**
+ * What the standalone server's hooks learnt about a request, in one weak entry per request (a weak collection
+ * operation is not free at gateway request rates). Mounted requests have none: the server passes the principal.
+ */
+interface RequestState {
+  principal: Principal | undefined;
+  raw: Buffer | undefined;
+  audited: boolean;
+}
+const requestStates = new WeakMap<FastifyRequest, RequestState>();
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -326,7 +333,7 @@ export class Gateway {
     const started = performance.now();
     const trace: Trace = {
       endpoint: undefined,
-      principal: mounted?.principal ?? principals.get(request),
+      principal: mounted?.principal ?? requestStates.get(request)?.principal,
       limiter: [],
       reservation: undefined,
       tokensUsed: undefined,
@@ -346,7 +353,7 @@ export class Gateway {
       if (principal === undefined) throw unauthenticated();
       const body = request.body;
       if (!isObject(body)) throw invalidRequest('the body must be a JSON object');
-      const raw = rawBodies.get(request) ?? Buffer.from(JSON.stringify(body));
+      const raw = requestStates.get(request)?.raw ?? Buffer.from(JSON.stringify(body));
       trace.requestBytes = raw.length;
       trace.requestHash = this.#hasher.hash(raw);
       const prepared = this.#lookup(kind, this.#endpointName(kind, request));
@@ -435,31 +442,27 @@ export class Gateway {
                 : `/v1/models/${upstreamModel}:predict`;
       const idempotent =
         endpoint.idempotent ?? (kind === 'embeddings' || kind === 'kserve-v2' || kind === 'predict');
-      const upstreamStarted = performance.now();
-      const res = await prepared.upstream.post({
+      const call = {
         path,
         body: upstreamBody,
         idempotent,
         headers: { 'x-request-id': request.id, ...(stream ? { accept: 'text/event-stream' } : {}) },
-      });
-      trace.attempts = res.attempts;
-      this.metrics.upstreamLatency.observe(
-        { endpoint: endpoint.name },
-        (performance.now() - upstreamStarted) / 1000,
-      );
-      if (res.statusCode !== 200) {
-        await res.body.dump().catch(() => undefined);
-        if (trace.reservation !== undefined) {
-          await this.limits.settle(trace.reservation, 0);
-          trace.tokensUsed = 0;
-        }
-        throw upstreamError(res.statusCode);
-      }
+      };
+      const upstreamStarted = performance.now();
       if (stream) {
+        const res = await prepared.upstream.post(call);
+        this.#upstreamAnswered(trace, endpoint, res.attempts, upstreamStarted);
+        if (res.statusCode !== 200) {
+          await res.body.dump().catch(() => undefined);
+          return await this.#upstreamRefused(trace, res.statusCode);
+        }
         this.#stream(kind, prepared, request, reply, res, trace, started);
         return;
       }
-      const received = await readBounded(res.body, this.#maxResponseBytes, res.headers['content-length']);
+      const res = await prepared.upstream.exchange(call, this.#maxResponseBytes);
+      this.#upstreamAnswered(trace, endpoint, res.attempts, upstreamStarted);
+      if (res.statusCode !== 200) return await this.#upstreamRefused(trace, res.statusCode);
+      const received = res.body;
       let parsed: unknown;
       try {
         parsed = JSON.parse(received.toString('utf8'));
@@ -498,6 +501,20 @@ export class Gateway {
     } catch (err) {
       await this.fail(request, reply, err, trace, started);
     }
+  }
+
+  #upstreamAnswered(trace: Trace, endpoint: EndpointConfig, attempts: number, started: number): void {
+    trace.attempts = attempts;
+    this.metrics.upstreamLatency.observe({ endpoint: endpoint.name }, (performance.now() - started) / 1000);
+  }
+
+  /** A non-200 upstream answer: nothing was served, so the token reservation is released in full. */
+  async #upstreamRefused(trace: Trace, status: number): Promise<never> {
+    if (trace.reservation !== undefined) {
+      await this.limits.settle(trace.reservation, 0);
+      trace.tokensUsed = 0;
+    }
+    throw upstreamError(status);
   }
 
   #context(request: FastifyRequest): GatewayRequestContext {
@@ -682,7 +699,7 @@ export class Gateway {
       : auditUnavailable();
     const status = error?.httpStatus ?? 500;
     const outcome: AuditOutcome = status < 500 && status !== 422 ? 'denied' : 'failure';
-    const t = trace ?? emptyTrace(principals.get(request));
+    const t = trace ?? emptyTrace(requestStates.get(request)?.principal);
     const name = t.endpoint?.name ?? 'unknown';
     if (error !== undefined) {
       this.metrics.denials.inc({ endpoint: name, reason: error.code });
@@ -711,7 +728,10 @@ export class Gateway {
     status: number,
     started: number,
   ): Promise<boolean> {
-    audited.add(request);
+    const state = requestStates.get(request);
+    if (state === undefined)
+      requestStates.set(request, { principal: undefined, raw: undefined, audited: true });
+    else state.audited = true;
     const latency = performance.now() - started;
     const endpoint = trace.endpoint;
     const name = endpoint?.name ?? 'unknown';
@@ -735,9 +755,10 @@ export class Gateway {
     if (trace.requestHash !== undefined) details.requestHash = trace.requestHash;
     if (trace.responseHash !== undefined) details.responseHash = trace.responseHash;
     if (trace.limiter.length > 0) {
-      details.limiter = trace.limiter
-        .map((s) => `${s.kind}:${s.points}/${s.durationSeconds}s=${s.remaining}`)
-        .join(',');
+      let limiter = '';
+      for (const state of trace.limiter)
+        limiter += `${limiter === '' ? '' : ','}${state.label}=${state.remaining}`;
+      details.limiter = limiter;
     }
     if (trace.reservation !== undefined) details.tokensReserved = trace.reservation.reserved;
     if (trace.tokensUsed !== undefined) details.tokensUsed = trace.tokensUsed;
@@ -811,6 +832,15 @@ function fastifyErrorToGateway(err: unknown, bodyLimit: number): GatewayError {
 }
 
 /**
+ * `GET /health`, recognised from the raw request line: `request.routeOptions` builds an object on every access.
+ * Anything else that the router would also send to the health route just needs credentials.
+ */
+function isHealthCheck(request: FastifyRequest): boolean {
+  const { method, url } = request.raw;
+  return method === 'GET' && (url === '/health' || url?.startsWith('/health?') === true);
+}
+
+/**
  * The standalone gateway (`warden gateway`): Fastify over TLS 1.3, authentication before the body is read,
  * every inference route of `GATEWAY_ROUTES`, `GET /health` without credentials, errors as
  * `{error:{code,message}}`. Metrics are served on a separate listener (`startMetricsServer`). `close()` on the
@@ -847,7 +877,8 @@ export async function createGateway(options: StandaloneOptions): Promise<Fastify
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
     const raw = body as Buffer;
-    rawBodies.set(request, raw);
+    const state = requestStates.get(request);
+    if (state !== undefined) state.raw = raw;
     try {
       done(null, JSON.parse(raw.toString('utf8')));
     } catch {
@@ -858,7 +889,7 @@ export async function createGateway(options: StandaloneOptions): Promise<Fastify
   // Authentication runs before the body is read: unauthenticated callers cannot make the gateway parse it.
   // Callback style, so a synchronous authenticator costs no promise per request.
   app.addHook('onRequest', (request, _reply, done) => {
-    if (request.routeOptions.url === '/health') {
+    if (isHealthCheck(request)) {
       done();
       return;
     }
@@ -867,7 +898,7 @@ export async function createGateway(options: StandaloneOptions): Promise<Fastify
         done(unauthenticated());
         return;
       }
-      principals.set(request, principal);
+      requestStates.set(request, { principal, raw: undefined, audited: false });
       done();
     };
     let result: ReturnType<Authenticate>;
@@ -887,7 +918,7 @@ export async function createGateway(options: StandaloneOptions): Promise<Fastify
   });
 
   app.setErrorHandler(async (err, request, reply) => {
-    if (audited.has(request)) {
+    if (requestStates.get(request)?.audited === true) {
       reply.code(500).send({ error: { code: 'internal', message: 'internal error' } });
       return;
     }

@@ -50,8 +50,8 @@ export { ALWAYS_SERVABLE, ServableCache } from './servable.ts';
 export type { ServableCacheOptions, ServableSource } from './servable.ts';
 export { DEFAULT_MAX_EVENT_CHARS, formatSseEvent, SseError, SseParser } from './sse.ts';
 export type { SseEvent } from './sse.ts';
-export { readBounded, Upstream } from './upstream.ts';
-export type { UpstreamCall, UpstreamResponse } from './upstream.ts';
+export { Upstream } from './upstream.ts';
+export type { BufferedResponse, UpstreamCall, UpstreamResponse } from './upstream.ts';
 export {
   checkParameters,
   checkPromptLength,

@@ -29,6 +29,8 @@ export interface WindowState {
   readonly points: number;
   readonly durationSeconds: number;
   readonly remaining: number;
+  /** `<kind>:<points>/<durationSeconds>s`, the window's name in audit records (built once per window). */
+  readonly label: string;
 }
 
 /** A token reservation to settle with the real usage once the response is known. */
@@ -41,6 +43,7 @@ export interface TokenReservation {
 interface Window {
   readonly limit: WindowLimit;
   readonly limiter: RateLimiterAbstract;
+  readonly label: string;
 }
 
 const KEY_CACHE_SIZE = 10_000;
@@ -82,7 +85,15 @@ export class Limits {
     return key;
   }
 
+  /** Endpoint limits are fixed objects: each finds its window without building the window id per request. */
+  readonly #byLimit = {
+    requests: new WeakMap<WindowLimit, Window>(),
+    tokens: new WeakMap<WindowLimit, Window>(),
+  };
+
   #window(kind: 'requests' | 'tokens', limit: WindowLimit): Window {
+    const known = this.#byLimit[kind].get(limit);
+    if (known !== undefined) return known;
     const id = `${kind}:${limit.points}:${limit.durationSeconds}`;
     let w = this.#windows.get(id);
     if (w === undefined) {
@@ -101,9 +112,10 @@ export class Limits {
             : {}),
         });
       }
-      w = { limit, limiter };
+      w = { limit, limiter, label: `${kind}:${limit.points}/${limit.durationSeconds}s` };
       this.#windows.set(id, w);
     }
+    this.#byLimit[kind].set(limit, w);
     return w;
   }
 
@@ -120,25 +132,32 @@ export class Limits {
   }
 
   /**
-   * Consumes `points` in every window, smallest first (the likeliest to refuse, so refunds are rare). On refusal the windows already charged (and the one that
-   * refused, since rate-limiter-flexible counts refused attempts) are refunded, so refused requests do not eat
-   * into the budget and a multi-window limit never half-applies.
+   * Consumes `points` in every window, smallest first (the likeliest to refuse, so refunds are rare), adding
+   * each window charged to `charged`. On refusal the windows already charged (and the one that refused, since
+   * rate-limiter-flexible counts refused attempts) are refunded, so refused requests do not eat into the budget
+   * and a multi-window limit never half-applies.
    */
   async #consume(
     kind: 'requests' | 'tokens',
     key: string,
     limits: readonly WindowLimit[],
     points: number,
-  ): Promise<{ windows: RateLimiterAbstract[]; states: WindowState[] }> {
+    charged: RateLimiterAbstract[],
+  ): Promise<WindowState[]> {
     const ordered = this.#ordered(limits);
-    const charged: RateLimiterAbstract[] = [];
     const states: WindowState[] = [];
     for (const limit of ordered) {
-      const { limiter } = this.#window(kind, limit);
+      const { limiter, label } = this.#window(kind, limit);
       try {
         const res = await limiter.consume(key, points);
         charged.push(limiter);
-        states.push({ kind, ...limit, remaining: res.remainingPoints });
+        states.push({
+          kind,
+          points: limit.points,
+          durationSeconds: limit.durationSeconds,
+          remaining: res.remainingPoints,
+          label,
+        });
       } catch (err) {
         const refund = isLimited(err) ? [...charged, limiter] : charged;
         await Promise.allSettled(refund.map((l) => l.reward(key, points)));
@@ -147,13 +166,13 @@ export class Limits {
         throw kind === 'requests' ? rateLimited(retry) : tokenBudgetExhausted(retry);
       }
     }
-    return { windows: charged, states };
+    return states;
   }
 
   /** Counts one request. Throws 429 `rate_limited` with Retry-After, or 503 `limiter_unavailable`. */
-  async admit(key: string, limits: readonly WindowLimit[]): Promise<WindowState[]> {
-    if (limits.length === 0) return [];
-    return (await this.#consume('requests', key, limits, 1)).states;
+  admit(key: string, limits: readonly WindowLimit[]): Promise<WindowState[]> {
+    // No wrapper of its own: one promise layer less per request.
+    return limits.length === 0 ? Promise.resolve([]) : this.#consume('requests', key, limits, 1, []);
   }
 
   /** Reserves an estimate of the tokens a call may use. Throws 429 `token_budget_exhausted` or 400. */
@@ -163,7 +182,8 @@ export class Limits {
     estimate: number,
   ): Promise<{ reservation: TokenReservation; states: WindowState[] }> {
     if (limits.some((l) => estimate > l.points)) throw exceedsTokenBudget();
-    const { windows, states } = await this.#consume('tokens', key, limits, estimate);
+    const windows: RateLimiterAbstract[] = [];
+    const states = await this.#consume('tokens', key, limits, estimate, windows);
     return { reservation: { key, windows, reserved: estimate }, states };
   }
 
@@ -174,11 +194,12 @@ export class Limits {
   async settle(reservation: TokenReservation, actual: number): Promise<void> {
     const delta = actual - reservation.reserved;
     if (delta === 0 || !Number.isFinite(delta)) return;
-    await Promise.allSettled(
-      reservation.windows.map((l) =>
-        delta < 0 ? l.reward(reservation.key, -delta) : l.penalty(reservation.key, delta),
-      ),
-    );
+    const adjust = (l: RateLimiterAbstract): Promise<unknown> =>
+      delta < 0 ? l.reward(reservation.key, -delta) : l.penalty(reservation.key, delta);
+    const [only] = reservation.windows;
+    // The usual single token window: no `allSettled` array and its extra promises.
+    if (reservation.windows.length === 1 && only !== undefined) await adjust(only).catch(() => undefined);
+    else await Promise.allSettled(reservation.windows.map(adjust));
   }
 }
 

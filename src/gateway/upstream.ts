@@ -8,7 +8,7 @@ import {
   DEFAULT_RETRIES,
   DEFAULT_UPSTREAM_TIMEOUT_MS,
 } from './config.ts';
-import { upstreamMalformed, upstreamTimeout, upstreamUnavailable } from './errors.ts';
+import { GatewayError, upstreamMalformed, upstreamTimeout, upstreamUnavailable } from './errors.ts';
 
 /**
  * Upstream model servers through undici: one connection pool per distinct upstream (origin and TLS identity),
@@ -19,6 +19,14 @@ export interface UpstreamResponse {
   readonly statusCode: number;
   readonly headers: Record<string, string | string[] | undefined>;
   readonly body: Dispatcher.ResponseData['body'];
+  /** Attempts made (1 = no retry). */
+  readonly attempts: number;
+}
+
+/** A whole (non-streamed) upstream answer. The body is kept only for status 200, the one the gateway serves. */
+export interface BufferedResponse {
+  readonly statusCode: number;
+  readonly body: Buffer;
   /** Attempts made (1 = no retry). */
   readonly attempts: number;
 }
@@ -43,6 +51,16 @@ const RETRYABLE_CODES = new Set([
 
 function fingerprint(value: string | Buffer | undefined): string {
   return value === undefined ? '-' : createHash('sha256').update(value).digest('hex').slice(0, 16);
+}
+
+/** Why a dispatched call failed, and whether a response had started (then it is never retried). */
+class CollectFailure extends Error {
+  readonly responded: boolean;
+
+  constructor(cause: unknown, responded: boolean) {
+    super('upstream call failed', { cause });
+    this.responded = responded;
+  }
 }
 
 export class Upstream {
@@ -136,6 +154,112 @@ export class Upstream {
     }
   }
 
+  /**
+   * A non-streamed call, its answer collected whole with a size bound (which protects the output filter's
+   * memory). It goes through undici's `dispatch` with a handler that only gathers the chunks: no response
+   * stream, no per-chunk promise, no body mixin. Retries as `post`: only before a response started.
+   */
+  async exchange(call: UpstreamCall, maxBytes: number): Promise<BufferedResponse> {
+    const attempts = call.idempotent ? this.#retries + 1 : 1;
+    for (let attempt = 1; ; attempt++) {
+      let res: { statusCode: number; body: Buffer };
+      try {
+        res = await this.#collect(call, maxBytes);
+      } catch (err) {
+        if (!(err instanceof CollectFailure)) throw err;
+        const failure = err;
+        const code = (failure.cause as { code?: string } | undefined)?.code ?? '';
+        if (!failure.responded && attempt < attempts && RETRYABLE_CODES.has(code)) {
+          await backoff(attempt);
+          continue;
+        }
+        if (
+          failure.cause instanceof undiciErrors.HeadersTimeoutError ||
+          failure.cause instanceof undiciErrors.BodyTimeoutError ||
+          code === 'UND_ERR_CONNECT_TIMEOUT'
+        ) {
+          throw upstreamTimeout();
+        }
+        throw upstreamUnavailable();
+      }
+      if (attempt < attempts && RETRYABLE_STATUS.has(res.statusCode)) {
+        await backoff(attempt);
+        continue;
+      }
+      return { statusCode: res.statusCode, body: res.body, attempts: attempt };
+    }
+  }
+
+  #collect(call: UpstreamCall, maxBytes: number): Promise<{ statusCode: number; body: Buffer }> {
+    return new Promise((resolve, reject) => {
+      let statusCode = 0;
+      let responded = false;
+      let size = 0;
+      const chunks: Buffer[] = [];
+      const signal = call.signal;
+      let onAbort: (() => void) | undefined;
+      const done = (): void => {
+        if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
+      };
+      const handler: Dispatcher.DispatchHandler = {
+        onRequestStart(controller) {
+          if (signal === undefined) return;
+          onAbort = () => {
+            const reason: unknown = signal.reason;
+            controller.abort(reason instanceof Error ? reason : new Error('aborted'));
+          };
+          if (signal.aborted) onAbort();
+          else signal.addEventListener('abort', onAbort, { once: true });
+        },
+        onResponseStart(controller, status, headers) {
+          responded = true;
+          statusCode = status;
+          const length = headers['content-length'];
+          // Refused before reading: the HTTP parser holds the upstream to its announced length.
+          if (status === 200 && typeof length === 'string' && Number(length) > maxBytes) {
+            controller.abort(upstreamMalformed());
+          }
+        },
+        onResponseData(controller, chunk) {
+          // Only a 200 answer is served; any other body is read off the connection and dropped.
+          if (statusCode !== 200) return;
+          size += chunk.length;
+          if (size > maxBytes) {
+            controller.abort(upstreamMalformed());
+            return;
+          }
+          chunks.push(chunk);
+        },
+        onResponseEnd() {
+          done();
+          resolve({
+            statusCode,
+            body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size),
+          });
+        },
+        onResponseError(_controller, err) {
+          done();
+          reject(err instanceof GatewayError ? err : new CollectFailure(err, responded));
+        },
+      };
+      this.#pool.dispatch(
+        {
+          method: 'POST',
+          path: this.basePath + call.path,
+          body: call.body,
+          headers: {
+            'content-type': 'application/json',
+            'content-length': String(call.body.length),
+            ...call.headers,
+          },
+          headersTimeout: this.#timeoutMs,
+          bodyTimeout: this.#idleTimeoutMs,
+        },
+        handler,
+      );
+    });
+  }
+
   close(): Promise<void> {
     return this.#pool.close();
   }
@@ -145,46 +269,4 @@ export class Upstream {
 function backoff(attempt: number): Promise<void> {
   const ms = Math.min(250, 25 * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/**
- * Reads a whole upstream body with a size bound; the bound protects the output filter's memory. With a
- * `content-length` within the bound (the HTTP parser holds the upstream to it), the body is collected by undici
- * in one piece, without the per-chunk promises of async iteration.
- */
-export async function readBounded(
-  body: UpstreamResponse['body'],
-  maxBytes: number,
-  contentLength?: string | string[],
-): Promise<Buffer> {
-  if (typeof contentLength === 'string' && /^[0-9]{1,15}$/.test(contentLength)) {
-    if (Number(contentLength) > maxBytes) {
-      body.destroy();
-      throw upstreamMalformed();
-    }
-    try {
-      return Buffer.from(await body.arrayBuffer());
-    } catch (err) {
-      if (err instanceof undiciErrors.BodyTimeoutError) throw upstreamTimeout();
-      throw upstreamUnavailable();
-    }
-  }
-  const chunks: Buffer[] = [];
-  let total = 0;
-  try {
-    for await (const chunk of body) {
-      const b = chunk as Buffer;
-      total += b.length;
-      if (total > maxBytes) break;
-      chunks.push(b);
-    }
-  } catch (err) {
-    if (err instanceof undiciErrors.BodyTimeoutError) throw upstreamTimeout();
-    throw upstreamUnavailable();
-  }
-  if (total > maxBytes) {
-    body.destroy();
-    throw upstreamMalformed();
-  }
-  return Buffer.concat(chunks, total);
 }
