@@ -7,8 +7,12 @@
  *   fastify: Fastify over HTTPS (TLS 1.3 only), JSON body parsed, the same fixed JSON document.
  *
  * The fixed document has the length of a KMS encrypt response for 256 bytes, so the baselines move the same
- * bytes. Sends `{ url, tmpfsUrl, tokenPath, caPath, https, fastify }` to the parent, stops on the message
- * 'stop'; answers 'cpu' with its CPU time so far.
+ * bytes. Sends `{ url, tmpfsUrl, tokenPath, accessToken, tmpfsAccessToken, caPath, https, fastify }` to the
+ * parent, stops on the message 'stop'; answers 'cpu' with its CPU time so far.
+ *
+ * Measured calls carry what a pipeline presents in production: an OAuth2 access token (client_credentials) of
+ * a service account holding only the `key-user` role. The bootstrap token (admin until redeemed, looked up in
+ * the identity store on every request) only sets the bench up.
  */
 import {
   closeSync,
@@ -26,6 +30,7 @@ import { Writable } from 'node:stream';
 import os from 'node:os';
 import path from 'node:path';
 import Fastify from 'fastify';
+import { Agent, request } from 'undici';
 import { loadConfig, startWarden } from '../src/app/index.ts';
 import type { RunningWarden } from '../src/app/index.ts';
 
@@ -47,6 +52,46 @@ async function start(dataDir: string): Promise<{ warden: RunningWarden; stop(): 
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** A `key-user` service account on `warden` and an access token for it, as a pipeline would obtain one. */
+async function pipelineToken(warden: RunningWarden): Promise<string> {
+  const ca = readFileSync(warden.caPath);
+  const agent = new Agent({ connect: { ca } });
+  const bootstrap = readFileSync(warden.tokenPath, 'utf8').trim();
+  try {
+    const created = await request(`${warden.url}/v1/identities/service-accounts`, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: { authorization: `Bearer ${bootstrap}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        clientId: 'bench-pipeline',
+        authMethod: 'client_secret',
+        roles: ['key-user'],
+      }),
+    });
+    const answer = (await created.body.json()) as { clientSecret?: string };
+    const clientSecret = answer.clientSecret;
+    if (created.statusCode !== 201 || clientSecret === undefined) {
+      throw new Error(`creating the service account: HTTP ${created.statusCode} ${JSON.stringify(answer)}`);
+    }
+    const issued = await request(`${warden.url}/oauth/token`, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: {
+        authorization: `Basic ${Buffer.from(`bench-pipeline:${clientSecret}`).toString('base64')}`,
+        'content-type': 'application/x-www-form-urlencoded',
+      },
+      body: 'grant_type=client_credentials',
+    });
+    const { access_token: token } = (await issued.body.json()) as { access_token?: string };
+    if (issued.statusCode !== 200 || token === undefined) {
+      throw new Error(`client_credentials grant: HTTP ${issued.statusCode}`);
+    }
+    return token;
+  } finally {
+    await agent.close();
+  }
 }
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'warden-bench-kms-server-'));
@@ -112,6 +157,8 @@ process.send?.({
   url: warden.url,
   tmpfsUrl: shm?.warden.url,
   tokenPath: warden.tokenPath,
+  accessToken: await pipelineToken(warden),
+  tmpfsAccessToken: shm === undefined ? undefined : await pipelineToken(shm.warden),
   caPath: warden.caPath,
   https: `https://127.0.0.1:${portOf(https.address())}`,
   fastify: `https://127.0.0.1:${portOf(fastify.server.address())}`,

@@ -97,6 +97,8 @@ interface ServerInfo {
   url: string;
   tmpfsUrl?: string;
   tokenPath: string;
+  accessToken: string;
+  tmpfsAccessToken?: string;
   caPath: string;
   https: string;
   fastify: string;
@@ -121,14 +123,18 @@ async function overHttp(): Promise<Results> {
   const { info, child } = await startServer();
   const work = mkdtempSync(path.join(os.tmpdir(), 'warden-bench-kms-load-'));
   try {
-    const token = readFileSync(info.tokenPath, 'utf8').trim();
+    // The bootstrap admin sets up; measured calls use the pipeline's OAuth2 access token (key-user role).
+    const admin = readFileSync(info.tokenPath, 'utf8').trim();
     const ca = readFileSync(info.caPath);
     const plaintext = randomBytes(256);
     // Set up, and check that the server does what is measured (the SDK verifies the dev CA).
     for (const address of [info.url, info.tmpfsUrl]) {
       if (address === undefined) continue;
+      const setup = new KmsClient({ address, token: admin, ca });
+      await setup.createKey({ name: 'bench', type: 'aes256-gcm' });
+      await setup.close();
+      const token = address === info.url ? info.accessToken : (info.tmpfsAccessToken ?? '');
       const client = new KmsClient({ address, token, ca });
-      await client.createKey({ name: 'bench', type: 'aes256-gcm' });
       const ciphertext = await client.encrypt('bench', plaintext);
       if (!(await client.decrypt(ciphertext)).equals(plaintext)) throw new Error('round trip failed');
       const batch = await client.encryptBatch(
@@ -160,7 +166,7 @@ async function overHttp(): Promise<Results> {
         child.send('cpu');
       });
     const cannon =
-      (url: string, body: string, connections: number, items = 1) =>
+      (url: string, body: string, connections: number, items = 1, token = info.accessToken) =>
       async (s: number) => {
         const cpuBefore = await serverCpu();
         const r = (await runJson([path.join(here, 'kms-cannon.js')], {
@@ -184,7 +190,7 @@ async function overHttp(): Promise<Results> {
       const cpuBefore = await serverCpu();
       const r = (await runJson([path.join(here, 'kms-sdk.ts')], {
         BENCH_URL: info.url,
-        BENCH_TOKEN: token,
+        BENCH_TOKEN: info.accessToken,
         BENCH_CA: info.caPath,
         BENCH_CONNECTIONS: String(connections),
         BENCH_SECONDS: String(s),
@@ -205,7 +211,7 @@ async function overHttp(): Promise<Results> {
         'sdk.c64': sdk(64),
         ...(info.tmpfsUrl === undefined
           ? {}
-          : { 'http.tmpfs.encrypt.c64': cannon(info.tmpfsUrl, single, 64) }),
+          : { 'http.tmpfs.encrypt.c64': cannon(info.tmpfsUrl, single, 64, 1, info.tmpfsAccessToken) }),
       },
       runs,
       httpSeconds,
