@@ -43,11 +43,13 @@ function plain(row: Record<string, unknown>): Record<string, unknown> {
 /** One prepared statement in the shape Kysely's SqliteDriver expects. */
 class NodeSqliteStatement implements SqliteStatement {
   readonly #stmt: StatementSync;
+  readonly #prepareAgain: () => StatementSync;
   /** Whether the statement returns rows: SELECT, `... RETURNING`, most PRAGMAs. */
   readonly reader: boolean;
 
-  constructor(stmt: StatementSync) {
+  constructor(stmt: StatementSync, prepareAgain: () => StatementSync) {
     this.#stmt = stmt;
+    this.#prepareAgain = prepareAgain;
     this.reader = stmt.columns().length > 0;
   }
 
@@ -61,23 +63,42 @@ class NodeSqliteStatement implements SqliteStatement {
   }
 
   *iterate(parameters: readonly unknown[]): IterableIterator<unknown> {
-    for (const row of this.#stmt.iterate(...toInputs(parameters))) yield plain(row);
+    // An iteration spans awaits (Kysely's stream()), and the shared statement may run again meanwhile: a
+    // statement of its own.
+    for (const row of this.#prepareAgain().iterate(...toInputs(parameters))) yield plain(row);
   }
 }
 
-/** A `DatabaseSync` in the shape Kysely's SqliteDialect expects (`SqliteDatabase`). */
+/** Prepared statements kept per connection; the least recently prepared goes first beyond this. */
+const STATEMENT_CACHE_SIZE = 512;
+
+/**
+ * A `DatabaseSync` in the shape Kysely's SqliteDialect expects (`SqliteDatabase`). Statements are cached by SQL
+ * text: Warden runs the same few hundred statements over and over, and preparing one costs more than running
+ * most of them. `all`/`run` leave a statement reset, so one statement serves every caller on the connection.
+ */
 export class NodeSqliteDatabase implements SqliteDatabase {
   readonly raw: DatabaseSync;
+  readonly #statements = new Map<string, NodeSqliteStatement>();
 
   constructor(raw: DatabaseSync) {
     this.raw = raw;
   }
 
   prepare(sql: string): NodeSqliteStatement {
-    return new NodeSqliteStatement(this.raw.prepare(sql));
+    const cached = this.#statements.get(sql);
+    if (cached !== undefined) return cached;
+    const statement = new NodeSqliteStatement(this.raw.prepare(sql), () => this.raw.prepare(sql));
+    if (this.#statements.size >= STATEMENT_CACHE_SIZE) {
+      const oldest = this.#statements.keys().next();
+      if (oldest.done !== true) this.#statements.delete(oldest.value);
+    }
+    this.#statements.set(sql, statement);
+    return statement;
   }
 
   close(): void {
+    this.#statements.clear();
     if (this.raw.isOpen) this.raw.close();
   }
 }
