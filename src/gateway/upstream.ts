@@ -116,22 +116,29 @@ export class Upstream {
     ].join('|');
   }
 
+  /** The request both call styles send: a JSON POST with the call's headers and this upstream's timeouts. */
+  #options(call: UpstreamCall): Dispatcher.DispatchOptions {
+    return {
+      method: 'POST',
+      path: this.basePath + call.path,
+      body: call.body,
+      headers: {
+        'content-type': 'application/json',
+        'content-length': String(call.body.length),
+        ...call.headers,
+      },
+      headersTimeout: this.#timeoutMs,
+      bodyTimeout: this.#idleTimeoutMs,
+    };
+  }
+
   async post(call: UpstreamCall): Promise<UpstreamResponse> {
     const attempts = call.idempotent ? this.#retries + 1 : 1;
     for (let attempt = 1; ; attempt++) {
       let res: Dispatcher.ResponseData;
       try {
         res = await this.#pool.request({
-          method: 'POST',
-          path: this.basePath + call.path,
-          body: call.body,
-          headers: {
-            'content-type': 'application/json',
-            'content-length': String(call.body.length),
-            ...call.headers,
-          },
-          headersTimeout: this.#timeoutMs,
-          bodyTimeout: this.#idleTimeoutMs,
+          ...this.#options(call),
           ...(call.signal === undefined ? {} : { signal: call.signal }),
         });
       } catch (err) {
@@ -242,21 +249,7 @@ export class Upstream {
           reject(err instanceof GatewayError ? err : new CollectFailure(err, responded));
         },
       };
-      this.#pool.dispatch(
-        {
-          method: 'POST',
-          path: this.basePath + call.path,
-          body: call.body,
-          headers: {
-            'content-type': 'application/json',
-            'content-length': String(call.body.length),
-            ...call.headers,
-          },
-          headersTimeout: this.#timeoutMs,
-          bodyTimeout: this.#idleTimeoutMs,
-        },
-        handler,
-      );
+      this.#pool.dispatch(this.#options(call), handler);
     });
   }
 
