@@ -884,6 +884,10 @@ export class AuditLog implements AuditRecorder {
       for (const { size: at, root } of combiner.add(block)) checkCheckpointsAt(at, root);
       if (cps[nextCp]?.treeSize === combiner.size) checkCheckpointsAt(combiner.size, combiner.root());
     }
+    const unchecked = cps[nextCp];
+    if (unchecked !== undefined) {
+      throw new AuditLogError('integrity', `checkpoint at size ${unchecked.treeSize} was not checked`);
+    }
     const { bodiesChecked, bodiesPruned } = combiner;
     const rootHash = combiner.root();
     const state = await this.#store.db
@@ -908,9 +912,14 @@ export class AuditLog implements AuditRecorder {
    */
   async *#verifiedBlocks(size: number, checkpointSizes: readonly number[]): AsyncGenerator<BlockSummary> {
     const jobs: VerifyBlockJob[] = [];
+    let cp = 0; // checkpoint sizes are ascending: one pass hands each block the sizes strictly inside it
     for (let start = 0; start < size; start += BLOCK_SIZE) {
       const count = Math.min(BLOCK_SIZE, size - start);
-      const prefixSizes = checkpointSizes.filter((s) => s > start && s < start + count);
+      while (cp < checkpointSizes.length && (checkpointSizes[cp] as number) <= start) cp++;
+      const prefixSizes: number[] = [];
+      for (; cp < checkpointSizes.length && (checkpointSizes[cp] as number) < start + count; cp++) {
+        prefixSizes.push(checkpointSizes[cp] as number);
+      }
       jobs.push({ id: jobs.length, start, count, prefixSizes });
     }
     const threads = Math.min(availableParallelism(), MAX_VERIFY_THREADS, jobs.length);

@@ -72,7 +72,7 @@ export function summarizeBlock(
     frontier.appendHash(leaf);
     if (prefixSizes[nextPrefix] === idx + 1) {
       prefixes.push({ size: idx + 1, hashes: frontier.subtrees().map((s) => s.hash) });
-      nextPrefix++;
+      while (prefixSizes[nextPrefix] === idx + 1) nextPrefix++; // several checkpoints may share a size
     }
   }
   if (rows.length !== count) throw new AuditLogError('integrity', `entry ${start + count} is unexpected`);

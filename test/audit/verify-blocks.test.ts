@@ -42,13 +42,14 @@ describe('audit verify blocks', () => {
   it('fold into the root of the whole log and of every prefix, whole blocks or not', () => {
     const all = rows(2 * BLOCK_SIZE + 37);
     const leaves = all.map((r) => r[1]);
-    const prefixSizes = [1, 5, BLOCK_SIZE - 1, BLOCK_SIZE + 3, 2 * BLOCK_SIZE + 36];
+    const prefixSizes = [1, 5, 5, BLOCK_SIZE - 1, BLOCK_SIZE + 3, 2 * BLOCK_SIZE + 36];
     const { combiner, roots } = summarizeAll(all, prefixSizes);
     assert.equal(combiner.size, all.length);
     assert.equal(hex(combiner.root()), hex(rootFromLeafHashes(leaves)));
+    // One root per size, even for sizes two checkpoints share.
     assert.deepEqual(
       roots.map((r) => r.size),
-      prefixSizes,
+      [...new Set(prefixSizes)],
     );
     for (const { size, root } of roots)
       assert.equal(hex(root), hex(rootFromLeafHashes(leaves.slice(0, size))));
