@@ -4,9 +4,18 @@ import type { RouteKind } from './validation.ts';
 
 /**
  * Output filtering with the privacy engine. Non-streamed responses: the generated text fields are scanned and
- * rewritten per policy. Streamed responses: one `PrivacyStream` per choice, so PII split across SSE chunks is
- * still found, while text that can no longer be part of a finding is released at once (the hold-back is a
- * partial word in typical prose, bounded by the engine's longest detector span).
+ * rewritten per policy. Streamed responses: one `PrivacyStream` per choice and generated field (and per tool
+ * call), so PII split across SSE chunks is still found, while text that can no longer be part of a finding is
+ * released at once (the hold-back is a partial word in typical prose, bounded by the engine's longest detector
+ * span).
+ *
+ * Generated text of a chat message besides `content`: `refusal`, the reasoning text some OpenAI-compatible
+ * servers add (`reasoning_content`, or `reasoning`), and the arguments of tool calls and of the legacy
+ * `function_call`. Arguments are JSON text written by the model and can carry a customer's data into a tool, so
+ * they are scanned as text like `content`, not parsed: streamed fragments cannot be parsed before the end, and
+ * the streamed and one-shot results must agree. A replacement lands inside the JSON string; it keeps the JSON
+ * valid only when the finding did not take in part of an escape sequence (see docs/gateway.md). Arguments that
+ * are not JSON are scanned all the same.
  */
 
 /** Counts per `ENTITY:action`, e.g. `EMAIL:redact`; never values. */
@@ -30,6 +39,33 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
 
 /** Bound on nesting walked in tensor outputs, as in the request validation. */
 const MAX_DEPTH = 32;
+
+/** Text fields of a chat `message` (non-streamed) or `delta` (streamed) that the model generates. */
+const CHAT_TEXT_FIELDS = ['content', 'refusal', 'reasoning_content', 'reasoning'] as const;
+
+/**
+ * Bound on privacy streams open at once in one streamed response (choices × fields and tool calls), and on
+ * unfinished choices. Far above what `n` and parallel tool calls produce; an upstream inventing indices beyond it
+ * ends the stream as blocked rather than growing memory without end.
+ */
+export const MAX_OPEN_STREAMS = 1024;
+
+/** Applies `apply` to the generated text fields of one chat message, in place. */
+function filterMessage(message: Obj, apply: (s: string) => string): void {
+  for (const field of CHAT_TEXT_FIELDS) {
+    const value = message[field];
+    if (typeof value === 'string') message[field] = apply(value);
+  }
+  const legacy = message.function_call;
+  if (isObj(legacy) && typeof legacy.arguments === 'string') legacy.arguments = apply(legacy.arguments);
+  if (Array.isArray(message.tool_calls)) {
+    for (const call of message.tool_calls as unknown[]) {
+      if (!isObj(call)) continue;
+      const fn = call.function;
+      if (isObj(fn) && typeof fn.arguments === 'string') fn.arguments = apply(fn.arguments);
+    }
+  }
+}
 
 interface Scan {
   readonly text: (s: string) => string;
@@ -70,9 +106,7 @@ export class OutputFilter {
           for (const choice of body.choices as unknown[]) {
             if (!isObj(choice)) continue;
             if (typeof choice.text === 'string') choice.text = apply(choice.text);
-            const message = choice.message;
-            if (isObj(message) && typeof message.content === 'string')
-              message.content = apply(message.content);
+            if (isObj(choice.message)) filterMessage(choice.message, apply);
           }
         }
         break;
@@ -125,18 +159,33 @@ function walkStrings(value: unknown, scan: Scan, depth: number): unknown {
   return value;
 }
 
+/** The privacy streams of one choice: per text field (`function_call` for its arguments), per tool call index. */
+interface ChoiceStreams {
+  readonly fields: Map<string, PrivacyStream>;
+  readonly tools: Map<number, PrivacyStream>;
+}
+
+/** A tool call's index as the client reassembles it; the position in the chunk when an upstream omits it. */
+function toolIndex(call: Obj, position: number): number {
+  return Number.isSafeInteger(call.index) ? (call.index as number) : position;
+}
+
 /**
- * Filters the chunks of one OpenAI streaming response (`chat.completion.chunk` with `choices[].delta.content`,
- * or completion chunks with `choices[].text`). Each choice index has its own privacy stream; a choice's held-back
- * text is flushed into the chunk carrying its `finish_reason`, or by `finish()` if the stream ends first.
+ * Filters the chunks of one OpenAI streaming response (`chat.completion.chunk` with `choices[].delta`, or
+ * completion chunks with `choices[].text`). Each choice has one privacy stream per generated field (`content`,
+ * `refusal`, `reasoning_content`, `reasoning`, `function_call.arguments`) and one per tool call index for
+ * `tool_calls[].function.arguments`; every other part of a chunk (tool call `id`, `type`, `name`, roles) passes
+ * unchanged. A choice's held-back text is flushed into the chunk carrying its `finish_reason` (into the tool call
+ * item of the same `index`, added if the chunk has none), or by `finish()` if the stream ends first. Text for a
+ * choice after its `finish_reason` starts new streams: it is filtered too, never passed through.
  */
 export class StreamFilter {
   readonly counts: FilterCounts = new Map();
   readonly #engine: PrivacyEngine;
   readonly #policy: CompiledPolicy;
   readonly #kind: 'chat' | 'completions';
-  readonly #streams = new Map<number, PrivacyStream>();
-  readonly #ended = new Set<number>();
+  readonly #choices = new Map<number, ChoiceStreams>();
+  #open = 0;
   #template: Obj | undefined;
   #blocked = false;
 
@@ -150,13 +199,38 @@ export class StreamFilter {
     return this.#blocked;
   }
 
-  #streamFor(index: number): PrivacyStream {
-    let s = this.#streams.get(index);
-    if (s === undefined) {
-      s = new PrivacyStream(this.#engine, this.#policy);
-      this.#streams.set(index, s);
+  #choice(index: number): ChoiceStreams {
+    let c = this.#choices.get(index);
+    if (c === undefined) {
+      c = { fields: new Map(), tools: new Map() };
+      this.#choices.set(index, c);
     }
-    return s;
+    return c;
+  }
+
+  /** Feeds `text` to the stream under `key`, opening it on first use; undefined once the output is blocked. */
+  #push<K>(streams: Map<K, PrivacyStream>, key: K, text: string): string | undefined {
+    let s = streams.get(key);
+    if (s === undefined) {
+      if (this.#open >= MAX_OPEN_STREAMS) {
+        this.#blocked = true;
+        return undefined;
+      }
+      s = new PrivacyStream(this.#engine, this.#policy);
+      streams.set(key, s);
+      this.#open++;
+    }
+    const before = s.findings.length;
+    const out = s.push(text);
+    return this.#settle(s, before) ? out : undefined;
+  }
+
+  /** Ends one stream: its tail, or undefined once the output is blocked. */
+  #end(s: PrivacyStream): string | undefined {
+    const before = s.findings.length;
+    const tail = s.end();
+    this.#open--;
+    return this.#settle(s, before) ? tail : undefined;
   }
 
   /** Counts the new findings of a stream; false once it blocked. */
@@ -174,42 +248,104 @@ export class StreamFilter {
     for (const [position, choice] of (chunk.choices as unknown[]).entries()) {
       if (!isObj(choice)) continue;
       const index = typeof choice.index === 'number' ? choice.index : position;
-      if (this.#ended.has(index)) continue;
-      const s = this.#streamFor(index);
-      const before = s.findings.length;
-      const holder = this.#kind === 'chat' ? choice.delta : choice;
-      const field = this.#kind === 'chat' ? 'content' : 'text';
-      let out = '';
-      if (isObj(holder) && typeof holder[field] === 'string') out = s.push(holder[field]);
-      const finished = choice.finish_reason !== null && choice.finish_reason !== undefined;
-      if (finished && !s.blocked) {
-        out += s.end();
-        this.#ended.add(index);
+      const streams = this.#choice(index);
+      if (this.#choices.size > MAX_OPEN_STREAMS) {
+        this.#blocked = true;
+        return false;
       }
-      if (isObj(holder) && (typeof holder[field] === 'string' || out !== '')) holder[field] = out;
-      if (!this.#settle(s, before)) return false;
+      if (this.#kind === 'chat') {
+        if (isObj(choice.delta) && !this.#pushDelta(streams, choice.delta)) return false;
+      } else if (typeof choice.text === 'string') {
+        const out = this.#push(streams.fields, 'text', choice.text);
+        if (out === undefined) return false;
+        choice.text = out;
+      }
+      if (choice.finish_reason === null || choice.finish_reason === undefined) continue;
+      // Whatever comes for this choice after its finish_reason opens new streams: filtered, never passed through.
+      this.#choices.delete(index);
+      const holder = this.#kind === 'completions' ? choice : isObj(choice.delta) ? choice.delta : {};
+      const flushed = this.#flush(streams, holder);
+      if (flushed === 'blocked') return false;
+      if (flushed === 'added' && this.#kind === 'chat') choice.delta = holder;
     }
     return true;
+  }
+
+  /** Rewrites the generated fields of one chat delta; false once the output is blocked. */
+  #pushDelta(streams: ChoiceStreams, delta: Obj): boolean {
+    for (const field of CHAT_TEXT_FIELDS) {
+      const value = delta[field];
+      if (typeof value !== 'string') continue;
+      const out = this.#push(streams.fields, field, value);
+      if (out === undefined) return false;
+      delta[field] = out;
+    }
+    const legacy = delta.function_call;
+    if (isObj(legacy) && typeof legacy.arguments === 'string') {
+      const out = this.#push(streams.fields, 'function_call', legacy.arguments);
+      if (out === undefined) return false;
+      legacy.arguments = out;
+    }
+    if (!Array.isArray(delta.tool_calls)) return true;
+    for (const [position, call] of (delta.tool_calls as unknown[]).entries()) {
+      if (!isObj(call) || !isObj(call.function) || typeof call.function.arguments !== 'string') continue;
+      const out = this.#push(streams.tools, toolIndex(call, position), call.function.arguments);
+      if (out === undefined) return false;
+      call.function.arguments = out;
+    }
+    return true;
+  }
+
+  /** Ends a choice's streams and appends their tails to `holder` (the delta, or the completion choice). */
+  #flush(streams: ChoiceStreams, holder: Obj): 'added' | 'empty' | 'blocked' {
+    let result: 'added' | 'empty' = 'empty';
+    for (const [field, s] of streams.fields) {
+      const tail = this.#end(s);
+      if (tail === undefined) return 'blocked';
+      if (tail === '') continue;
+      result = 'added';
+      if (field === 'function_call') {
+        const legacy = isObj(holder.function_call) ? holder.function_call : (holder.function_call = {});
+        legacy.arguments = (typeof legacy.arguments === 'string' ? legacy.arguments : '') + tail;
+      } else {
+        holder[field] = (typeof holder[field] === 'string' ? holder[field] : '') + tail;
+      }
+    }
+    for (const [index, s] of streams.tools) {
+      const tail = this.#end(s);
+      if (tail === undefined) return 'blocked';
+      if (tail === '') continue;
+      result = 'added';
+      const calls = Array.isArray(holder.tool_calls)
+        ? (holder.tool_calls as unknown[])
+        : (holder.tool_calls = []);
+      const call = calls.find((c, position): c is Obj => isObj(c) && toolIndex(c, position) === index);
+      if (call === undefined) {
+        calls.push({ index, function: { arguments: tail } });
+        continue;
+      }
+      const fn = isObj(call.function) ? call.function : (call.function = {});
+      fn.arguments = (typeof fn.arguments === 'string' ? fn.arguments : '') + tail;
+    }
+    return result;
   }
 
   /** End of stream: flushes choices that never sent a `finish_reason`, as one extra chunk (or none). */
   finish(): Obj | undefined {
     if (this.#blocked) return undefined;
     const choices: Obj[] = [];
-    for (const [index, s] of this.#streams) {
-      if (this.#ended.has(index)) continue;
-      const before = s.findings.length;
-      const tail = s.end();
-      this.#ended.add(index);
-      if (!this.#settle(s, before)) return undefined;
-      if (tail !== '') {
-        choices.push(
-          this.#kind === 'chat'
-            ? { index, delta: { content: tail }, finish_reason: null }
-            : { index, text: tail, finish_reason: null },
-        );
-      }
+    for (const [index, streams] of this.#choices) {
+      const holder: Obj = {};
+      const flushed = this.#flush(streams, holder);
+      if (flushed === 'blocked') return undefined;
+      if (flushed === 'empty') continue;
+      choices.push(
+        this.#kind === 'chat'
+          ? { index, delta: holder, finish_reason: null }
+          : { index, ...holder, finish_reason: null },
+      );
     }
+    this.#choices.clear();
     return choices.length === 0 ? undefined : { ...this.#template, choices };
   }
 }
