@@ -1,4 +1,5 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, createSecretKey, randomBytes } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Redis } from 'ioredis';
@@ -60,14 +61,15 @@ export class Limits {
   readonly #store: LimiterStore;
   readonly #windows = new Map<string, Window>();
   /** Principal ids are keyed-hashed so no identifier sits in Redis in clear; per-process key in memory mode. */
-  readonly #keyHmac: Buffer;
+  readonly #keyHmac: KeyObject;
 
   constructor(store: LimiterStore = { kind: 'memory' }, keyHashKey?: Uint8Array) {
     this.#store = store;
     if (store.kind === 'redis' && keyHashKey === undefined) {
       throw new TypeError('a Redis limiter needs a key-hash key shared by all gateway nodes');
     }
-    this.#keyHmac = Buffer.from(keyHashKey ?? randomBytes(32));
+    // A KeyObject: node:crypto imports a raw key again on every createHmac.
+    this.#keyHmac = createSecretKey(Buffer.from(keyHashKey ?? randomBytes(32)));
   }
 
   /** Recently used keys: an HMAC per request is measurable at gateway request rates. */

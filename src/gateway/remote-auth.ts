@@ -1,4 +1,4 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, createSecretKey, randomBytes } from 'node:crypto';
 import { TLSSocket } from 'node:tls';
 import type { FastifyRequest } from 'fastify';
 import { errors as joseErrors, jwtVerify } from 'jose';
@@ -85,7 +85,8 @@ class TokenStatusCache {
   readonly #graceMs: number;
   readonly #max: number;
   readonly #now: () => number;
-  readonly #key = randomBytes(32);
+  // A KeyObject: node:crypto imports a raw key again on every createHmac, ~7x the cost of the HMAC itself.
+  readonly #key = createSecretKey(randomBytes(32));
   readonly #entries = new Map<string, { status: TokenStatus; at: number }>();
   readonly #pending = new Map<string, Promise<TokenStatus>>();
 
@@ -97,8 +98,12 @@ class TokenStatusCache {
     this.#now = now;
   }
 
-  async status(token: string): Promise<TokenStatus> {
-    const key = createHmac('sha256', this.#key).update(token).digest('base64url');
+  /** The keyed hash a credential is cached under; never the credential itself. */
+  keyOf(token: string): string {
+    return createHmac('sha256', this.#key).update(token).digest('base64url');
+  }
+
+  async status(token: string, key: string = this.keyOf(token)): Promise<TokenStatus> {
     const cached = this.#entries.get(key);
     if (cached !== undefined && this.#now() - cached.at < this.#ttlMs) return cached.status;
     let pending = this.#pending.get(key);
@@ -129,6 +134,39 @@ class TokenStatusCache {
   }
 }
 
+type AccessClaims = JWTPayload & { sub: string; exp: number };
+
+/**
+ * Access tokens whose signature, issuer, audience and claims already verified, by the status cache's keyed hash,
+ * until they expire: verifying an ES256 signature is the largest cost of a gateway request, and a token's
+ * verified claims cannot change. Revocation, disabled principals and role changes still come from the status
+ * check every request makes; bounded, oldest evicted first.
+ */
+class VerifiedTokens {
+  readonly #max: number;
+  readonly #entries = new Map<string, AccessClaims>();
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  get(key: string, now: number): AccessClaims | undefined {
+    const claims = this.#entries.get(key);
+    if (claims === undefined) return undefined;
+    if (now < claims.exp * 1000) return claims;
+    this.#entries.delete(key);
+    return undefined;
+  }
+
+  set(key: string, claims: AccessClaims): void {
+    if (this.#entries.size >= this.#max) {
+      const oldest = this.#entries.keys().next();
+      if (oldest.done !== true) this.#entries.delete(oldest.value);
+    }
+    this.#entries.set(key, claims);
+  }
+}
+
 function kindOf(id: string): 'user' | 'service' {
   return id.startsWith('user:') ? 'user' : 'service';
 }
@@ -138,7 +176,8 @@ function kindOf(id: string): 'user' | 'service' {
  *
  * - a Warden access token (JWT): signature, `typ` `at+jwt`, issuer, audience and expiry verified locally with
  *   jose against the server's JWKS, then the principal's current status (disabled, roles changed, token revoked)
- *   from introspection, cached `statusTtlMs` per token;
+ *   from introspection, cached `statusTtlMs` per token (the verified claims are kept until the token expires, so
+ *   each token's signature is checked once);
  * - an API key (`wdn_…`): format and checksum locally, everything else by introspection (same cache);
  * - a client certificate issued by Warden's CA, when the listener requests them: identity from its SPIFFE SAN,
  *   no roles (Cedar policies grant such principals by name), revocation through the CRL.
@@ -151,6 +190,7 @@ export class RemoteAuthenticator {
   readonly #audience: string | undefined;
   readonly #jwks: JWTVerifyGetKey;
   readonly #statuses: TokenStatusCache;
+  readonly #verified: VerifiedTokens;
   readonly #certificates: RemoteClientCertificates | undefined;
   readonly #requireCertificate: boolean;
   readonly #now: () => number;
@@ -171,6 +211,7 @@ export class RemoteAuthenticator {
       options.maxCachedTokens ?? 10_000,
       this.#now,
     );
+    this.#verified = new VerifiedTokens(options.maxCachedTokens ?? 10_000);
     this.#certificates = options.clientCertificates;
     this.#requireCertificate = options.requireClientCertificate === true;
     if (this.#requireCertificate && this.#certificates === undefined) {
@@ -208,9 +249,14 @@ export class RemoteAuthenticator {
       if (status.exp !== undefined && this.#now() >= status.exp * 1000) return undefined;
       return this.#principal(status.sub, status, 'api-key', undefined, info);
     }
-    const claims = await this.#verifyJwt(token);
-    if (claims === undefined) return undefined;
-    const status = await this.#statuses.status(token);
+    const key = this.#statuses.keyOf(token);
+    let claims = this.#verified.get(key, this.#now());
+    if (claims === undefined) {
+      claims = await this.#verifyJwt(token);
+      if (claims === undefined) return undefined;
+      this.#verified.set(key, claims);
+    }
+    const status = await this.#statuses.status(token, key);
     if (!status.active || status.sub !== claims.sub) return undefined;
     const amr = Array.isArray(claims.amr) ? (claims.amr as unknown[]) : [];
     const mfaAt =
@@ -240,7 +286,7 @@ export class RemoteAuthenticator {
   }
 
   /** The claims of a locally verified Warden access token, or undefined when it is not one. */
-  async #verifyJwt(token: string): Promise<(JWTPayload & { sub: string }) | undefined> {
+  async #verifyJwt(token: string): Promise<AccessClaims | undefined> {
     if (!JWT_PATTERN.test(token)) return undefined;
     let issuer: string;
     try {
@@ -283,6 +329,6 @@ export class RemoteAuthenticator {
     ) {
       return undefined;
     }
-    return payload as JWTPayload & { sub: string };
+    return payload as AccessClaims;
   }
 }

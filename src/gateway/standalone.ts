@@ -5,6 +5,8 @@ import type { FastifyInstance } from 'fastify';
 import { JsonLinesAuditRecorder } from '../audit/index.ts';
 import type { Policy } from '../privacy/index.ts';
 import { endpointsFromFile, GatewayConfigError } from './config.ts';
+import { ExtractionConfigError, ExtractionMonitor } from './extraction/index.ts';
+import type { ExtractionOptions } from './extraction/index.ts';
 import type { EndpointConfig } from './config.ts';
 import { createGateway, gatewayOf } from './gateway.ts';
 import type { Authenticate } from './gateway.ts';
@@ -44,6 +46,8 @@ export interface StandaloneConfig {
     readonly key: Buffer;
   };
   readonly outputPolicy?: Policy;
+  /** The extraction monitor's configuration, one monitor per endpoint (default: its defaults). */
+  readonly extraction?: ExtractionOptions;
   readonly endpoints: readonly EndpointConfig[];
   readonly trustProxy: boolean;
 }
@@ -92,6 +96,7 @@ interface ConfigFile {
   };
   redis?: { url?: string; failMode?: string; prefix?: string; keyFile?: string };
   outputPolicy?: Policy;
+  extraction?: ExtractionOptions;
   trustProxy?: boolean;
   endpoints?: unknown;
 }
@@ -178,6 +183,20 @@ function parseWarden(raw: ConfigFile['warden'], env: NodeJS.ProcessEnv, base: st
   };
 }
 
+/** `extraction` as the monitor will take it: checked now, so a bad setting stops the gateway at start. */
+function extractionOptions(raw: unknown): ExtractionOptions {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new GatewayConfigError('extraction must be an object');
+  }
+  try {
+    new ExtractionMonitor(raw);
+  } catch (err) {
+    if (err instanceof ExtractionConfigError) throw new GatewayConfigError(`extraction: ${err.message}`);
+    throw err;
+  }
+  return raw;
+}
+
 /**
  * Reads the configuration: `file` (JSON) overlaid by `WARDEN_GATEWAY_LISTEN`, `WARDEN_GATEWAY_METRICS_LISTEN`,
  * `WARDEN_GATEWAY_REDIS_URL`, `WARDEN_GATEWAY_SERVER_URL`. Relative paths are relative to the file. Throws
@@ -249,6 +268,7 @@ export function loadStandaloneConfig(file: string, env: NodeJS.ProcessEnv = proc
     warden,
     ...(redis === undefined ? {} : { redis }),
     ...(raw.outputPolicy === undefined ? {} : { outputPolicy: raw.outputPolicy }),
+    ...(raw.extraction === undefined ? {} : { extraction: extractionOptions(raw.extraction) }),
     endpoints: endpointsFromFile(raw.endpoints, read),
     trustProxy: raw.trustProxy === true,
   };
@@ -341,6 +361,8 @@ export async function startStandaloneGateway(config: StandaloneConfig): Promise<
       authorize: policies.authorize,
       servable: new RemoteServableSource(link, { graceMs: w.graceMs }),
       servableRefreshMs: w.servableRefreshMs,
+      // Per endpoint and per process, as in `warden server`: each node watches the traffic it serves.
+      extraction: () => new ExtractionMonitor(config.extraction ?? {}),
       audit,
       auditKey: config.auditKey,
       limiter,

@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import fc from 'fast-check';
+import type { FastifyRequest } from 'fastify';
 import { Agent, request } from 'undici';
 import { loadConfig, startWarden } from '../../src/app/index.ts';
 import {
@@ -15,6 +16,7 @@ import {
   parseIntrospection,
   RemoteServableSource,
   startStandaloneGateway,
+  RemoteAuthenticator,
   WardenLink,
 } from '../../src/gateway/index.ts';
 import type { RunningGateway } from '../../src/gateway/index.ts';
@@ -173,8 +175,39 @@ describe('warden gateway as a member of a Warden deployment', async () => {
     const audit = await auditHolding(path.join(dir, 'audit.jsonl'), [
       /"id":"user:bea","authMethod":"jwt"/,
       /"id":"user:bea","authMethod":"api-key"/,
+      // The extraction monitor runs here as in `warden server`: its action is in every served call's record.
+      /"extractionAction":"none"/,
     ]);
     assert.ok(!audit.includes(jwt) && !audit.includes(beaKey) && !audit.includes('a.b@example.org'));
+  });
+
+  it('checks a token once, then trusts its verified claims only until it expires', async () => {
+    let clock = Date.now();
+    const link = new WardenLink({
+      url: warden.url,
+      ca: readFileSync(warden.caPath),
+      clientId: 'gateway',
+      clientSecret: clientSecret ?? '',
+    });
+    const auth = new RemoteAuthenticator({ link, now: () => clock });
+    const asked = (bearer: string) =>
+      auth.authenticate({
+        headers: { authorization: `Bearer ${bearer}` },
+        raw: { socket: undefined },
+        id: 'req-1',
+        ip: '127.0.0.1',
+      } as unknown as FastifyRequest);
+    const jwt = await login('bea');
+    assert.equal((await asked(jwt))?.id, 'user:bea');
+    assert.equal((await asked(jwt))?.id, 'user:bea'); // from the verified claims
+    // Another signature is another cache entry: verified, and refused.
+    const [h, p, sig] = jwt.split('.');
+    const forged = `${h}.${p}.${(sig ?? '').slice(0, -4)}${(sig ?? '').endsWith('AAAA') ? 'BBBB' : 'AAAA'}`;
+    assert.equal(await asked(forged), undefined);
+    // The verified claims end at `exp`: past it the same token is verified again, and refused.
+    const { exp } = JSON.parse(Buffer.from(p ?? '', 'base64url').toString()) as { exp: number };
+    clock = exp * 1000 + 60_000;
+    assert.equal(await asked(jwt), undefined);
   });
 
   it('refuses the unauthenticated (401) and a principal without endpoint.invoke (403)', async () => {
@@ -355,6 +388,23 @@ describe('warden gateway as a member of a Warden deployment', async () => {
     writeFileSync(path.join(dir, 'two.secret'), 'a b');
     refuses({ ...base, warden: { ...base.warden, clientSecretFile: 'two.secret' } }, /one client secret/);
     refuses([], /JSON object/);
+    const endpoints = [
+      {
+        name: 'chat',
+        protocol: 'openai',
+        upstream: { url: 'http://127.0.0.1:9' },
+        model: 'demo-chat',
+        version: '1',
+        environment: 'prod',
+      },
+    ];
+    refuses({ ...base, endpoints, extraction: 'on' }, /extraction must be an object/);
+    refuses({ ...base, endpoints, extraction: { policy: { rules: [{ action: 'nuke' }] } } }, /^extraction: /);
+    const monitorOnly = { policy: { rules: [{ action: 'alert' }] } };
+    assert.deepEqual(
+      loadStandaloneConfig(write({ ...base, endpoints, extraction: monitorOnly }), {}).extraction,
+      monitorOnly,
+    );
   });
 
   it('parses introspection answers fail-closed (property)', () => {
