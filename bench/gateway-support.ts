@@ -52,7 +52,11 @@ export const BODY = JSON.stringify({
   max_tokens: 64,
 });
 export const PATH = '/v1/chat/completions';
-export const headers = { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` };
+
+/** The request headers of every measured call, carrying `bearer` (default the stub's `TOKEN`). */
+export function headersFor(bearer: string = TOKEN): Record<string, string> {
+  return { 'content-type': 'application/json', authorization: `Bearer ${bearer}` };
+}
 
 /** A child's first stdout line: the port it listens on. */
 export function listenAnnounce(port: number): void {
@@ -75,27 +79,58 @@ export function serveUpstream(): void {
   });
 }
 
-/** Starts `script` with `args` under this Node and waits for the port it announces. */
-export function startChild(
-  script: string,
+/** What a child announced on its stdout: its port, and whatever else it reports (see `announced`). */
+export interface Started {
+  child: ChildProcess;
+  port: number;
+  announced: Record<string, unknown>;
+}
+
+/**
+ * Spawns `command` and waits for the JSON document it prints first on stdout: one line (`listenAnnounce`) or
+ * one pretty-printed document (`warden gateway --json`). The port is its `port`, else the port of its `url`.
+ */
+export function startProcess(
+  command: string,
   args: string[],
-  nodeArgs: string[] = [],
-): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Started> {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'], env });
   return new Promise((resolve, reject) => {
     let out = '';
+    let done = false;
+    const parse = (text: string): Record<string, unknown> | undefined => {
+      try {
+        const value: unknown = JSON.parse(text);
+        return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : undefined;
+      } catch {
+        return undefined;
+      }
+    };
     child.stdout.on('data', (c: Buffer) => {
+      if (done) return;
       out += c.toString();
-      const line = out.split('\n')[0];
-      if (out.includes('\n') && line !== undefined)
-        resolve({ child, port: (JSON.parse(line) as { port: number }).port });
+      const announced = (out.includes('\n') ? parse(out.split('\n')[0] ?? '') : undefined) ?? parse(out);
+      if (announced === undefined) return;
+      const port =
+        typeof announced.port === 'number'
+          ? announced.port
+          : typeof announced.url === 'string'
+            ? Number(new URL(announced.url).port)
+            : NaN;
+      done = true;
+      if (Number.isInteger(port) && port > 0) resolve({ child, port, announced });
+      else reject(new Error(`${args.join(' ')}: no port in its announcement`));
     });
     child.once('exit', (code) => {
-      reject(new Error(`child ${args[0] ?? ''} exited ${code}`));
+      if (!done) reject(new Error(`child ${args[0] ?? ''} exited ${code}`));
     });
   });
+}
+
+/** Starts `script` with `args` under this Node and waits for the port it announces. */
+export function startChild(script: string, args: string[], nodeArgs: string[] = []): Promise<Started> {
+  return startProcess(process.execPath, [...nodeArgs, script, ...args]);
 }
 
 export function freePort(): Promise<number> {
@@ -167,6 +202,8 @@ export interface Figures {
   rps: number;
   /** CPU time of the proxy process (and its children) per request under load, µs (NaN for direct). */
   cpuUs: number;
+  /** CPU time of a process the proxy depends on (the Warden server) per request under load, µs (else NaN). */
+  serverCpuUs: number;
   loadedP50: number;
   loadedP99: number;
   p50: number;
@@ -174,7 +211,19 @@ export interface Figures {
   errors: number;
 }
 
-async function sequentialLatency(port: number, n: number): Promise<{ p50: number; p99: number }> {
+/** How a target is called and what else is watched while it is measured. */
+export interface MeasureOptions {
+  /** The bearer credential every request carries. Default: the stub's `TOKEN`. */
+  readonly bearer?: string;
+  /** A second process whose CPU time per request is reported separately (`serverCpuUs`). */
+  readonly serverPid?: number;
+}
+
+async function sequentialLatency(
+  port: number,
+  n: number,
+  headers: Record<string, string>,
+): Promise<{ p50: number; p99: number }> {
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 1 });
   const times: number[] = [];
   for (let i = 0; i < n + 200; i++) {
@@ -215,11 +264,11 @@ export function cpuMicros(pid: number | undefined): number {
 }
 
 /** Loads a target for `seconds` without measuring (JIT, connection pools, limiter windows). */
-export async function warmUp(port: number, connections: number, seconds = 3): Promise<void> {
+export async function warmUp(port: number, connections: number, seconds = 3, bearer = TOKEN): Promise<void> {
   await autocannon({
     url: `http://127.0.0.1:${port}${PATH}`,
     method: 'POST',
-    headers,
+    headers: headersFor(bearer),
     body: BODY,
     connections,
     duration: seconds,
@@ -233,9 +282,13 @@ export async function measure(
   connections: number,
   pid: number | undefined,
   sequential = 3000,
+  options: MeasureOptions = {},
 ): Promise<Figures> {
-  const latency = sequential > 0 ? await sequentialLatency(port, sequential) : { p50: NaN, p99: NaN };
+  const headers = headersFor(options.bearer);
+  const latency =
+    sequential > 0 ? await sequentialLatency(port, sequential, headers) : { p50: NaN, p99: NaN };
   const cpuBefore = cpuMicros(pid);
+  const serverBefore = cpuMicros(options.serverPid);
   const result = await autocannon({
     url: `http://127.0.0.1:${port}${PATH}`,
     method: 'POST',
@@ -245,9 +298,12 @@ export async function measure(
     duration: seconds,
   });
   const cpu = cpuMicros(pid) - cpuBefore;
+  const serverCpu = cpuMicros(options.serverPid) - serverBefore;
+  const total = Math.max(1, result.requests.total);
   return {
     rps: result.requests.average,
-    cpuUs: cpu / Math.max(1, result.requests.total),
+    cpuUs: cpu / total,
+    serverCpuUs: serverCpu / total,
     loadedP50: result.latency.p50,
     loadedP99: result.latency.p99,
     p50: latency.p50,
@@ -269,6 +325,7 @@ export function medianFigures(all: Figures[]): Figures {
   return {
     rps: m((x) => x.rps),
     cpuUs: m((x) => x.cpuUs),
+    serverCpuUs: m((x) => x.serverCpuUs),
     loadedP50: m((x) => x.loadedP50),
     loadedP99: m((x) => x.loadedP99),
     p50: m((x) => x.p50),
