@@ -4,28 +4,17 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough, Readable, Writable } from 'node:stream';
-import { Command, CommanderError } from 'commander';
+import type { Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { registerKmsCommands } from '../../src/cli/commands/kms.ts';
-import { ExitCode, classify } from '../../src/cli/exit-codes.ts';
+import { ExitCode } from '../../src/cli/exit-codes.ts';
 import { startHarness } from '../server/fixture.ts';
 import type { Harness } from '../server/fixture.ts';
+import { runCliDetailed } from '../support/cli.ts';
 
 let h: Harness;
 let dir: string;
 let caFile: string;
-
-class Capture extends Writable {
-  readonly chunks: Buffer[] = [];
-  isTTY = false;
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    this.chunks.push(Buffer.from(chunk));
-    callback();
-  }
-  bytes(): Buffer {
-    return Buffer.concat(this.chunks);
-  }
-}
 
 interface Run {
   code: number;
@@ -40,43 +29,14 @@ async function warden(
   args: string[],
   options: { stdin?: string | Buffer | Readable; env?: Record<string, string | undefined> } = {},
 ): Promise<Run> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const stdin =
-    options.stdin instanceof Readable
-      ? options.stdin
-      : Readable.from(options.stdin === undefined ? [] : [Buffer.from(options.stdin)]);
   const env = { WARDEN_ADDR: h.address, WARDEN_TOKEN: h.token, WARDEN_CACERT: caFile, ...options.env };
-  const program = new Command().name('warden').version('0.1.0').exitOverride();
-  program.configureOutput({ writeErr: (s) => stderr.write(s), writeOut: (s) => stdout.write(s) });
-  registerKmsCommands(program, {
-    stdin: stdin as unknown as NodeJS.ReadStream,
-    stdout: stdout as unknown as NodeJS.WriteStream,
-    stderr: stderr as unknown as NodeJS.WriteStream,
-    env,
-  });
-  let code: number = ExitCode.ok;
-  let errorCode: string | undefined;
-  try {
-    await program.parseAsync(args, { from: 'user' });
-  } catch (err) {
-    if (err instanceof CommanderError) {
-      code = ExitCode.usage;
-      errorCode = err.code;
-    } else {
-      const c = classify(err);
-      code = c.exitCode;
-      errorCode = c.code;
-      stderr.write(`warden: ${c.message}\n`);
-    }
-  }
-  const out = stdout.bytes();
+  const r = await runCliDetailed(registerKmsCommands, args, env, options.stdin);
   return {
-    code,
-    stdout: out,
-    text: out.toString('utf8'),
-    stderr: stderr.bytes().toString('utf8'),
-    errorCode,
+    code: r.code,
+    stdout: r.stdout,
+    text: r.out,
+    stderr: r.err,
+    ...(r.errorCode === undefined ? {} : { errorCode: r.errorCode }),
   };
 }
 

@@ -2,8 +2,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { PassThrough, Readable, Writable } from 'node:stream';
-import { Command, CommanderError } from 'commander';
+import type { Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import fc from 'fast-check';
 import * as OTPAuth from 'otpauth';
 import { loadConfig, startWarden } from '../../src/app/index.ts';
@@ -11,9 +11,10 @@ import type { RunningWarden } from '../../src/app/index.ts';
 import { registerIdentityCommands, sessionPath } from '../../src/cli/commands/identity.ts';
 import type { SavedSession } from '../../src/cli/commands/identity.ts';
 import { registerKmsCommands } from '../../src/cli/commands/kms.ts';
-import { ExitCode, classify } from '../../src/cli/exit-codes.ts';
+import { ExitCode } from '../../src/cli/exit-codes.ts';
 import { IdentityClient, KmsClient, KmsClientError, WardenHttp } from '../../src/client/index.ts';
 import { tempDir } from '../envelope/support.ts';
+import { Capture, runCliDetailed } from '../support/cli.ts';
 
 /**
  * `warden login | logout | whoami | bootstrap | mfa | users | service-accounts | api-keys | roles` driven
@@ -23,18 +24,6 @@ import { tempDir } from '../envelope/support.ts';
  */
 
 const PASSWORD = 'a long admin passphrase';
-
-class Capture extends Writable {
-  readonly chunks: Buffer[] = [];
-  isTTY = false;
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    this.chunks.push(Buffer.from(chunk));
-    callback();
-  }
-  text(): string {
-    return Buffer.concat(this.chunks).toString('utf8');
-  }
-}
 
 interface Run {
   code: number;
@@ -55,12 +44,6 @@ async function cli(
   args: string[],
   options: { stdin?: string | Readable; env?: Record<string, string | undefined>; stdout?: Capture } = {},
 ): Promise<Run> {
-  const stdout = options.stdout ?? new Capture();
-  const stderr = new Capture();
-  const stdin =
-    options.stdin instanceof Readable
-      ? options.stdin
-      : Readable.from(options.stdin === undefined ? [] : [Buffer.from(options.stdin)]);
   const env = {
     WARDEN_ADDR: warden.url,
     WARDEN_CACERT: caFile,
@@ -68,32 +51,19 @@ async function cli(
     HOME: configHome,
     ...options.env,
   };
-  const program = new Command().name('warden').exitOverride();
-  program.configureOutput({ writeErr: (s) => stderr.write(s), writeOut: (s) => stdout.write(s) });
-  const io = {
-    stdin: stdin as unknown as NodeJS.ReadStream,
-    stdout: stdout as unknown as NodeJS.WriteStream,
-    stderr: stderr as unknown as NodeJS.WriteStream,
+  const r = await runCliDetailed(
+    [registerKmsCommands, registerIdentityCommands],
+    args,
     env,
+    options.stdin,
+    options.stdout === undefined ? {} : { stdout: options.stdout },
+  );
+  return {
+    code: r.code,
+    text: r.out,
+    stderr: r.err,
+    ...(r.errorCode === undefined ? {} : { errorCode: r.errorCode }),
   };
-  registerKmsCommands(program, io);
-  registerIdentityCommands(program, io);
-  let code: number = ExitCode.ok;
-  let errorCode: string | undefined;
-  try {
-    await program.parseAsync(args, { from: 'user' });
-  } catch (err) {
-    if (err instanceof CommanderError) {
-      code = ExitCode.usage;
-      errorCode = err.code;
-    } else {
-      const c = classify(err);
-      code = c.exitCode;
-      errorCode = c.code;
-      stderr.write(`warden: ${c.message}\n`);
-    }
-  }
-  return { code, text: stdout.text(), stderr: stderr.text(), errorCode };
 }
 
 async function ok(args: string[], options?: Parameters<typeof cli>[1]): Promise<Run> {
