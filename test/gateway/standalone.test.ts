@@ -120,6 +120,15 @@ describe('warden gateway as a member of a Warden deployment', async () => {
   writeFileSync(path.join(dir, 'audit.key'), randomBytes(32));
   writeFileSync(path.join(dir, 'warden-ca.pem'), readFileSync(warden.caPath));
 
+  /** A connection to the server as the gateway's service account, for tests that drive one component alone. */
+  const gatewayLink = () =>
+    new WardenLink({
+      url: warden.url,
+      ca: readFileSync(warden.caPath),
+      clientId: 'gateway',
+      clientSecret: clientSecret ?? '',
+    });
+
   let upstream: TestUpstream;
   let gw: RunningGateway;
   const chat = (token: string | undefined, content = 'hi') =>
@@ -183,12 +192,7 @@ describe('warden gateway as a member of a Warden deployment', async () => {
 
   it('checks a token once, then trusts its verified claims only until it expires', async () => {
     let clock = Date.now();
-    const link = new WardenLink({
-      url: warden.url,
-      ca: readFileSync(warden.caPath),
-      clientId: 'gateway',
-      clientSecret: clientSecret ?? '',
-    });
+    const link = gatewayLink();
     const auth = new RemoteAuthenticator({ link, now: () => clock });
     const asked = (bearer: string) =>
       auth.authenticate({
@@ -468,12 +472,7 @@ describe('warden gateway as a member of a Warden deployment', async () => {
 
   it('servability: the last answers outlive a server outage for the grace period only', async () => {
     let clock = Date.now();
-    const link = new WardenLink({
-      url: warden.url,
-      ca: readFileSync(warden.caPath),
-      clientId: 'gateway',
-      clientSecret: clientSecret ?? '',
-    });
+    const link = gatewayLink();
     const source = new RemoteServableSource(link, { graceMs: 5000, now: () => clock });
     try {
       const epoch = await source.epoch();
