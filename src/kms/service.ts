@@ -690,16 +690,14 @@ export class KmsService {
     name: string,
     items: readonly { plaintext: Uint8Array; context?: Uint8Array }[],
   ): Promise<BatchResult<string>[]> {
-    checkBatch(items);
-    const latest = once(() => this.#latest(name, 'encrypt'));
-    return this.#runBatch(principal, 'crypto.encrypt', items, {
-      keyOf: () => name,
-      run: async (item) => {
-        checkSize(item.plaintext, MAX_PLAINTEXT_BYTES, 'plaintext');
-        const { loaded, version } = await latest();
-        const aad = aadFor(name, version, item.context ?? EMPTY);
-        return { result: formatCiphertext(name, version, encryptWith(loaded, item.plaintext, aad)), version };
-      },
+    return this.#latestKeyBatch(principal, 'crypto.encrypt', name, 'encrypt', items, {
+      input: (item) => [item.plaintext, 'plaintext'],
+      run: (item, loaded, version) =>
+        formatCiphertext(
+          name,
+          version,
+          encryptWith(loaded, item.plaintext, aadFor(name, version, item.context ?? EMPTY)),
+        ),
     });
   }
 
@@ -779,27 +777,28 @@ export class KmsService {
     name: string,
     items: readonly { context?: Uint8Array }[],
     options: { includePlaintext?: boolean } = {},
-  ): Promise<BatchResult<{ ciphertext: string; plaintext?: Buffer; keyVersion: number }>[]> {
-    checkBatch(items);
-    const latest = once(() => this.#latest(name, 'encrypt'));
-    type DataKey = { ciphertext: string; plaintext?: Buffer; keyVersion: number };
-    return this.#runBatch<{ context?: Uint8Array }, DataKey>(principal, 'crypto.generate-data-key', items, {
-      keyOf: () => name,
-      run: async (item) => {
-        const { loaded, version } = await latest();
-        const dataKey = await this.#root.randomBytes(DATA_KEY_BYTES).catch(mapSealed);
-        const aad = aadFor(name, version, item.context ?? EMPTY);
-        const ciphertext = formatCiphertext(name, version, encryptWith(loaded, dataKey, aad));
-        if (options.includePlaintext === false) {
+  ): Promise<BatchResult<BatchDataKey>[]> {
+    return this.#latestKeyBatch<{ context?: Uint8Array }, BatchDataKey>(
+      principal,
+      'crypto.generate-data-key',
+      name,
+      'encrypt',
+      items,
+      {
+        run: async (item, loaded, version) => {
+          const dataKey = await this.#root.randomBytes(DATA_KEY_BYTES).catch(mapSealed);
+          const aad = aadFor(name, version, item.context ?? EMPTY);
+          const ciphertext = formatCiphertext(name, version, encryptWith(loaded, dataKey, aad));
+          if (options.includePlaintext !== false)
+            return { ciphertext, keyVersion: version, plaintext: dataKey };
           wipe(dataKey);
-          return { result: { ciphertext, keyVersion: version }, version };
-        }
-        return { result: { ciphertext, keyVersion: version, plaintext: dataKey }, version };
+          return { ciphertext, keyVersion: version };
+        },
+        discard: (key) => {
+          if (key.plaintext !== undefined) wipe(key.plaintext);
+        },
       },
-      discard: (key) => {
-        if (key.plaintext !== undefined) wipe(key.plaintext);
-      },
-    });
+    );
   }
 
   async signBatch(
@@ -807,15 +806,9 @@ export class KmsService {
     name: string,
     items: readonly { message: Uint8Array }[],
   ): Promise<BatchResult<{ signature: Buffer; keyVersion: number }>[]> {
-    checkBatch(items);
-    const latest = once(() => this.#latest(name, 'sign'));
-    return this.#runBatch(principal, 'crypto.sign', items, {
-      keyOf: () => name,
-      run: async (item) => {
-        checkSize(item.message, MAX_PLAINTEXT_BYTES, 'message');
-        const { loaded, version } = await latest();
-        return { result: { signature: signWith(loaded, item.message), keyVersion: version }, version };
-      },
+    return this.#latestKeyBatch(principal, 'crypto.sign', name, 'sign', items, {
+      input: (item) => [item.message, 'message'],
+      run: (item, loaded, version) => ({ signature: signWith(loaded, item.message), keyVersion: version }),
     });
   }
 
@@ -824,14 +817,9 @@ export class KmsService {
     name: string,
     items: readonly { message: Uint8Array; signature: Uint8Array; version?: number }[],
   ): Promise<BatchResult<boolean>[]> {
-    checkBatch(items);
-    return this.#runBatch(principal, 'crypto.verify', items, {
-      keyOf: () => name,
-      run: async (item) => {
-        const { loaded, version } = await this.#forVerification(name, 'sign', item.version);
-        return { result: verifyWith(loaded, item.message, item.signature), version };
-      },
-    });
+    return this.#verificationBatch(principal, 'crypto.verify', name, 'sign', items, (loaded, item) =>
+      verifyWith(loaded, item.message, item.signature),
+    );
   }
 
   async hmacBatch(
@@ -839,15 +827,9 @@ export class KmsService {
     name: string,
     items: readonly { data: Uint8Array }[],
   ): Promise<BatchResult<{ mac: Buffer; keyVersion: number }>[]> {
-    checkBatch(items);
-    const latest = once(() => this.#latest(name, 'mac'));
-    return this.#runBatch(principal, 'crypto.hmac', items, {
-      keyOf: () => name,
-      run: async (item) => {
-        checkSize(item.data, MAX_PLAINTEXT_BYTES, 'data');
-        const { loaded, version } = await latest();
-        return { result: { mac: macWith(loaded, item.data), keyVersion: version }, version };
-      },
+    return this.#latestKeyBatch(principal, 'crypto.hmac', name, 'mac', items, {
+      input: (item) => [item.data, 'data'],
+      run: (item, loaded, version) => ({ mac: macWith(loaded, item.data), keyVersion: version }),
     });
   }
 
@@ -856,14 +838,9 @@ export class KmsService {
     name: string,
     items: readonly { data: Uint8Array; mac: Uint8Array; version?: number }[],
   ): Promise<BatchResult<boolean>[]> {
-    checkBatch(items);
-    return this.#runBatch(principal, 'crypto.verify-hmac', items, {
-      keyOf: () => name,
-      run: async (item) => {
-        const { loaded, version } = await this.#forVerification(name, 'mac', item.version);
-        return { result: verifyMacWith(loaded, item.data, item.mac), version };
-      },
-    });
+    return this.#verificationBatch(principal, 'crypto.verify-hmac', name, 'mac', items, (loaded, item) =>
+      verifyMacWith(loaded, item.data, item.mac),
+    );
   }
 
   // ---- scheduler entry points ---------------------------------------------------------------------------
@@ -934,6 +911,55 @@ export class KmsService {
     if (outcome.keyVersion !== undefined) succeeded.keyVersion = outcome.keyVersion;
     await this.#audited(succeeded);
     return outcome.result;
+  }
+
+  /**
+   * A batch whose items all use the latest version of one key, read once for the batch. `input` names the bytes
+   * an item brings, size-checked before the key is read (as single calls check them).
+   */
+  #latestKeyBatch<I, T>(
+    principal: Principal,
+    action: KmsAction,
+    name: string,
+    purpose: KeyPurpose,
+    items: readonly I[],
+    plan: {
+      input?: (item: I) => [bytes: Uint8Array, what: string];
+      run: (item: I, loaded: LoadedKey, version: number) => T | Promise<T>;
+      discard?: (result: T) => void;
+    },
+  ): Promise<BatchResult<T>[]> {
+    checkBatch(items);
+    const latest = once(() => this.#latest(name, purpose));
+    return this.#runBatch(principal, action, items, {
+      keyOf: () => name,
+      run: async (item) => {
+        const input = plan.input?.(item);
+        if (input !== undefined) checkSize(input[0], MAX_PLAINTEXT_BYTES, input[1]);
+        const { loaded, version } = await latest();
+        return { result: await plan.run(item, loaded, version), version };
+      },
+      ...(plan.discard === undefined ? {} : { discard: plan.discard }),
+    });
+  }
+
+  /** A batch of verifications against one key, each item at its own (or the latest usable) version. */
+  #verificationBatch<I extends { version?: number }>(
+    principal: Principal,
+    action: KmsAction,
+    name: string,
+    purpose: KeyPurpose,
+    items: readonly I[],
+    check: (loaded: LoadedKey, item: I) => boolean,
+  ): Promise<BatchResult<boolean>[]> {
+    checkBatch(items);
+    return this.#runBatch(principal, action, items, {
+      keyOf: () => name,
+      run: async (item) => {
+        const { loaded, version } = await this.#forVerification(name, purpose, item.version);
+        return { result: check(loaded, item), version };
+      },
+    });
   }
 
   /**
@@ -1198,6 +1224,9 @@ function checkBatch(items: readonly unknown[]): void {
     throw new InvalidRequestError(`a batch holds 1..${MAX_BATCH_ITEMS} items`);
   }
 }
+
+/** One generated data key of a batch (the plaintext only when asked for). */
+type BatchDataKey = { ciphertext: string; plaintext?: Buffer; keyVersion: number };
 
 /** How one batch went, for its audit event: error counts by code, and the `name:version` of every key used. */
 interface BatchTally {
