@@ -32,6 +32,7 @@ import {
 import type {
   ClientAuthMethod,
   NewUser,
+  PrincipalStatus,
   ServiceAccountRecord,
   StoredApiKey,
   UserPatch,
@@ -254,31 +255,9 @@ export class IdentityService {
   }
 
   async #authenticateApiKey(token: string, input: AuthenticateInput): Promise<Authenticated | undefined> {
-    const now = this.#now();
-    let stored: StoredApiKey | undefined;
-    const result = await verifyApiKey(
-      this.#mac,
-      token,
-      async (id) => {
-        stored = await this.directory.getApiKey(id);
-        return stored === undefined ? undefined : toCredentialRecord(stored);
-      },
-      { now: new Date(now) },
-    );
-    if (!result.ok || stored === undefined)
-      return this.#bearerFailure(
-        input,
-        `api_key_${result.ok ? 'unknown' : result.reason}`,
-        result.ok ? undefined : result.id,
-      );
-    const key = stored;
-    const parsed = parsePrincipalId(key.owner);
-    const status = await this.directory.principalStatus(key.owner, await this.directory.roleMappings());
-    if (parsed === undefined || status === undefined || status.disabled) {
-      return this.#bearerFailure(input, 'api_key_owner_unavailable', key.id);
-    }
-    const touched = touch(result.record, new Date(now));
-    if (touched.persist) await this.directory.touchApiKey(key.id, touched.lastUsedAt.getTime());
+    const active = await this.#activeApiKey(token);
+    if (!active.ok) return this.#bearerFailure(input, active.reason, active.keyId);
+    const { key, status } = active;
     const principal: Principal = {
       id: key.owner,
       kind: status.kind,
@@ -300,6 +279,30 @@ export class IdentityService {
    * Not throttled here: client authentication at the introspection endpoint already throttles the caller.
    */
   async #introspectApiKey(token: string): Promise<Record<string, unknown> | undefined> {
+    const active = await this.#activeApiKey(token);
+    if (!active.ok) return undefined;
+    const { key, status } = active;
+    return {
+      active: true,
+      token_type: 'api_key',
+      sub: key.owner,
+      iss: this.oauth.issuer,
+      exp: Math.floor(key.expiresAt / 1000),
+      roles: status.roles.filter((r) => key.scopes.includes(r)),
+      ...(status.kind === 'user' ? { groups: status.groups } : {}),
+    };
+  }
+
+  /**
+   * An API key that verifies (checksum, keyed hash, not revoked or expired) and whose owner is enabled, with the
+   * owner's current status; its last use is recorded. Otherwise the reason, for the audit trail.
+   */
+  async #activeApiKey(
+    token: string,
+  ): Promise<
+    | { ok: true; key: StoredApiKey; status: PrincipalStatus }
+    | { ok: false; reason: string; keyId: string | undefined }
+  > {
     const now = this.#now();
     let stored: StoredApiKey | undefined;
     const result = await verifyApiKey(
@@ -311,22 +314,22 @@ export class IdentityService {
       },
       { now: new Date(now) },
     );
-    if (!result.ok || stored === undefined) return undefined;
-    const key = stored;
+    if (!result.ok || stored === undefined) {
+      return {
+        ok: false,
+        reason: `api_key_${result.ok ? 'unknown' : result.reason}`,
+        keyId: result.ok ? undefined : result.id,
+      };
+    }
+    const key: StoredApiKey = stored;
+    // Undefined for an owner that does not parse or no longer exists.
     const status = await this.directory.principalStatus(key.owner, await this.directory.roleMappings());
-    if (parsePrincipalId(key.owner) === undefined || status === undefined || status.disabled)
-      return undefined;
+    if (status === undefined || status.disabled) {
+      return { ok: false, reason: 'api_key_owner_unavailable', keyId: key.id };
+    }
     const touched = touch(result.record, new Date(now));
     if (touched.persist) await this.directory.touchApiKey(key.id, touched.lastUsedAt.getTime());
-    return {
-      active: true,
-      token_type: 'api_key',
-      sub: key.owner,
-      iss: this.oauth.issuer,
-      exp: Math.floor(key.expiresAt / 1000),
-      roles: status.roles.filter((r) => key.scopes.includes(r)),
-      ...(status.kind === 'user' ? { groups: status.groups } : {}),
-    };
+    return { ok: true, key, status };
   }
 
   async #bearerFailure(
