@@ -11,6 +11,7 @@ import { loadavg } from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { Pool } from 'undici';
+import { freePort } from '../test/support/net.ts';
 
 /** The part of autocannon's API used here (the package ships no type declarations). */
 interface CannonResult {
@@ -131,18 +132,6 @@ export function startProcess(
 /** Starts `script` with `args` under this Node and waits for the port it announces. */
 export function startChild(script: string, args: string[], nodeArgs: string[] = []): Promise<Started> {
   return startProcess(process.execPath, [...nodeArgs, script, ...args]);
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => {
-        resolve(typeof a === 'object' && a !== null ? a.port : 0);
-      });
-    });
-  });
 }
 
 /** nginx as a plain keep-alive reverse proxy with `workers` worker processes (temporary non-root setup). */

@@ -60,6 +60,7 @@ import {
   warmUp,
 } from './gateway-support.ts';
 import type { Figures, Started } from './gateway-support.ts';
+import { GATEWAY_SERVICE_POLICY } from '../test/gateway/support.ts';
 
 /** The same limits for the core and the shipped gateway: present and checked, never reached. */
 const LIMITS = {
@@ -106,13 +107,6 @@ async function serveGateway(upstreamPort: number, dir: string): Promise<void> {
   process.once('SIGINT', stop);
   listenAnnounce(Number(new URL(address).port));
 }
-
-/** What the standalone gateway's service account needs besides `resource-server` (docs/gateway.md). */
-const GATEWAY_READS = `permit (
-  principal in Warden::Role::"resource-server",
-  action in [Warden::Action::"policy.read", Warden::Action::"model.read"],
-  resource
-);`;
 
 /**
  * The Warden server child: `startWarden` on `dir/server` with dev defaults (request logs on, written to a file),
@@ -164,7 +158,7 @@ async function serveWarden(dir: string): Promise<void> {
     if (typeof clientSecret !== 'string') throw new Error(`no client secret for ${clientId}`);
     return clientSecret;
   };
-  await call('PUT', '/v1/policies/gateway-reads', JSON.stringify({ text: GATEWAY_READS }), admin);
+  await call('PUT', '/v1/policies/gateway-reads', JSON.stringify({ text: GATEWAY_SERVICE_POLICY }), admin);
   writeFileSync(
     path.join(dir, 'gateway.secret'),
     `${await serviceAccount('gateway', ['resource-server'])}\n`,

@@ -4,38 +4,18 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { loadConfig, startWarden } from '../../src/app/index.ts';
 import type { RunningWarden } from '../../src/app/index.ts';
 import { BOOTSTRAP_PRINCIPAL } from '../../src/server/index.ts';
 import { tempDir } from '../envelope/support.ts';
-import { chatBody, post, startUpstream } from './support.ts';
+import { GATEWAY_SERVICE_POLICY, chatBody, post, startUpstream } from './support.ts';
 import type { TestUpstream } from './support.ts';
+import { freePort } from '../support/net.ts';
 
 const REDIS_SERVER = '/usr/bin/redis-server';
 const LIMIT = 20;
-/** The gateway's service account reads policies and servability (plus `resource-server` for introspection). */
-const GATEWAY_READS = `permit (
-  principal in Warden::Role::"resource-server",
-  action in [Warden::Action::"policy.read", Warden::Action::"model.read"],
-  resource
-);`;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const address = s.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      s.close(() => {
-        resolve(port);
-      });
-    });
-  });
-}
 
 async function startRedis(): Promise<{ process: ChildProcess; port: number }> {
   const port = await freePort();
@@ -157,7 +137,7 @@ describe('limits shared by two gateway processes through a real Redis', () => {
       loadConfig({ WARDEN_DATA_DIR: path.join(dir, 'server'), WARDEN_LISTEN: '127.0.0.1:0' }),
       { requestLog: { write: () => true } as unknown as NodeJS.WritableStream },
     );
-    warden.policy.store.add('gateway-reads', GATEWAY_READS);
+    warden.policy.store.add('gateway-reads', GATEWAY_SERVICE_POLICY);
     const identity = warden.identity.current();
     const { clientSecret } = await identity.createServiceAccount(BOOTSTRAP_PRINCIPAL, {
       clientId: 'gateway',

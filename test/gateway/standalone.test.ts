@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import fc from 'fast-check';
 import type { FastifyRequest } from 'fastify';
@@ -22,31 +21,12 @@ import {
 import type { RunningGateway } from '../../src/gateway/index.ts';
 import { BOOTSTRAP_PRINCIPAL } from '../../src/server/index.ts';
 import { tempDir } from '../envelope/support.ts';
-import { chatBody, post, startUpstream } from './support.ts';
+import { GATEWAY_SERVICE_POLICY, chatBody, post, startUpstream } from './support.ts';
 import type { TestUpstream } from './support.ts';
+import { freePort } from '../support/net.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const PASSWORD = 'correct horse battery staple 42';
-/** What the gateway's service account needs on the server besides `resource-server` (introspection). */
-const GATEWAY_READS = `permit (
-  principal in Warden::Role::"resource-server",
-  action in [Warden::Action::"policy.read", Warden::Action::"model.read"],
-  resource
-);`;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const address = s.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      s.close(() => {
-        resolve(port);
-      });
-    });
-  });
-}
 
 /** Polls `probe` until it returns true (bounded): eventual effects without asserting a duration. */
 async function eventually(probe: () => Promise<boolean>, what: string, tries = 100): Promise<void> {
@@ -96,7 +76,7 @@ describe('warden gateway as a member of a Warden deployment', async () => {
     assert.equal(r.statusCode, 200, text);
   };
   const identity = warden.identity.current();
-  await api('PUT', '/v1/policies/gateway-reads', { text: GATEWAY_READS });
+  await api('PUT', '/v1/policies/gateway-reads', { text: GATEWAY_SERVICE_POLICY });
   const { clientSecret } = await identity.createServiceAccount(BOOTSTRAP_PRINCIPAL, {
     clientId: 'gateway',
     authMethod: 'client_secret',
@@ -446,12 +426,12 @@ describe('warden gateway as a member of a Warden deployment', async () => {
   });
 
   it('mirrors policy listings only when they split as the server says (property)', () => {
-    const single = { id: 'p', source: 'custom', text: GATEWAY_READS, policyIds: ['p'] };
-    assert.deepEqual(mirrorEntries([single])[0]?.parts, [GATEWAY_READS]);
+    const single = { id: 'p', source: 'custom', text: GATEWAY_SERVICE_POLICY, policyIds: ['p'] };
+    assert.deepEqual(mirrorEntries([single])[0]?.parts, [GATEWAY_SERVICE_POLICY]);
     const double = {
       id: 'q',
       source: 'custom',
-      text: `${GATEWAY_READS}\n${GATEWAY_READS}`,
+      text: `${GATEWAY_SERVICE_POLICY}\n${GATEWAY_SERVICE_POLICY}`,
       policyIds: ['q#0', 'q#1'],
     };
     assert.equal(mirrorEntries([double])[0]?.parts.length, 2);

@@ -15,6 +15,16 @@ import type { EndpointConfig, ServableSource, StandaloneOptions } from '../../sr
 import type { Principal } from '../../src/kms/index.ts';
 
 /** What a scripted upstream received. */
+/**
+ * The policy a standalone gateway's service account needs on its Warden server besides the `resource-server`
+ * role (introspection): reading policies and servability (docs/gateway.md).
+ */
+export const GATEWAY_SERVICE_POLICY = `permit (
+  principal in Warden::Role::"resource-server",
+  action in [Warden::Action::"policy.read", Warden::Action::"model.read"],
+  resource
+);`;
+
 export interface Received {
   readonly path: string;
   readonly headers: IncomingMessage['headers'];
