@@ -25,6 +25,7 @@ import { operatorRoutes } from './routes/operator.ts';
 import { randomRoutes } from './routes/random.ts';
 import { rewrapRoutes } from './routes/rewrap.ts';
 import { signRoutes } from './routes/sign.ts';
+import { TurnBatchedLog } from './request-log.ts';
 
 export const API_VERSION = '0.1.0';
 /** Default body limit: every single-item request fits (64 KiB of plaintext is 88 KB of base64). */
@@ -118,10 +119,24 @@ const SERIALIZERS = {
   },
 };
 
-function loggerOptions(logger: KmsServerOptions['logger']): false | Record<string, unknown> {
+function loggerOptions(
+  logger: KmsServerOptions['logger'],
+  destination: TurnBatchedLog | undefined,
+): false | Record<string, unknown> {
   if (logger === undefined || logger === false) return false;
   const base = logger === true ? {} : logger;
-  return { ...base, redact: { paths: REDACTED_PATHS, censor: '[redacted]' }, serializers: SERIALIZERS };
+  return {
+    ...base,
+    ...(destination === undefined ? {} : { stream: destination }),
+    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+    serializers: SERIALIZERS,
+  };
+}
+
+function logDestination(logger: KmsServerOptions['logger']): TurnBatchedLog | undefined {
+  if (logger === undefined || typeof logger === 'boolean') return undefined;
+  const stream = logger['stream'] as NodeJS.WritableStream | undefined;
+  return stream === undefined ? undefined : new TurnBatchedLog(stream);
 }
 
 /**
@@ -150,8 +165,9 @@ class OneLinePerRequest extends LogController {
  * the same schemas. Call `listen` on the result; `close` stops it.
  */
 export async function createKmsServer(options: KmsServerOptions): Promise<FastifyInstance> {
+  const requestLog = logDestination(options.logger);
   const serverOptions = {
-    logger: loggerOptions(options.logger),
+    logger: loggerOptions(options.logger, requestLog),
     logController: new OneLinePerRequest(),
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
     exposeHeadRoutes: false,
@@ -286,6 +302,14 @@ export async function createKmsServer(options: KmsServerOptions): Promise<Fastif
     void reply.header('x-content-type-options', 'nosniff');
     done(null, payload);
   });
+
+  // Lines of the turn in which the server closes are written before `close()` resolves.
+  if (requestLog !== undefined) {
+    app.addHook('onClose', (_instance, done) => {
+      requestLog.flush();
+      done();
+    });
+  }
 
   // JSON only: Fastify also parses text/plain by default.
   app.removeContentTypeParser('text/plain');
