@@ -1,11 +1,12 @@
-import { Command, CommanderError } from 'commander';
+import type { Command } from 'commander';
 import { ExitCode, classify } from './exit-codes.ts';
 
 type Register = (program: Command) => void;
 
 /**
  * Command groups are loaded on demand: `warden encrypt` streaming a 10 GB file should not carry the HTTP server,
- * database drivers and HTTP client in memory. Help and unknown commands load every group.
+ * database drivers and HTTP client in memory. Help and unknown commands load every group. Plain `encrypt` and
+ * `decrypt` command lines do not even load commander (`directEnvelopeAction`).
  */
 const groups: Record<string, () => Promise<Register>> = {
   server: async () => (await import('./commands/server.ts')).registerServerCommand,
@@ -46,25 +47,43 @@ const groupOf: Record<string, string> = {
   roles: 'identity',
 };
 
-const program = new Command()
-  .name('warden')
-  .description('Warden: encryption, keys, integrity and access control for AI systems')
-  .version('0.1.0')
-  .exitOverride()
-  .showHelpAfterError('(run warden --help for usage)')
-  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+const args = process.argv.slice(2);
+const requested = groupOf[args[0] ?? ''];
 
-const requested = groupOf[process.argv[2] ?? ''];
-for (const load of requested === undefined ? Object.values(groups) : [groups[requested]]) {
-  if (load !== undefined) (await load())(program);
+async function commandLine(): Promise<{
+  run: () => Promise<unknown>;
+  usageExit: (err: unknown) => number | undefined;
+}> {
+  const { Command, CommanderError } = await import('commander');
+  const program = new Command()
+    .name('warden')
+    .description('Warden: encryption, keys, integrity and access control for AI systems')
+    .version('0.1.0')
+    .exitOverride()
+    .showHelpAfterError('(run warden --help for usage)')
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  for (const load of requested === undefined ? Object.values(groups) : [groups[requested]]) {
+    if (load !== undefined) (await load())(program);
+  }
+  return {
+    run: () => program.parseAsync(process.argv),
+    usageExit: (err) =>
+      err instanceof CommanderError ? (err.exitCode === 0 ? ExitCode.ok : ExitCode.usage) : undefined,
+  };
 }
+
+const direct =
+  requested === 'envelope' ? (await import('./commands/envelope.ts')).directEnvelopeAction(args) : undefined;
+const { run, usageExit } =
+  direct === undefined ? await commandLine() : { run: direct, usageExit: () => undefined };
 
 const wantsJson = process.argv.includes('--json');
 try {
-  await program.parseAsync(process.argv);
+  await run();
 } catch (err) {
-  if (err instanceof CommanderError) {
-    process.exitCode = err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+  const usage = usageExit(err);
+  if (usage !== undefined) {
+    process.exitCode = usage;
   } else {
     const { exitCode, code, message } = classify(err);
     process.stderr.write(

@@ -81,13 +81,23 @@ describe('warden encrypt / decrypt / inspect', () => {
       ['output exists', ['encrypt', 'model.bin', '-o', 'model.bin.wenc'], 3, /already exists/],
       ['bad usage', ['encrypt', 'model.bin', '--chunk-size', '3MiB'], 2, /power of two/],
       ['not an envelope', ['decrypt', 'model.bin', '-o', 'o5'], 5, /bad magic/],
+      // Command lines the direct parser leaves to commander: its usage errors, exit code 2.
+      ['unknown option', ['encrypt', 'model.bin', '--frobnicate'], 2, /unknown option '--frobnicate'/],
+      ['extra input', ['decrypt', 'model.bin.wenc', 'other.wenc', '-o', 'o7'], 2, /too many arguments/],
+      ['option of the other command', ['decrypt', 'model.bin.wenc', '--key', 'k'], 2, /unknown option/],
     ];
     for (const [name, args, code, message] of cases) {
       const r = warden(args);
       assert.equal(r.code, code, `${name}: ${r.stderr}`);
       assert.match(r.stderr, message, name);
     }
-    for (const o of ['o1', 'o2', 'o3', 'o4', 'o5']) assert.equal(existsSync(path.join(dir, o)), false);
+    const help = warden(['encrypt', '--help']);
+    assert.equal(help.code, 0);
+    assert.match(
+      help.stdout.toString(),
+      /Usage: warden encrypt \[options\] <input>[\s\S]*--chunk-size <size>/,
+    );
+    for (const o of ['o1', 'o2', 'o3', 'o4', 'o5', 'o7']) assert.equal(existsSync(path.join(dir, o)), false);
     assert.deepEqual(
       readdirSync(dir).filter((f) => f.endsWith('.partial')),
       [],

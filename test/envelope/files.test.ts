@@ -90,6 +90,47 @@ describe('envelope files', () => {
     assert.deepEqual(await reader.read(0, 2 * C), data.subarray(0, 2 * C));
     await assert.rejects(reader.read(2 * C, 2 * C + 1), DecryptionError);
     await assert.rejects(reader.read(C, 3 * C), DecryptionError);
+    // A failed read gives its scratch buffer back: later reads, through it and around it, still verify.
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual(await reader.read(C - 7, C + 9), data.subarray(C - 7, C + 9));
+      await assert.rejects(reader.read(2 * C - 1, 2 * C + 1), DecryptionError);
+    }
+    assert.deepEqual(await reader.read(3 * C + 2, 4 * C + 5), data.subarray(3 * C + 2));
+  });
+
+  it('random reads return buffers of their own, also when they run concurrently', async () => {
+    const data = randomBytes(9 * C + 77);
+    const input = file(data);
+    await encryptFile(input, `${input}.wenc`, { recipients: [keyring], chunkExponent: CHUNK_EXP });
+    await using reader = await EnvelopeFile.open(`${input}.wenc`, { keys: [keyring] });
+    const range = fc
+      .tuple(fc.nat(data.length), fc.nat(3 * C))
+      .map(([start, length]) => [start, Math.min(data.length, start + length)] as const);
+    await fc.assert(
+      fc.asyncProperty(fc.array(range, { minLength: 1, maxLength: 8 }), async (ranges) => {
+        // Started together: at most one holds the scratch buffer, and ranges over two chunks never use it.
+        const results = await Promise.all(ranges.map(([start, end]) => reader.read(start, end)));
+        // Read again one after the other: earlier results must not change under later reads.
+        for (const [start, end] of ranges) await reader.read(start, end);
+        ranges.forEach(([start, end], i) => {
+          assert.deepEqual(results[i], data.subarray(start, end));
+        });
+      }),
+      { numRuns: 60 },
+    );
+    const whole = await reader.read(2 * C, 3 * C);
+    assert.deepEqual(whole, data.subarray(2 * C, 3 * C));
+    assert.deepEqual(await reader.read(9 * C, 9 * C + 77), data.subarray(9 * C));
+    assert.deepEqual(whole, data.subarray(2 * C, 3 * C));
+    assert.deepEqual(await reader.chunk(9), data.subarray(9 * C));
+    assert.deepEqual(await reader.chunk(4, Buffer.alloc(C + 16)), data.subarray(4 * C, 5 * C));
+    await assert.rejects(reader.chunk(10), RangeError);
+    await assert.rejects(reader.chunk(-1), RangeError);
+    await assert.rejects(reader.chunk(1.5), RangeError);
+    // Closing frees the scratch buffer; a read already under way still completes with its own bytes.
+    const underway = reader.read(C - 3, C + 3);
+    await reader.close();
+    assert.deepEqual(await underway, data.subarray(C - 3, C + 3));
   });
 
   it('leaves no output and no temporary file behind when decryption fails', async () => {
@@ -164,5 +205,7 @@ describe('envelope files', () => {
       await sink.close();
     }
     assert.equal(readFileSync(sinkPath).length, 0);
+    // Random access does not trust such a file for its length either: it is refused on open.
+    await assert.rejects(EnvelopeFile.open(bad, { keys: [keyring] }), DecryptionError);
   });
 });

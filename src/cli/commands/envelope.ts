@@ -2,6 +2,7 @@ import { constants, createReadStream } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { access, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
+import type { ParseArgsOptionsConfig } from 'node:util';
 import type { Command } from 'commander';
 import {
   DEFAULT_CHUNK_EXPONENT,
@@ -364,43 +365,190 @@ async function runRewrap(files: string[], options: { json?: boolean }): Promise<
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
-export function registerEnvelopeCommands(program: Command): void {
-  program
-    .command('encrypt')
-    .description('encrypt a file, a directory tree, or stdin (-) into Warden envelopes')
-    .argument('<input>', 'file, directory, or - for stdin')
-    .option('-o, --output <path>', 'output file or directory (default: <input>.wenc; - for stdout)')
-    .option(
-      '-k, --key <name>',
-      'KMS key for the data key (default: $WARDEN_KEY; without one, the dev keyring)',
-    )
-    .option('-c, --context <key=value>', 'authenticated encryption context entry (repeatable)', collect, [])
-    .option(
-      '--chunk-size <size>',
-      'chunk size, a power of two from 16KiB to 16MiB',
-      `${2 ** (DEFAULT_CHUNK_EXPONENT - 20)}MiB`,
-    )
-    .option(
-      '--threads <n>',
-      'worker threads (default: all cores for files from 256 MiB on machines with more than 2 CPUs)',
-    )
-    .option('-f, --force', 'replace an existing output')
-    .option('--json', 'machine-readable output')
-    .action(runEncrypt);
+/** One option of `warden encrypt`/`decrypt`, declared once for commander and for `directEnvelopeAction`. */
+interface OptionSpec {
+  readonly flags: string;
+  readonly description: string;
+  /** The long name, which is also the key (camel-cased, as commander does) in the options object. */
+  readonly long: string;
+  readonly short?: string;
+  readonly takesValue: boolean;
+  readonly repeatable?: boolean;
+  readonly defaultValue?: string;
+}
 
-  program
-    .command('decrypt')
-    .description('decrypt a Warden envelope file, an encrypted tree, or stdin (-)')
-    .argument('<input>', 'file, directory, or - for stdin')
-    .option('-o, --output <path>', 'output file or directory (default: input without .wenc; - for stdout)')
-    .option('-c, --context <key=value>', 'require this encryption context entry (repeatable)', collect, [])
-    .option(
-      '--threads <n>',
+/** The options `encrypt` and `decrypt` share, last in both. */
+const COMMON_OPTIONS: readonly OptionSpec[] = [
+  {
+    flags: '--threads <n>',
+    description:
       'worker threads (default: all cores for files from 256 MiB on machines with more than 2 CPUs)',
-    )
-    .option('-f, --force', 'replace an existing output')
-    .option('--json', 'machine-readable output')
-    .action(runDecrypt);
+    long: 'threads',
+    takesValue: true,
+  },
+  {
+    flags: '-f, --force',
+    description: 'replace an existing output',
+    long: 'force',
+    short: 'f',
+    takesValue: false,
+  },
+  { flags: '--json', description: 'machine-readable output', long: 'json', takesValue: false },
+];
+
+const encryptOptions: readonly OptionSpec[] = [
+  {
+    flags: '-o, --output <path>',
+    description: 'output file or directory (default: <input>.wenc; - for stdout)',
+    long: 'output',
+    short: 'o',
+    takesValue: true,
+  },
+  {
+    flags: '-k, --key <name>',
+    description: 'KMS key for the data key (default: $WARDEN_KEY; without one, the dev keyring)',
+    long: 'key',
+    short: 'k',
+    takesValue: true,
+  },
+  {
+    flags: '-c, --context <key=value>',
+    description: 'authenticated encryption context entry (repeatable)',
+    long: 'context',
+    short: 'c',
+    takesValue: true,
+    repeatable: true,
+  },
+  {
+    flags: '--chunk-size <size>',
+    description: 'chunk size, a power of two from 16KiB to 16MiB',
+    long: 'chunk-size',
+    takesValue: true,
+    defaultValue: `${2 ** (DEFAULT_CHUNK_EXPONENT - 20)}MiB`,
+  },
+  ...COMMON_OPTIONS,
+];
+
+const decryptOptions: readonly OptionSpec[] = [
+  {
+    flags: '-o, --output <path>',
+    description: 'output file or directory (default: input without .wenc; - for stdout)',
+    long: 'output',
+    short: 'o',
+    takesValue: true,
+  },
+  {
+    flags: '-c, --context <key=value>',
+    description: 'require this encryption context entry (repeatable)',
+    long: 'context',
+    short: 'c',
+    takesValue: true,
+    repeatable: true,
+  },
+  ...COMMON_OPTIONS,
+];
+
+function addOptions(command: Command, specs: readonly OptionSpec[]): Command {
+  for (const spec of specs) {
+    if (spec.repeatable) command.option(spec.flags, spec.description, collect, []);
+    else if (spec.defaultValue !== undefined) command.option(spec.flags, spec.description, spec.defaultValue);
+    else command.option(spec.flags, spec.description);
+  }
+  return command;
+}
+
+/** The same options for `util.parseArgs` (properties it does not need are left out: it validates them). */
+function parseArgsOptions(specs: readonly OptionSpec[]): ParseArgsOptionsConfig {
+  const options: ParseArgsOptionsConfig = {};
+  for (const spec of specs) {
+    options[spec.long] = {
+      type: spec.takesValue ? 'string' : 'boolean',
+      ...(spec.short === undefined ? {} : { short: spec.short }),
+      ...(spec.repeatable ? { multiple: true, default: [] } : {}),
+      ...(spec.defaultValue === undefined ? {} : { default: spec.defaultValue }),
+    };
+  }
+  return options;
+}
+
+/*
+ * Not `import … from 'node:util'`: an ESM import of a built-in evaluates every export, and node:util's many lazy
+ * ones (parseArgs's siblings: MIME types, diffs, colours, …) cost ~2.4 MiB of RSS; the CommonJS object does not.
+ */
+const { parseArgs } = process.getBuiltinModule('node:util');
+
+const camelCase = (name: string) => name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** A plain `encrypt`/`decrypt` command line, parsed as commander would; see `directEnvelopeAction`. */
+export interface PlainEnvelopeCommand {
+  readonly command: 'encrypt' | 'decrypt';
+  readonly input: string;
+  /** Keys and values exactly as commander's `opts()`: camel-cased long names, defaults filled in. */
+  readonly options: Readonly<Record<string, string | boolean | string[]>>;
+}
+
+/**
+ * Parses `args` (the command line after the program name) when it is a plain `encrypt` or `decrypt`: known
+ * options only, well-formed (`util.parseArgs`, strict), exactly one input. Anything else — help, an unknown or
+ * malformed option, a value that looks like an option, a missing or extra input — returns undefined.
+ */
+export function parsePlainEnvelopeCommand(args: readonly string[]): PlainEnvelopeCommand | undefined {
+  const [command, ...rest] = args;
+  if (command !== 'encrypt' && command !== 'decrypt') return undefined;
+  let parsed: {
+    values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+    positionals: string[];
+  };
+  try {
+    parsed = parseArgs({
+      args: rest,
+      options: parseArgsOptions(command === 'encrypt' ? encryptOptions : decryptOptions),
+      strict: true,
+      allowPositionals: true,
+    });
+  } catch {
+    return undefined;
+  }
+  const [input, ...extra] = parsed.positionals;
+  if (input === undefined || extra.length > 0) return undefined;
+  const options: Record<string, string | boolean | string[]> = {};
+  for (const [key, value] of Object.entries(parsed.values)) {
+    if (value !== undefined) options[camelCase(key)] = Array.isArray(value) ? value.map(String) : value;
+  }
+  return { command, input, options };
+}
+
+/**
+ * `warden encrypt|decrypt` without commander: commander, with the `node:child_process` it imports, adds
+ * ~3 MiB to the peak RSS of a command that otherwise only streams a file (docs/envelope.md). Returns the
+ * command's action for a plain command line (`parsePlainEnvelopeCommand`), else undefined: commander then
+ * parses it and reports usage errors and help as always, so the shortcut changes no outcome.
+ */
+export function directEnvelopeAction(args: readonly string[]): (() => Promise<void>) | undefined {
+  const plain = parsePlainEnvelopeCommand(args);
+  if (plain === undefined) return undefined;
+  const { command, input, options } = plain;
+  return command === 'encrypt'
+    ? () => runEncrypt(input, options as unknown as EncryptCliOptions)
+    : () => runDecrypt(input, options as unknown as CommonOptions);
+}
+
+export function registerEnvelopeCommands(program: Command): void {
+  addOptions(
+    program
+      .command('encrypt')
+      .description('encrypt a file, a directory tree, or stdin (-) into Warden envelopes')
+      .argument('<input>', 'file, directory, or - for stdin'),
+    encryptOptions,
+  ).action(runEncrypt);
+
+  addOptions(
+    program
+      .command('decrypt')
+      .description('decrypt a Warden envelope file, an encrypted tree, or stdin (-)')
+      .argument('<input>', 'file, directory, or - for stdin'),
+    decryptOptions,
+  ).action(runDecrypt);
 
   program
     .command('rewrap')
