@@ -325,14 +325,7 @@ export class AuditLog implements AuditRecorder {
     if (!isValidKeyName(options.origin))
       throw new InvalidInputError('audit log origin must be a valid key name');
     const owns = !isStore(options.store);
-    // A log that opens its own SQLite file flushes its commits off the event loop (see `#commit`).
-    const store = isStore(options.store)
-      ? options.store
-      : await openStore<AuditDB>(
-          options.store.kind === 'sqlite' && options.store.path !== ':memory:'
-            ? { ...options.store, durability: 'sync' }
-            : options.store,
-        );
+    const store = isStore(options.store) ? options.store : await openStore<AuditDB>(options.store);
     try {
       await store.migrate(auditLogMigrations);
       const now = options.now ?? Date.now;
@@ -501,10 +494,6 @@ export class AuditLog implements AuditRecorder {
         },
         { isolation: 'read committed' },
       );
-      // On the log's own SQLite file the commit only wrote the WAL: the flush runs on the thread pool while the
-      // event loop goes on. If it fails the batch is refused, though its entries may stay in the log: an entry
-      // for an operation that was then refused, never an operation without its entry.
-      await this.#store.sync();
     } catch (err) {
       this.#stale = true;
       const e =
@@ -688,7 +677,6 @@ export class AuditLog implements AuditRecorder {
       .insertInto('audit_checkpoints')
       .values({ size, root, note, created_at: cp.createdAt })
       .execute();
-    await this.#store.sync();
     this.#latest = cp;
     return cp;
   }

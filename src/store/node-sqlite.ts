@@ -104,8 +104,6 @@ export class NodeSqliteDatabase implements SqliteDatabase {
 }
 
 const PRIVATE_MODE = 0o600;
-/** Automatic checkpoint threshold (pages) of a `durability: 'sync'` connection. SQLite's default is 1000. */
-const BACKSTOP_CHECKPOINT_PAGES = 8000;
 
 /** Creates the file with mode 0600 if missing; tightens an existing file (and its -wal/-shm) to 0600. */
 function prepareFile(path: string): void {
@@ -133,22 +131,15 @@ function pragma(db: DatabaseSync, statement: string): unknown {
  * - busy_timeout first, so that the next settings wait for a concurrent opener instead of failing;
  * - journal_mode=WAL: readers do not block the writer and a second process can use the file;
  * - synchronous=FULL: in WAL mode, the WAL is fsynced at every commit, so an acknowledged commit survives power
- *   loss (NORMAL would only survive a process crash). With `durability: 'sync'` (see SqliteStoreConfig and
- *   wal-sync.ts) NORMAL instead, the caller flushing the WAL itself before it acknowledges, and SQLite's automatic
- *   checkpoint raised to a backstop (checkpoints run on a worker thread);
+ *   loss (NORMAL would only survive a process crash);
  * - foreign_keys=ON;
  * - secure_delete=ON: deleted content is overwritten with zeros, which the KMS relies on for crypto-shredding
  *   (see Store.scrub for the WAL copy);
  * - the defensive flag: SQL cannot corrupt the file on purpose (writable_schema and the like).
  * SQLite creates the -wal and -shm files with the main file's permissions, so they are 0600 too.
  */
-export function openNodeSqlite(
-  path: string,
-  busyTimeoutMs: number,
-  durability: 'commit' | 'sync' = 'commit',
-): NodeSqliteDatabase {
+export function openNodeSqlite(path: string, busyTimeoutMs: number): NodeSqliteDatabase {
   const memory = path === ':memory:';
-  if (memory && durability === 'sync') throw new StoreError("durability 'sync' needs a database file");
   if (!memory) prepareFile(path);
   const db = new DatabaseSync(path, {
     enableForeignKeyConstraints: true,
@@ -161,18 +152,11 @@ export function openNodeSqlite(
     if (journal !== 'wal' && !(memory && journal === 'memory')) {
       throw new StoreError(`SQLite refused WAL journal mode for ${path} (got ${String(journal)})`);
     }
-    const synchronous = durability === 'sync' ? 1 : 2;
-    db.exec(
-      `PRAGMA synchronous = ${String(synchronous)}; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;`,
-    );
-    // The worker's PASSIVE checkpoints cannot reset a WAL that the writer keeps adding to; SQLite's own
-    // checkpoint, run by the writer after a commit, can. At this threshold it bounds the WAL (~32 MiB) and, the
-    // worker having copied most frames already, is short.
-    if (durability === 'sync') pragma(db, `wal_autocheckpoint = ${String(BACKSTOP_CHECKPOINT_PAGES)}`);
+    db.exec('PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;');
     if (
       pragma(db, 'secure_delete') !== 1 ||
       pragma(db, 'foreign_keys') !== 1 ||
-      pragma(db, 'synchronous') !== synchronous
+      pragma(db, 'synchronous') !== 2
     ) {
       throw new StoreError(`SQLite did not accept Warden's settings for ${path}`);
     }

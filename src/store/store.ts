@@ -7,7 +7,6 @@ import { StoreBusyError, StoreError } from './errors.ts';
 import { runMigrations } from './migrations.ts';
 import { openNodeSqlite } from './node-sqlite.ts';
 import { createPool } from './postgres.ts';
-import { WalSync } from './wal-sync.ts';
 import type {
   MigrateResult,
   Migration,
@@ -33,7 +32,6 @@ class KyselyStore<DB> implements Store<DB> {
   readonly file: string | undefined;
   readonly #schema: string | undefined;
   readonly #onClose: (() => void) | undefined;
-  readonly #walSync: WalSync | undefined;
   #closed: Promise<void> | undefined;
 
   constructor(
@@ -42,14 +40,12 @@ class KyselyStore<DB> implements Store<DB> {
     schema: string | undefined,
     onClose?: () => void,
     file?: string,
-    walSync?: WalSync,
   ) {
     this.kind = kind;
     this.db = db;
     this.file = file;
     this.#schema = schema;
     this.#onClose = onClose;
-    this.#walSync = walSync;
   }
 
   async migrate(migrations: readonly Migration[]): Promise<MigrateResult> {
@@ -89,15 +85,8 @@ class KyselyStore<DB> implements Store<DB> {
     return { complete: true };
   }
 
-  async sync(): Promise<void> {
-    await this.#walSync?.sync();
-  }
-
   async close(): Promise<void> {
-    // The checkpoint worker's connection goes first: the last connection to close checkpoints and removes the WAL.
-    this.#closed ??= (this.#walSync?.close() ?? Promise.resolve())
-      .then(() => this.db.destroy())
-      .finally(this.#onClose);
+    this.#closed ??= this.db.destroy().finally(this.#onClose);
     await this.#closed;
   }
 }
@@ -110,8 +99,7 @@ const openFiles = new Set<string>();
 
 function openSqlite<DB>(config: SqliteStoreConfig): Store<DB> {
   // Opened now, not lazily: a bad path or a refused setting fails openStore itself.
-  const durability = config.durability ?? 'commit';
-  const database = openNodeSqlite(config.path, config.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS, durability);
+  const database = openNodeSqlite(config.path, config.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS);
   const file = config.path === ':memory:' ? undefined : realpathSync(config.path);
   if (file !== undefined) {
     if (openFiles.has(file)) {
@@ -131,7 +119,6 @@ function openSqlite<DB>(config: SqliteStoreConfig): Store<DB> {
       database.close();
     },
     file,
-    durability === 'sync' && file !== undefined ? new WalSync(file) : undefined,
   );
 }
 

@@ -12,17 +12,6 @@ export interface SqliteStoreConfig {
    * (SQLite's busy_timeout). The wait blocks the event loop: node:sqlite is synchronous. Default 5000 ms.
    */
   busyTimeoutMs?: number;
-  /**
-   * When a commit becomes durable.
-   * - `'commit'` (default): when COMMIT returns. SQLite flushes the WAL inside COMMIT (synchronous=FULL), which
-   *   blocks the event loop for the disk flush.
-   * - `'sync'`: when a `Store.sync()` called after the commit resolves. COMMIT only writes the WAL
-   *   (synchronous=NORMAL: a process crash loses nothing, a power loss may lose what was not synced); `sync()`
-   *   flushes it with fdatasync on the thread pool, and checkpoints run on a worker thread. For one writer that
-   *   acknowledges its commits only after `sync()` — the audit log. Other readers may see a commit before it is
-   *   durable, so keep data that others act on (keys, identities) in `'commit'` stores. Not for `:memory:`.
-   */
-  durability?: 'commit' | 'sync';
 }
 
 export interface PostgresStoreConfig {
@@ -127,12 +116,6 @@ export interface Store<DB> {
    * are gone (see docs/store.md).
    */
   scrub(tables?: readonly string[]): Promise<{ complete: boolean }>;
-  /**
-   * Makes every commit made before the call durable. Only a SQLite store opened with `durability: 'sync'` has
-   * anything to do (an fdatasync of the WAL, off the event loop); elsewhere commits are durable when they return
-   * and this resolves at once. Rejects when the flush fails: the commits may then be lost.
-   */
-  sync(): Promise<void>;
   /** Closes the connection(s). Idempotent. */
   close(): Promise<void>;
 }

@@ -838,7 +838,6 @@ describe('KMS crash safety (SIGKILL during rotation, import and destruction)', (
         migrate: (m) => rawKeystore.migrate(m),
         transaction: (fn, o) => rawKeystore.transaction((trx) => fn(trx.withPlugin(plugin)), o),
         scrub: (tables) => rawKeystore.scrub(tables),
-        sync: () => rawKeystore.sync(),
         close: () => rawKeystore.close(),
       };
       const repository = await SqlKmsRepository.open(metadata, keystore);

@@ -225,56 +225,6 @@ async function crashOnce(config: StoreConfig): Promise<number[]> {
   return acked;
 }
 
-/**
- * Kills a writer (fixtures/worker.ts) at random moments, five times, and checks after each kill: the file is sound,
- * transactions are whole and in order, every acknowledged one is there, the counter moved with the rows.
- */
-async function checkCrashSafety(config: StoreConfig): Promise<void> {
-  await withStore(config, async (store) => {
-    await store.migrate(workerMigrations);
-  });
-  const acknowledged: number[] = [];
-  const iterations = 5;
-  for (let i = 0; i < iterations; i++) {
-    acknowledged.push(...(await crashOnce(config)));
-    await withStore<WorkerDB>(config, async (store) => {
-      if (store.kind === 'sqlite') {
-        const { rows } = await sql<{ integrity_check: string }>`pragma integrity_check`.execute(store.db);
-        assert.deepEqual(rows, [{ integrity_check: 'ok' }]);
-      }
-      const rows = await store.db
-        .selectFrom('crash_rows')
-        .select(['txn', 'idx'])
-        .orderBy('txn')
-        .orderBy('idx')
-        .execute();
-      const byTxn = new Map<number, number[]>();
-      for (const r of rows) byTxn.set(r.txn, [...(byTxn.get(r.txn) ?? []), r.idx]);
-      const txns = [...byTxn.keys()];
-      // Whole transactions only.
-      for (const [txn, idxs] of byTxn) {
-        assert.deepEqual(
-          idxs,
-          Array.from({ length: ROWS_PER_TXN }, (_, k) => k),
-          `txn ${txn} is partial`,
-        );
-      }
-      // Transactions commit in order, so the committed ones are 0..max with no gap.
-      assert.deepEqual(
-        txns,
-        Array.from({ length: txns.length }, (_, k) => k),
-      );
-      // Every acknowledged one is there.
-      const missing = acknowledged.filter((t) => !byTxn.has(t));
-      assert.deepEqual(missing, [], 'acknowledged transactions lost');
-      // The counter moved with the rows, in the same transactions.
-      const c = await store.db.selectFrom('crash_counter').select('n').executeTakeFirstOrThrow();
-      assert.equal(c.n, txns.length * ROWS_PER_TXN);
-    });
-  }
-  assert.ok(acknowledged.length >= iterations);
-}
-
 const backends: Backend[] = [sqliteBackend(), postgresBackend()];
 
 for (const backend of backends) {
@@ -680,7 +630,54 @@ for (const backend of backends) {
       it(
         'keeps every acknowledged transaction and no partial one when the writer is killed',
         { timeout: 60_000 },
-        () => checkCrashSafety(backend.fresh()),
+        async () => {
+          const config = backend.fresh();
+          await withStore(config, async (store) => {
+            await store.migrate(workerMigrations);
+          });
+          const acknowledged: number[] = [];
+          const iterations = 5;
+          for (let i = 0; i < iterations; i++) {
+            acknowledged.push(...(await crashOnce(config)));
+            await withStore<WorkerDB>(config, async (store) => {
+              if (store.kind === 'sqlite') {
+                const { rows } = await sql<{ integrity_check: string }>`pragma integrity_check`.execute(
+                  store.db,
+                );
+                assert.deepEqual(rows, [{ integrity_check: 'ok' }]);
+              }
+              const rows = await store.db
+                .selectFrom('crash_rows')
+                .select(['txn', 'idx'])
+                .orderBy('txn')
+                .orderBy('idx')
+                .execute();
+              const byTxn = new Map<number, number[]>();
+              for (const r of rows) byTxn.set(r.txn, [...(byTxn.get(r.txn) ?? []), r.idx]);
+              const txns = [...byTxn.keys()];
+              // Whole transactions only.
+              for (const [txn, idxs] of byTxn) {
+                assert.deepEqual(
+                  idxs,
+                  Array.from({ length: ROWS_PER_TXN }, (_, k) => k),
+                  `txn ${txn} is partial`,
+                );
+              }
+              // Transactions commit in order, so the committed ones are 0..max with no gap.
+              assert.deepEqual(
+                txns,
+                Array.from({ length: txns.length }, (_, k) => k),
+              );
+              // Every acknowledged one is there.
+              const missing = acknowledged.filter((t) => !byTxn.has(t));
+              assert.deepEqual(missing, [], 'acknowledged transactions lost');
+              // The counter moved with the rows, in the same transactions.
+              const c = await store.db.selectFrom('crash_counter').select('n').executeTakeFirstOrThrow();
+              assert.equal(c.n, txns.length * ROWS_PER_TXN);
+            });
+          }
+          assert.ok(acknowledged.length >= iterations);
+        },
       );
     });
 
@@ -757,65 +754,6 @@ describe('store on sqlite only', () => {
       assert.ok(!readFileSync(path).includes(marker), 'deleted content still in the database file');
       assert.ok(!readFileSync(path).includes(marker.subarray(0, 40)), 'part of the deleted content remains');
       assert.equal((await store.db.selectFrom('items').select('id').execute()).length, 1);
-    });
-  });
-
-  describe("durability 'sync'", () => {
-    const config = (name: string): StoreConfig => ({
-      kind: 'sqlite',
-      path: join(dir, name),
-      durability: 'sync',
-    });
-
-    it("commits with synchronous=NORMAL, keeps SQLite's own checkpoint as a backstop, and refuses :memory:", async () => {
-      await withStore(config('sync-pragmas.db'), async (store) => {
-        const { rows } = await sql<{ synchronous: number }>`pragma synchronous`.execute(store.db);
-        assert.equal(rows[0]?.synchronous, 1);
-        const auto = await sql<{ wal_autocheckpoint: number }>`pragma wal_autocheckpoint`.execute(store.db);
-        assert.ok((auto.rows[0]?.wal_autocheckpoint ?? 0) > 1000);
-      });
-      await assert.rejects(openStore({ kind: 'sqlite', path: ':memory:', durability: 'sync' }), StoreError);
-    });
-
-    it('checkpoints on a worker thread: the main file grows while the writer never checkpoints', async () => {
-      const path = join(dir, 'sync-checkpoint.db');
-      await withStore(config('sync-checkpoint.db'), async (store) => {
-        await store.migrate(testMigrations);
-        await store.sync();
-        const before = statSync(path).size;
-        // ~1 MiB: far below the writer's own checkpoint threshold (8000 pages).
-        for (let i = 0; i < 64; i++) {
-          await store.db
-            .insertInto('items')
-            .values({ id: `i${i}`, data: randomBytes(16 * 1024) })
-            .execute();
-          await store.sync();
-        }
-        const deadline = Date.now() + 10_000;
-        while (statSync(path).size < before + 1024 * 1024 && Date.now() < deadline) {
-          await sleep(20);
-          await store.sync();
-        }
-        assert.ok(statSync(path).size >= before + 1024 * 1024, 'the WAL was not checkpointed');
-        assert.equal((await store.db.selectFrom('items').select('id').execute()).length, 64);
-      });
-      // The last connection to close checkpoints and removes the WAL: the worker's closed first.
-      assert.ok(!existsSync(`${path}-wal`));
-      await withStore({ kind: 'sqlite', path }, async (store) => {
-        assert.equal((await store.db.selectFrom('items').select('id').execute()).length, 64);
-      });
-    });
-
-    it(
-      'keeps every transaction acknowledged after sync() when the writer is killed',
-      { timeout: 60_000 },
-      () => checkCrashSafety(config('sync-crash.db')),
-    );
-
-    it('sync() on a store with commit durability resolves at once', async () => {
-      await withStore({ kind: 'sqlite', path: join(dir, 'commit-sync.db') }, async (store) => {
-        await store.sync();
-      });
     });
   });
 
