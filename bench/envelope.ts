@@ -164,17 +164,17 @@ const rows: [string, string, string, string][] = [
   ],
   [
     'peak RSS library encrypt / decrypt',
-    `${enc.peakRssMiB.toFixed(0)} / ${dec.peakRssMiB.toFixed(0)} MiB`,
+    `${enc.peakRssMiB.toFixed(1)} / ${dec.peakRssMiB.toFixed(1)} MiB`,
     '',
     'target < 64 MiB',
   ],
   [
     'peak RSS `warden encrypt` / `decrypt`',
-    `${cliEncRss.toFixed(0)} / ${cliDecRss.toFixed(0)} MiB`,
+    `${cliEncRss.toFixed(1)} / ${cliDecRss.toFixed(1)} MiB`,
     '',
     'CLI process, file to file, 1 thread',
   ],
-  ['peak RSS raw baseline process', `${raw.peakRssMiB.toFixed(0)} MiB`, '', ''],
+  ['peak RSS raw baseline process', `${raw.peakRssMiB.toFixed(1)} MiB`, '', ''],
   [
     'random 1 MiB read p50 / p99 / max',
     `${random.p50Ms?.toFixed(2)} / ${random.p99Ms?.toFixed(2)} / ${random.maxMs?.toFixed(1)} ms`,
