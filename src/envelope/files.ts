@@ -207,16 +207,13 @@ export class EnvelopeFile {
     return this.#opened.layout.chunkCount(this.size);
   }
 
-  /** The authenticated plaintext of chunk `index`; `scratch` (one sealed chunk long) avoids an allocation. */
-  async chunk(index: number, scratch?: Buffer): Promise<Buffer> {
+  /** The authenticated plaintext of chunk `index` (its sealed bytes are read into the file's scratch buffer). */
+  async chunk(index: number): Promise<Buffer> {
     if (!Number.isSafeInteger(index) || index < 0 || index >= this.chunkCount) {
       throw new RangeError('chunk index out of range');
     }
     const length = this.#sealedLength(index, 1);
     this.#garbage.add(length - TAG_BYTES);
-    if (scratch !== undefined && scratch.length >= length) {
-      return this.#opened.decryption.openChunk(index, await this.#readSealed(index, length, scratch));
-    }
     const sealed = this.#borrow(length);
     try {
       return this.#opened.decryption.openChunk(index, await this.#readSealed(index, length, sealed));

@@ -123,7 +123,7 @@ describe('envelope files', () => {
     assert.deepEqual(await reader.read(9 * C, 9 * C + 77), data.subarray(9 * C));
     assert.deepEqual(whole, data.subarray(2 * C, 3 * C));
     assert.deepEqual(await reader.chunk(9), data.subarray(9 * C));
-    assert.deepEqual(await reader.chunk(4, Buffer.alloc(C + 16)), data.subarray(4 * C, 5 * C));
+    assert.deepEqual(await reader.chunk(4), data.subarray(4 * C, 5 * C));
     await assert.rejects(reader.chunk(10), RangeError);
     await assert.rejects(reader.chunk(-1), RangeError);
     await assert.rejects(reader.chunk(1.5), RangeError);
