@@ -29,7 +29,7 @@ export class TurnBatchedLog {
   flush(): void {
     this.#scheduled = false;
     if (this.#lines.length === 0) return;
-    const text = this.#lines.length === 1 ? (this.#lines[0] as string) : this.#lines.join('');
+    const text = this.#lines.join('');
     this.#lines = [];
     this.#target.write(text);
   }
