@@ -1,14 +1,14 @@
 /**
  * In-process part of the KMS benchmark (one process per root of trust, spawned by bench/kms.ts; prints one JSON
  * document on stdout). The KMS is the real thing: `openKmsRuntime` on SQLite metadata and keystore files, and the
- * real `JsonLinesAuditRecorder`, so every operation's audit event is written and fdatasync'ed (group commit)
+ * real `JsonLinesAuditRecorder`, so every operation's audit event is appended durably (O_DSYNC, group commit)
  * before its result is released.
  *
- *   software: the development software root; raw node:crypto and fdatasync baselines measured in the same run.
+ *   software: the development software root; raw node:crypto and durable-append baselines measured in the same run.
  *   softhsm:  a `Pkcs11RootOfTrust` on a throwaway SoftHSM2 token (data keys come from C_GenerateRandom).
  */
 import { createCipheriv, createDecipheriv, createSecretKey, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { constants as fsConstants, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import os from 'node:os';
@@ -31,21 +31,22 @@ const BATCH = 100;
 const admin: Principal = { id: 'bench:admin', roles: ['admin'], authMethod: 'bench' };
 const user: Principal = { id: 'bench:user', roles: ['key-user'], authMethod: 'bench' };
 
-// Count the audit log's fdatasync calls (events per sync shows the group commit at work). The recorder is the
-// only user of FileHandle.datasync in this process; the wrapper adds one call frame per sync.
+// Count the audit log's writes: the recorder opens it O_DSYNC, so each write is one durable append of a batch
+// (events per write shows the group commit at work). Only the recorder and the append baseline below write
+// through a FileHandle here, never during the same run; the wrapper adds one call frame per write.
 let syncs = 0;
 {
   const probe = await open(os.devNull, 'r');
   const proto = Object.getPrototypeOf(probe) as FileHandle;
   await probe.close();
   // eslint-disable-next-line @typescript-eslint/unbound-method
-  const datasync = proto.datasync;
-  Object.defineProperty(proto, 'datasync', {
+  const write = proto.write;
+  Object.defineProperty(proto, 'write', {
     configurable: true,
     writable: true,
-    value: function (this: FileHandle): Promise<void> {
+    value: function (this: FileHandle, ...args: Parameters<FileHandle['write']>) {
       syncs++;
-      return datasync.call(this);
+      return (write as (...a: unknown[]) => unknown).apply(this, args);
     },
   });
 }
@@ -69,7 +70,7 @@ async function openKms(dir: string, root: RootOfTrust): Promise<{ kms: KmsRuntim
 }
 
 /**
- * A KMS closed loop that also reports how many audit events each fdatasync carried. Every call records one event,
+ * A KMS closed loop that also reports how many audit events each durable write carried. Every call records one event,
  * a batch of `items` too (one event per batch).
  */
 function kmsLoop(op: () => Promise<unknown>, callers: number, items = 1): (s: number) => Promise<Sample> {
@@ -85,7 +86,7 @@ const batchItems = Array.from({ length: BATCH }, () => ({ plaintext }));
 
 async function software(): Promise<Partial<Record<string, Sample>>> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'warden-bench-kms-'));
-  // tmpfs diagnostic: the same KMS with its audit log where fdatasync costs nothing (NOT durable).
+  // tmpfs diagnostic: the same KMS with its audit log where a durable write costs nothing (NOT durable).
   const shmDir = existsSync('/dev/shm') ? mkdtempSync('/dev/shm/warden-bench-kms-') : undefined;
   try {
     const root = await SoftwareRootOfTrust.openDevMode(path.join(dir, 'dev-root.key'));
@@ -99,7 +100,7 @@ async function software(): Promise<Partial<Record<string, Sample>>> {
     const decryptOne = () => kms.decrypt(user, ciphertexts[next++ & 255] ?? '');
 
     // Raw baselines: the AES-256-GCM work of each KMS operation with node:crypto alone (cached KeyObject, random
-    // 12-byte IV, an AAD of the KMS's size), and one small append + fdatasync on the same file system.
+    // 12-byte IV, an AAD of the KMS's size), and one small durable (O_DSYNC) append on the same file system, as the recorder does.
     const keyObject = createSecretKey(randomBytes(32));
     const aad = Buffer.alloc(44, 1);
     const rawSealed = (() => {
@@ -122,7 +123,10 @@ async function software(): Promise<Partial<Record<string, Sample>>> {
       d.update(rawSealed.subarray(12, 12 + PLAINTEXT_BYTES));
       d.final();
     };
-    const syncFile = await open(path.join(dir, 'fsync-baseline.log'), 'a');
+    const syncFile = await open(
+      path.join(dir, 'append-baseline.log'),
+      fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_DSYNC,
+    );
     const line = `${'x'.repeat(299)}\n`;
 
     const results = await interleaved(
@@ -136,11 +140,10 @@ async function software(): Promise<Partial<Record<string, Sample>>> {
           tightLoop(() => {
             rawEncrypt(randomBytes(32));
           }, s / 2),
-        'raw.fdatasync': (s) =>
+        'raw.append': (s) =>
           closedLoop(
             async () => {
               await syncFile.write(line);
-              await syncFile.datasync();
             },
             1,
             s / 2,

@@ -1,6 +1,6 @@
 /**
  * KMS benchmark: in-process operations, batches, the HTTPS API under autocannon and the SDK, and data keys from
- * a SoftHSM2-backed root, each printed next to a baseline measured in the same run (raw node:crypto, fdatasync,
+ * a SoftHSM2-backed root, each printed next to a baseline measured in the same run (raw node:crypto, a durable append,
  * bare TLS 1.3 HTTP servers, the software root) as a ratio. Every KMS operation is durably audited (the real
  * `JsonLinesAuditRecorder`, group commit) as in production.
  *
@@ -260,7 +260,7 @@ function row(label: string, key: string, base?: { label: string; key: string }, 
   const b = base === undefined ? undefined : all[base.key];
   const notes = [
     s.cpuUsPerOp === undefined ? '' : `${s.cpuUsPerOp.toFixed(1)} µs CPU/op`,
-    s.eventsPerSync === undefined ? '' : `${s.eventsPerSync.toFixed(0)} ev/fsync`,
+    s.eventsPerSync === undefined ? '' : `${s.eventsPerSync.toFixed(0)} ev/write`,
     note,
   ];
   rows.push([
@@ -287,7 +287,7 @@ const ratioTarget = (key: string, baseKey: string, min: number): string => {
 
 const tmpDir = os.tmpdir();
 rows.push(
-  `1. In-process KmsService: software dev root, SQLite stores, JsonLinesAuditRecorder on ${tmpDir} (${fsType(tmpDir)}): every op's audit event is fdatasync'ed (group commit) before its result returns`,
+  `1. In-process KmsService: software dev root, SQLite stores, JsonLinesAuditRecorder on ${tmpDir} (${fsType(tmpDir)}): every op's audit event is appended durably (O_DSYNC, group commit) before its result returns`,
 );
 row(
   'raw AES-256-GCM encrypt 256 B',
@@ -297,7 +297,7 @@ row(
 );
 row('raw AES-256-GCM decrypt 256 B', 'raw.decrypt', undefined, 'baseline');
 row('raw data key (32 random B + encrypt)', 'raw.datakey', undefined, 'baseline');
-row('raw append 300 B + fdatasync', 'raw.fdatasync', undefined, 'baseline: one sync at a time');
+row('raw durable append 300 B (O_DSYNC)', 'raw.append', undefined, 'baseline: one append at a time');
 const rawEnc = { label: 'raw enc', key: 'raw.encrypt' };
 const rawDec = { label: 'raw dec', key: 'raw.decrypt' };
 const rawDk = { label: 'raw dk', key: 'raw.datakey' };
@@ -378,7 +378,7 @@ console.log(`load average 1/5/15 min (PSI stall, last 10 s):\n  ${loads.join('\n
 console.log(
   'ratio = figure / its baseline from this run. µs CPU/op = CPU time (user + system, all threads) per op (per item\n' +
     'for batches) of the process doing the work: the KMS process in-process, the server process for HTTP rows.\n' +
-    'ev/fsync = audit events made durable per fdatasync of the audit log (group commit).',
+    'ev/write = audit events made durable per O_DSYNC append to the audit log (group commit).',
 );
 const header: Row = ['measurement', 'ops/s', 'p50 / p99 ms', 'baseline (same run)', 'ratio', 'notes'];
 const width = [44, 10, 13, 22, 7];
