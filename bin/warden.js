@@ -26,4 +26,21 @@ if (major < 24) {
   if (result.signal) process.kill(process.pid, result.signal);
   process.exit(result.status ?? 70);
 }
+// `warden encrypt` / `decrypt` stream multi-GB files in bounded memory (under 64 MiB for a 10 GB file). Two V8
+// settings keep them there: no TurboFan tier (`--max-opt=2`: past ~5,000 chunks its compiler adds ~5 MiB for
+// per-chunk functions whose work is in OpenSSL anyway; no slower, measured) and no V8 helper threads
+// (`--single-threaded`: ~2 MiB). V8 reads both only at start-up, and `warden server` needs both tiers and helper
+// threads, so these two commands replace the process image with one started with them: execve, the same process,
+// nothing left behind.
+const command = process.argv[2];
+if ((command === 'encrypt' || command === 'decrypt') && !process.execArgv.includes('--max-opt=2')) {
+  process.execve(process.execPath, [
+    process.execPath,
+    ...process.execArgv,
+    '--max-opt=2',
+    '--single-threaded',
+    import.meta.filename,
+    ...process.argv.slice(2),
+  ]);
+}
 await import('../dist/cli/main.js');
