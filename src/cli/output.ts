@@ -17,21 +17,28 @@ const noProgress: Progress = { update: () => undefined, stop: () => undefined };
 /** Below this, work finishes before a bar is worth drawing. */
 const PROGRESS_MIN_BYTES = 32 * 1024 * 1024;
 
+/**
+ * `process.stdout` and `process.stderr` are looked up on first use, not here: creating Node's stream for a pipe
+ * makes the pipe non-blocking (libuv), and `warden encrypt - -o -` writes that descriptor itself, in sequence.
+ */
 export function createOutput(
   json: boolean,
-  stdout: NodeJS.WriteStream = process.stdout,
-  stderr: NodeJS.WriteStream = process.stderr,
+  stdout?: NodeJS.WriteStream,
+  stderr?: NodeJS.WriteStream,
 ): Output {
   return {
     json,
     result(human, data) {
-      stdout.write(json ? `${JSON.stringify(data, null, 2)}\n` : `${human}\n`);
+      (stdout ?? process.stdout).write(json ? `${JSON.stringify(data, null, 2)}\n` : `${human}\n`);
     },
     warn(message) {
-      stderr.write(json ? `${JSON.stringify({ warning: message })}\n` : `warden: warning: ${message}\n`);
+      (stderr ?? process.stderr).write(
+        json ? `${JSON.stringify({ warning: message })}\n` : `warden: warning: ${message}\n`,
+      );
     },
     progress(label, total) {
-      if (json || !stderr.isTTY || total < PROGRESS_MIN_BYTES) return noProgress;
+      const bars = stderr ?? process.stderr;
+      if (json || !bars.isTTY || total < PROGRESS_MIN_BYTES) return noProgress;
       // Loaded only when a bar is drawn: scripted runs (no TTY) of `warden encrypt` do not carry it in memory
       // (nor the ESM namespace of node:module, which alone costs ~0.2 MiB).
       const { createRequire } = process.getBuiltinModule('node:module');
@@ -39,7 +46,7 @@ export function createOutput(
         SingleBar: typeof ProgressBar;
       };
       const bar = new SingleBar({
-        stream: stderr,
+        stream: bars,
         format: `${label} [{bar}] {percentage}% | {done}/{size} MiB | {rate} MiB/s | ETA {eta}s`,
         hideCursor: true,
         clearOnComplete: true,

@@ -8,7 +8,7 @@ import { checkContext, openEnvelope, prepareEncryption } from './envelope.ts';
 import type { DecryptOptions, EncryptOptions, OpenedEnvelope } from './envelope.ts';
 import { MAX_HEADER_BYTES, declaredHeaderLength, parseHeader } from './header.ts';
 import type { ParsedHeader } from './header.ts';
-import { readExactly, readFully, settled, writeFully } from './io.ts';
+import { inFlight, readExactly, readFully, settled, writeFully } from './io.ts';
 import {
   COLLECT_CONTEXTS_EVERY_BYTES,
   COLLECT_READS_EVERY_BYTES,
@@ -61,15 +61,6 @@ export async function writeAtomically<T>(
   await handle.close();
   await rename(tmp, output);
   return result;
-}
-
-/**
- * Marks an operation started ahead of its use as handled, so that if it fails while the loop awaits something
- * else the process does not die of an unhandled rejection; the failure still surfaces where it is awaited.
- */
-function inFlight<T>(operation: Promise<T>): Promise<T> {
-  operation.catch(() => undefined);
-  return operation;
 }
 
 /**

@@ -29,6 +29,8 @@ export {
   writeAtomically,
 } from './files.ts';
 export type { FileDecryptOptions, FileEncryptOptions, ProgressCallback } from './files.ts';
+export { decryptDescriptor, encryptDescriptor } from './descriptors.ts';
+export type { DescriptorEncryptOptions } from './descriptors.ts';
 export {
   decryptFileParallel,
   decryptFileParallelTo,

@@ -68,6 +68,11 @@ export function writeFully(
       else writev(fd, rest, at, after);
     };
     const after = (err: NodeJS.ErrnoException | null, written: number) => {
+      if (err?.code === 'EAGAIN') {
+        // A pipe another program left non-blocking is full: wait for the reader.
+        setTimeout(more, 1);
+        return;
+      }
       if (err !== null) {
         reject(err);
         return;
@@ -87,6 +92,15 @@ export function writeFully(
     };
     more();
   });
+}
+
+/**
+ * Marks an operation started ahead of its use as handled, so that if it fails while the loop awaits something
+ * else the process does not die of an unhandled rejection; the failure still surfaces where it is awaited.
+ */
+export function inFlight<T>(operation: Promise<T>): Promise<T> {
+  operation.catch(() => undefined);
+  return operation;
 }
 
 /** Waits for an operation whatever its outcome (its failure is reported where it is awaited, not here). */

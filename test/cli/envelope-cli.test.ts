@@ -1,9 +1,13 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
+  closeSync,
+  constants,
+  openSync,
+  readSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -12,6 +16,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tempDir } from '../envelope/support.ts';
 
 const MAIN = path.resolve(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
@@ -60,6 +65,46 @@ describe('warden encrypt / decrypt / inspect', () => {
     const dec = warden(['decrypt', '-'], { input: enc.stdout });
     assert.equal(dec.code, 0, dec.stderr);
     assert.deepEqual(dec.stdout, data);
+  });
+
+  it('leaves a piped stdout blocking, as the shell gave it', async () => {
+    // Node's stream for a pipe turns it non-blocking (and back at exit); the descriptor path would then wait out
+    // EAGAIN on every full pipe. The flag lives on the description the child shares with this process, so it
+    // shows here while the child, its header written, waits for more stdin.
+    const fifo = path.join(tempDir('warden-cli-fifo-'), 'out');
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+    const childEnd = openSync(fifo, 'r+'); // Linux opens a FIFO read-write without waiting for a peer
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    const child = spawn(process.execPath, ['--expose-gc', MAIN, 'encrypt', '-', '-o', '-'], {
+      cwd: dir,
+      stdio: ['pipe', childEnd, 'pipe'],
+      env: { ...process.env, WARDEN_KEYRING: keyringPath },
+    });
+    try {
+      const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+      let stderr = '';
+      child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+      const header = Buffer.alloc(64 * 1024);
+      let got = 0;
+      for (let i = 0; i < 400 && got === 0; i++) {
+        try {
+          got = readSync(reader, header);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+          await sleep(25);
+        }
+      }
+      assert.ok(got > 0, `no header written: ${stderr}`);
+      const flags = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${childEnd}`, 'utf8'))?.[1];
+      assert.ok(flags !== undefined);
+      assert.equal(Number.parseInt(flags, 8) & constants.O_NONBLOCK, 0);
+      child.stdin?.end(randomBytes(1000));
+      assert.equal(await exited, 0, stderr);
+    } finally {
+      if (child.exitCode === null) child.kill();
+      closeSync(reader);
+      closeSync(childEnd);
+    }
   });
 
   it('exits with a meaningful code for each failure and leaves no partial output', () => {

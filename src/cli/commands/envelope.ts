@@ -1,7 +1,6 @@
-import { constants, createReadStream } from 'node:fs';
+import { constants } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { access, stat } from 'node:fs/promises';
-import { pipeline } from 'node:stream/promises';
+import { access, open, stat } from 'node:fs/promises';
 import type { ParseArgsOptionsConfig } from 'node:util';
 import type { Command } from 'commander';
 import {
@@ -9,13 +8,13 @@ import {
   FILE_SUFFIX,
   MAX_CHUNK_EXPONENT,
   MIN_CHUNK_EXPONENT,
+  decryptDescriptor,
   decryptFile,
   decryptFileParallel,
-  decryptStream,
   decryptTree,
+  encryptDescriptor,
   encryptFile,
   encryptFileParallel,
-  encryptStream,
   encryptTree,
   inspectFile,
   rewrapFile,
@@ -106,13 +105,42 @@ async function refuseOverwrite(target: string, force: boolean | undefined): Prom
   }
 }
 
+/**
+ * `-` streams through the process's own descriptors, read and written in sequence (see envelope/descriptors.ts):
+ * Node's stream objects for them are never created, so nothing else reads stdin or writes stdout meanwhile.
+ */
+const STDIN = 0;
+const STDOUT = 1;
+
+/** Runs `fn` on a descriptor of `file` opened for reading, closed afterwards. */
+async function withDescriptor<T>(file: string, fn: (fd: number) => Promise<T>): Promise<T> {
+  const handle = await open(file, 'r');
+  try {
+    return await fn(handle.fd);
+  } finally {
+    await handle.close();
+  }
+}
+
 /** KMS-backed key slots; the HTTP client is loaded only when a KMS is actually used. */
 async function remoteKeys(out: Output, keyName?: string): Promise<KmsSlots> {
   const [{ remoteEnvelopeKeys }, { connect }] = await Promise.all([
     import('../../client/index.ts'),
     import('./kms.ts'),
   ]);
-  const io = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
+  // Streams created only if used (a token prompt): see createOutput for why stdin and stdout are left alone.
+  const io = {
+    get stdin() {
+      return process.stdin;
+    },
+    get stdout() {
+      return process.stdout;
+    },
+    get stderr() {
+      return process.stderr;
+    },
+    env: process.env,
+  };
   return remoteEnvelopeKeys(await connect(io, {}, out), keyName);
 }
 
@@ -181,12 +209,7 @@ async function runEncrypt(input: string, options: EncryptCliOptions): Promise<vo
   if (input === '-') {
     const target = options.output ?? '-';
     if (target !== '-') throw new CliError('usage', 'stdin encrypts to stdout only (-o -)', ExitCode.usage);
-    await pipeline(
-      process.stdin,
-      (source: AsyncIterable<Buffer>) =>
-        encryptStream(source, { recipients: [recipient], context, chunkExponent }),
-      process.stdout,
-    );
+    await encryptDescriptor(STDIN, STDOUT, { recipients: [recipient], context, chunkExponent });
     return;
   }
 
@@ -210,16 +233,13 @@ async function runEncrypt(input: string, options: EncryptCliOptions): Promise<vo
   keyring?.assertOutside(input);
   const target = options.output ?? `${input}${FILE_SUFFIX}`;
   if (target === '-') {
-    await pipeline(
-      createReadStream(input, { highWaterMark: 2 ** chunkExponent }),
-      (source: AsyncIterable<Buffer>) =>
-        encryptStream(source, {
-          recipients: [recipient],
-          context,
-          chunkExponent,
-          plaintextLength: info.size,
-        }),
-      process.stdout,
+    await withDescriptor(input, (fd) =>
+      encryptDescriptor(fd, STDOUT, {
+        recipients: [recipient],
+        context,
+        chunkExponent,
+        plaintextLength: info.size,
+      }),
     );
     return;
   }
@@ -261,11 +281,7 @@ async function runDecrypt(input: string, options: CommonOptions): Promise<void> 
   if (input === '-') {
     const target = options.output ?? '-';
     if (target !== '-') throw new CliError('usage', 'stdin decrypts to stdout only (-o -)', ExitCode.usage);
-    await pipeline(
-      process.stdin,
-      (source: AsyncIterable<Buffer>) => decryptStream(source, { keys, expectedContext }),
-      process.stdout,
-    );
+    await decryptDescriptor(STDIN, STDOUT, { keys, expectedContext });
     return;
   }
   const info = await stat(input);
@@ -294,11 +310,7 @@ async function runDecrypt(input: string, options: CommonOptions): Promise<void> 
     return;
   }
   if (target === '-') {
-    await pipeline(
-      createReadStream(input, { highWaterMark: 1024 * 1024 }),
-      (source: AsyncIterable<Buffer>) => decryptStream(source, { keys, expectedContext }),
-      process.stdout,
-    );
+    await withDescriptor(input, (fd) => decryptDescriptor(fd, STDOUT, { keys, expectedContext }));
     return;
   }
   await refuseOverwrite(target, options.force);
