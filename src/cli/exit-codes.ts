@@ -72,6 +72,8 @@ export function classify(err: unknown): { exitCode: ExitCode; code: string; mess
       EISDIR: 'is a directory',
       ENOTDIR: 'not a directory',
       ENOSPC: 'no space left on device',
+      // `warden decrypt - | head`: the reader stopped early; what it read was authenticated.
+      EPIPE: 'the output was closed before all of it was written',
     };
     const where = errno.path === undefined ? '' : `${errno.path}: `;
     return {

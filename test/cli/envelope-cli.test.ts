@@ -107,6 +107,19 @@ describe('warden encrypt / decrypt / inspect', () => {
     }
   });
 
+  it('exits 3 with a plain message when the reader of stdout goes away early', async () => {
+    const child = spawn(process.execPath, ['--expose-gc', MAIN, 'decrypt', 'model.bin.wenc', '-o', '-'], {
+      cwd: dir,
+      env: { ...process.env, WARDEN_KEYRING: keyringPath },
+    });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.stdout.once('data', () => child.stdout.destroy()); // `| head -c 10`
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    assert.equal(code, 3);
+    assert.match(stderr, /the output was closed before all of it was written/);
+  });
+
   it('exits with a meaningful code for each failure and leaves no partial output', () => {
     const ct = readFileSync(path.join(dir, 'model.bin.wenc'));
     const tampered = Buffer.from(ct);
