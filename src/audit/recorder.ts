@@ -55,7 +55,8 @@ export class AuditHasher {
  * Order: a batch never waits for another one's write, so two batches in flight together may land in either
  * order. Their events are of operations that were all still unacknowledged, hence concurrent; an event recorded
  * after another one's `record` resolved is in a batch written after that one was durable, so it always comes
- * later in the file (causal order holds). Each write is a whole number of lines appended atomically.
+ * later in the file (causal order holds). Each write is a whole number of lines; a write cut short is dealt with
+ * below (and a log cut by a crash, in `open`).
  */
 export class JsonLinesAuditRecorder implements AuditRecorder {
   readonly #handle: FileHandle;
@@ -64,6 +65,8 @@ export class JsonLinesAuditRecorder implements AuditRecorder {
   #turnFlushScheduled = false;
   readonly #settled = new Set<Promise<void>>();
   #closed = false;
+  /** The last write stopped part-way through a line, which the next write must end first. */
+  #cutShort = false;
   #timestampMs = Number.NaN;
   #timestamp = '';
 
@@ -73,7 +76,16 @@ export class JsonLinesAuditRecorder implements AuditRecorder {
 
   static async open(path: string): Promise<JsonLinesAuditRecorder> {
     const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_DSYNC;
-    return new JsonLinesAuditRecorder(await open(path, flags, 0o600));
+    const handle = await open(path, flags, 0o600);
+    try {
+      // A process killed in the middle of a write leaves a line without its end; the next event appended would
+      // be glued to it and unreadable. End the fragment first: it stays a line of its own, which readers reject.
+      if (await endsInsideLine(path, handle)) await handle.write('\n');
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+    return new JsonLinesAuditRecorder(handle);
   }
 
   record(event: AuditEvent): Promise<void> {
@@ -107,15 +119,25 @@ export class JsonLinesAuditRecorder implements AuditRecorder {
     const batch = this.#pending;
     this.#pending = [];
     this.#inFlight++;
-    const bytes = Buffer.from(batch.map((p) => p.line).join(''));
+    const text = batch.map((p) => p.line).join('');
+    const endsFragment = this.#cutShort;
+    this.#cutShort = false;
+    const bytes = Buffer.from(endsFragment ? `\n${text}` : text);
     const written = this.#handle
       .write(bytes)
       .then(({ bytesWritten }) => {
-        // A short write (the disk filled up part-way) leaves the batch's events unrecorded: refuse them all.
-        if (bytesWritten !== bytes.length) throw new Error('audit log write was cut short');
+        if (bytesWritten !== bytes.length) {
+          // The disk filled up part-way: the batch's events are refused, and the next batch first ends the
+          // fragment left in the file (as `open` does after a crash). A batch already in flight may still land
+          // right after the fragment; that takes a partial write followed at once by a successful one.
+          this.#cutShort = true;
+          throw new Error('audit log write was cut short');
+        }
         for (const p of batch) p.resolve();
       })
       .catch((err: unknown) => {
+        // A write that failed outright wrote nothing, not even the fragment's end.
+        if (endsFragment) this.#cutShort = true;
         for (const p of batch) p.reject(err);
       });
     const settled = written.finally(() => {
@@ -132,6 +154,20 @@ export class JsonLinesAuditRecorder implements AuditRecorder {
     this.#write();
     while (this.#settled.size > 0) await Promise.all(this.#settled);
     await this.#handle.close();
+  }
+}
+
+/** Whether a non-empty regular file's last byte is not a newline. */
+async function endsInsideLine(path: string, handle: FileHandle): Promise<boolean> {
+  const info = await handle.stat();
+  if (!info.isFile() || info.size === 0) return false;
+  // The append handle is write-only.
+  const reader = await open(path, 'r');
+  try {
+    const { buffer, bytesRead } = await reader.read(Buffer.alloc(1), 0, 1, info.size - 1);
+    return bytesRead === 1 && buffer[0] !== 0x0a;
+  } finally {
+    await reader.close();
   }
 }
 

@@ -1,7 +1,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
-import { mkdtemp, readFile, readdir, readlink, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -35,6 +36,11 @@ async function lines(path: string): Promise<Record<string, unknown>[]> {
     .split('\n')
     .filter((l) => l !== '')
     .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** RLIMIT_FSIZE of this process, through util-linux's prlimit (Node ignores SIGXFSZ: writes past it get EFBIG). */
+function setFileSizeLimit(soft: string): void {
+  execFileSync('prlimit', ['--pid', String(process.pid), `--fsize=${soft}:unlimited`]);
 }
 
 const resourceNumber = (line: Record<string, unknown>) => Number(String(line.resource).slice('key:k'.length));
@@ -159,6 +165,48 @@ describe('JsonLinesAuditRecorder', () => {
       assert.equal((r.reason as NodeJS.ErrnoException).code, 'ENOSPC');
     }
     await recorder.close();
+  });
+
+  it('ends a line that a crash cut short before appending, so the next event stays readable', async () => {
+    const path = join(dir, `audit-${files++}.jsonl`);
+    const whole = '{"time":"2026-11-22T00:00:00.000Z","action":"kms.encrypt"}\n';
+    await writeFile(path, `${whole}{"time":"2026-11-22T00:00:01.000Z","act`, { mode: 0o600 });
+    const recorder = await JsonLinesAuditRecorder.open(path);
+    await recorder.record(event(1));
+    await recorder.close();
+    const [first, fragment, appended, ...rest] = (await readFile(path, 'utf8')).split('\n');
+    assert.equal(`${first}\n`, whole);
+    assert.equal(fragment, '{"time":"2026-11-22T00:00:01.000Z","act');
+    assert.equal(resourceNumber(JSON.parse(appended ?? '') as Record<string, unknown>), 1);
+    assert.deepEqual(rest, ['']);
+    // A log that ends with a whole line is appended to as it is.
+    const again = await JsonLinesAuditRecorder.open(path);
+    await again.record(event(2));
+    await again.close();
+    assert.equal((await readFile(path, 'utf8')).split('\n').length, 5);
+  });
+
+  it('refuses a batch the disk cut short, and ends its fragment before the next one', async () => {
+    const path = join(dir, `audit-${files++}.jsonl`);
+    const recorder = await JsonLinesAuditRecorder.open(path);
+    await recorder.record(event(1));
+    const size = (await stat(path)).size;
+    // A file size limit on this process makes the kernel write part of the next batch, as a filling disk does.
+    setFileSizeLimit(String(size + 100));
+    try {
+      await assert.rejects(recorder.record(event(2)), /cut short/);
+      await assert.rejects(recorder.record(event(3)), { code: 'EFBIG' }); // nothing written at all
+    } finally {
+      setFileSizeLimit('unlimited');
+    }
+    await recorder.record(event(4));
+    await recorder.close();
+    const [first, fragment, last, ...rest] = (await readFile(path, 'utf8')).split('\n');
+    assert.equal(resourceNumber(JSON.parse(first ?? '') as Record<string, unknown>), 1);
+    assert.equal(fragment?.length, 100);
+    assert.throws(() => JSON.parse(fragment), SyntaxError);
+    assert.equal(resourceNumber(JSON.parse(last ?? '') as Record<string, unknown>), 4);
+    assert.deepEqual(rest, ['']);
   });
 
   it('close waits for the writes in flight, then refuses new events', async () => {
