@@ -1,11 +1,10 @@
-import { read } from 'node:fs';
 import { PREFIX_BYTES, TAG_BYTES } from '../crypto/index.ts';
 import { MalformedEnvelopeError, TruncatedEnvelopeError } from './errors.ts';
 import { checkContext, openEnvelope, prepareEncryption } from './envelope.ts';
 import type { DecryptOptions, EncryptOptions } from './envelope.ts';
 import { MAX_HEADER_BYTES, declaredHeaderLength, parseHeader } from './header.ts';
 import type { ParsedHeader } from './header.ts';
-import { inFlight, settled, writeFully } from './io.ts';
+import { inFlight, readUpTo, settled, writeFully } from './io.ts';
 import { COLLECT_CONTEXTS_EVERY_BYTES, GarbageStep, releaseAll } from './memory.ts';
 import type { ProgressCallback } from './files.ts';
 
@@ -16,33 +15,6 @@ import type { ProgressCallback } from './files.ts';
  * stream objects instead deliver a pipe in 64 KiB pieces, each its own buffer, which the garbage collector frees
  * late: 72–78 MiB peak for a 2 GiB stream against ~61 MiB here.
  */
-
-/** How long to wait before retrying a descriptor that another program left non-blocking and had nothing ready. */
-const RETRY_MS = 1;
-
-/**
- * Reads from the descriptor's current position until `length` bytes or the end of input, and returns the view of
- * what was read (shorter only at the end).
- */
-export function readUpTo(fd: number, buffer: Buffer, length: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    let done = 0;
-    const more = () => {
-      if (done === length) resolve(buffer.subarray(0, length));
-      else read(fd, buffer, done, length - done, null, after);
-    };
-    const after = (err: NodeJS.ErrnoException | null, bytesRead: number) => {
-      if (err?.code === 'EAGAIN') setTimeout(more, RETRY_MS);
-      else if (err !== null) reject(err);
-      else if (bytesRead === 0) resolve(buffer.subarray(0, done));
-      else {
-        done += bytesRead;
-        more();
-      }
-    };
-    more();
-  });
-}
 
 export interface DescriptorEncryptOptions extends EncryptOptions {
   readonly onProgress?: ProgressCallback;
@@ -65,7 +37,7 @@ export async function encryptDescriptor(
   await writeFully(output, [prepared.header, encryption.prefix()]);
   const buffers = [Buffer.allocUnsafe(chunkSize), Buffer.allocUnsafe(chunkSize)] as const;
   const garbage = new GarbageStep(COLLECT_CONTEXTS_EVERY_BYTES);
-  let pendingRead = inFlight(readUpTo(input, buffers[0], chunkSize));
+  let pendingRead = inFlight(readUpTo(input, buffers[0], chunkSize, null));
   // A read started ahead and not yet awaited (the first one is awaited at once).
   let readAhead: Promise<Buffer> | undefined;
   let pendingWrite: Promise<void> | undefined;
@@ -77,7 +49,7 @@ export async function encryptDescriptor(
       // A short read is the end of input: that chunk is the final one (empty when the input fills whole chunks).
       const final = plain.length < chunkSize;
       if (!final) {
-        pendingRead = inFlight(readUpTo(input, buffers[(k + 1) % 2 === 0 ? 0 : 1], chunkSize));
+        pendingRead = inFlight(readUpTo(input, buffers[(k + 1) % 2 === 0 ? 0 : 1], chunkSize, null));
         readAhead = pendingRead;
       }
       const sealed = encryption.sealChunk(k, plain);
@@ -114,7 +86,7 @@ export async function decryptDescriptor(
   output: number,
   options: DecryptOptions & { readonly onProgress?: ProgressCallback },
 ): Promise<ParsedHeader> {
-  const fixed = await readUpTo(input, Buffer.alloc(8), 8);
+  const fixed = await readUpTo(input, Buffer.alloc(8), 8, null);
   if (fixed.length < 8) throw new TruncatedEnvelopeError('the input ends inside the envelope header');
   const headerLength = declaredHeaderLength(fixed);
   if (headerLength === undefined || headerLength > MAX_HEADER_BYTES)
@@ -122,10 +94,10 @@ export async function decryptDescriptor(
   const headerBytes = Buffer.alloc(headerLength);
   fixed.copy(headerBytes);
   const rest = headerLength - fixed.length;
-  if ((await readUpTo(input, headerBytes.subarray(fixed.length), rest)).length < rest)
+  if ((await readUpTo(input, headerBytes.subarray(fixed.length), rest, null)).length < rest)
     throw new TruncatedEnvelopeError('the input ends inside the envelope header');
   const header = parseHeader(headerBytes);
-  const prefix = await readUpTo(input, Buffer.alloc(PREFIX_BYTES), PREFIX_BYTES);
+  const prefix = await readUpTo(input, Buffer.alloc(PREFIX_BYTES), PREFIX_BYTES, null);
   if (prefix.length < PREFIX_BYTES) {
     checkContext(header.context, options.expectedContext);
     throw new TruncatedEnvelopeError();
@@ -136,7 +108,7 @@ export async function decryptDescriptor(
   const sealedSize = layout.encryptedChunkSize;
   const buffers = [Buffer.allocUnsafe(sealedSize), Buffer.allocUnsafe(sealedSize)] as const;
   const garbage = new GarbageStep(COLLECT_CONTEXTS_EVERY_BYTES);
-  let pendingRead = inFlight(readUpTo(input, buffers[0], sealedSize));
+  let pendingRead = inFlight(readUpTo(input, buffers[0], sealedSize, null));
   let readAhead: Promise<Buffer> | undefined;
   let pendingWrite: Promise<void> | undefined;
   // The plaintext of the last full-size chunk, held until more input shows it was not the last one.
@@ -167,7 +139,7 @@ export async function decryptDescriptor(
         await write(decryption.openChunk(k, sealed));
         break;
       }
-      pendingRead = inFlight(readUpTo(input, buffers[(k + 1) % 2 === 0 ? 0 : 1], sealedSize));
+      pendingRead = inFlight(readUpTo(input, buffers[(k + 1) % 2 === 0 ? 0 : 1], sealedSize, null));
       readAhead = pendingRead;
       held = decryption.openChunk(k, sealed);
       garbage.add(sealed.length);

@@ -31,17 +31,28 @@ export async function readExactly(
  * settle every operation they started before their handles can close (`settled`).
  */
 
-/** `readExactly` on a descriptor, for the streaming loops. */
-export function readFully(fd: number, buffer: Buffer, length: number, position: number): Promise<Buffer> {
+/**
+ * Reads into `buffer` until `length` bytes or the end of input, at `position` (a file) or from the descriptor's
+ * current position (`null`: a pipe, socket or terminal, read in sequence), and returns the view of what was read:
+ * shorter only at the end of input.
+ */
+export function readUpTo(
+  fd: number,
+  buffer: Buffer,
+  length: number,
+  position: number | null,
+): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     let done = 0;
     const more = () => {
       if (done === length) resolve(buffer.subarray(0, length));
-      else read(fd, buffer, done, length - done, position + done, after);
+      else read(fd, buffer, done, length - done, position === null ? null : position + done, after);
     };
     const after = (err: NodeJS.ErrnoException | null, bytesRead: number) => {
-      if (err !== null) reject(err);
-      else if (bytesRead === 0) reject(new TruncatedEnvelopeError());
+      // Only a descriptor another program left non-blocking (a pipe) answers EAGAIN; a file never does.
+      if (err?.code === 'EAGAIN') setTimeout(more, EAGAIN_RETRY_MS);
+      else if (err !== null) reject(err);
+      else if (bytesRead === 0) resolve(buffer.subarray(0, done));
       else {
         done += bytesRead;
         more();
@@ -49,6 +60,18 @@ export function readFully(fd: number, buffer: Buffer, length: number, position: 
     };
     more();
   });
+}
+
+/** `readExactly` on a descriptor, for the streaming loops. */
+export async function readFully(
+  fd: number,
+  buffer: Buffer,
+  length: number,
+  position: number,
+): Promise<Buffer> {
+  const got = await readUpTo(fd, buffer, length, position);
+  if (got.length < length) throw new TruncatedEnvelopeError();
+  return got;
 }
 
 /**
@@ -70,7 +93,7 @@ export function writeFully(
     const after = (err: NodeJS.ErrnoException | null, written: number) => {
       if (err?.code === 'EAGAIN') {
         // A pipe another program left non-blocking is full: wait for the reader.
-        setTimeout(more, 1);
+        setTimeout(more, EAGAIN_RETRY_MS);
         return;
       }
       if (err !== null) {
@@ -93,6 +116,9 @@ export function writeFully(
     more();
   });
 }
+
+/** How long to wait before retrying a descriptor that another program left non-blocking and had nothing ready. */
+export const EAGAIN_RETRY_MS = 1;
 
 /**
  * Marks an operation started ahead of its use as handled, so that if it fails while the loop awaits something
