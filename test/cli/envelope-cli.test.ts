@@ -67,6 +67,32 @@ describe('warden encrypt / decrypt / inspect', () => {
     assert.deepEqual(dec.stdout, data);
   });
 
+  it('refuses to write ciphertext to a terminal unless -o - says so, and writes it to /dev/null', () => {
+    // `script` (util-linux) runs the command on a pseudo-terminal and copies what it printed to its own stdout.
+    const quote = (arg: string) => `'${arg.replaceAll("'", `'\\''`)}'`;
+    const command = [process.execPath, '--expose-gc', MAIN, 'encrypt', '-'].map(quote).join(' ');
+    const onTerminal = spawnSync('script', ['-qec', command, '/dev/null'], {
+      cwd: dir,
+      input: '',
+      env: { ...process.env, WARDEN_KEYRING: keyringPath },
+    });
+    assert.equal(onTerminal.status, 2, onTerminal.stdout.toString());
+    assert.match(onTerminal.stdout.toString(), /refusing to write ciphertext to a terminal/);
+
+    const devNull = openSync('/dev/null', 'w');
+    try {
+      const toNull = spawnSync(process.execPath, ['--expose-gc', MAIN, 'encrypt', '-'], {
+        cwd: dir,
+        input: data,
+        stdio: ['pipe', devNull, 'pipe'],
+        env: { ...process.env, WARDEN_KEYRING: keyringPath },
+      });
+      assert.equal(toNull.status, 0, toNull.stderr.toString());
+    } finally {
+      closeSync(devNull);
+    }
+  });
+
   it('leaves a piped stdout blocking, as the shell gave it', async () => {
     // Node's stream for a pipe turns it non-blocking (and back at exit); the descriptor path would then wait out
     // EAGAIN on every full pipe. The flag lives on the description the child shares with this process, so it

@@ -1,4 +1,4 @@
-import { constants } from 'node:fs';
+import { constants, fstatSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { access, open, stat } from 'node:fs/promises';
 import type { ParseArgsOptionsConfig } from 'node:util';
@@ -112,6 +112,16 @@ async function refuseOverwrite(target: string, force: boolean | undefined): Prom
 const STDIN = 0;
 const STDOUT = 1;
 
+/**
+ * Whether standard output is a terminal, where ciphertext is only noise that can also upset the terminal. A pipe
+ * or file answers from one fstat; only a character device (a terminal, or /dev/null) loads node:tty, whose
+ * dependencies (net, streams) cost ~0.8 MiB that a streaming pipeline should not carry.
+ */
+function stdoutIsTerminal(): boolean {
+  if (!fstatSync(STDOUT).isCharacterDevice()) return false;
+  return process.getBuiltinModule('node:tty').isatty(STDOUT);
+}
+
 /** Runs `fn` on a descriptor of `file` opened for reading, closed afterwards. */
 async function withDescriptor<T>(file: string, fn: (fd: number) => Promise<T>): Promise<T> {
   const handle = await open(file, 'r');
@@ -199,6 +209,14 @@ function rate(bytes: number, started: number): string {
 }
 
 async function runEncrypt(input: string, options: EncryptCliOptions): Promise<void> {
+  if (input === '-' && options.output === undefined && stdoutIsTerminal()) {
+    // As age does: `-o -` says the caller means it.
+    throw new CliError(
+      'usage',
+      'refusing to write ciphertext to a terminal: redirect or pipe it, or pass -o - to force',
+      ExitCode.usage,
+    );
+  }
   const out = createOutput(options.json ?? false);
   const context = parseContext(options.context);
   const chunkExponent = parseChunkSize(options.chunkSize);
