@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { lstat, open, rename, unlink } from 'node:fs/promises';
+import { lstat, open, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { PREFIX_BYTES, TAG_BYTES } from '../crypto/index.ts';
@@ -16,6 +16,7 @@ import {
   releaseAll,
   releaseBuffer,
 } from './memory.ts';
+import { renameDurably } from '../durable/index.ts';
 
 export type ProgressCallback = (bytesDone: number) => void;
 
@@ -59,7 +60,7 @@ export async function writeAtomically<T>(
     throw err;
   }
   await handle.close();
-  await rename(tmp, output);
+  await renameDurably(tmp, output);
   return result;
 }
 

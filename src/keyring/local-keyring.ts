@@ -1,9 +1,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdir, open, readFile, rename, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { AeadKey, DecryptionError, open as openSealed, seal } from '../crypto/index.ts';
 import type { KeySlot, SlotUnwrapper, SlotWrapper } from '../envelope/index.ts';
+import { renameDurably } from '../durable/index.ts';
 
 /**
  * The development keyring: key-encryption keys kept in clear in a local JSON file. It exists so the quickstart
@@ -114,7 +115,7 @@ export class LocalKeyring implements SlotWrapper, SlotUnwrapper {
     } finally {
       await handle.close();
     }
-    await rename(tmp, file);
+    await renameDurably(tmp, file);
     const keys = new Map([[id, AeadKey.fromBytes(key)]]);
     key.fill(0);
     return new LocalKeyring(file, id, keys);

@@ -1,8 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidInputError, NotFoundError, TooLargeError } from './errors.ts';
+import { renameDurably } from '../durable/index.ts';
 
 /**
  * Where the registry keeps artifact bytes (already envelope-encrypted: a blob store never sees plaintext).
@@ -94,13 +95,7 @@ export class FsBlobStore implements BlobStore {
     const target = this.pathOf(id);
     const dir = path.dirname(target);
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    await rename(tmp, target);
-    const dirHandle = await open(dir, 'r');
-    try {
-      await dirHandle.sync();
-    } finally {
-      await dirHandle.close();
-    }
+    await renameDurably(tmp, target);
     return { id, size };
   }
 

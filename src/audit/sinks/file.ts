@@ -11,6 +11,7 @@ import { open, readdir, rename, stat, unlink, chmod, type FileHandle } from 'nod
 import { basename, dirname, extname, join } from 'node:path';
 import type { AuditEvent } from '../recorder.ts';
 import { SinkClosedError, toSinkRecord, type AuditSink } from './common.ts';
+import { syncDirectory } from '../../durable/index.ts';
 
 export interface RotatingFileSinkOptions {
   /** Active file, e.g. `/var/log/warden/audit.jsonl`. */
@@ -27,15 +28,6 @@ interface Pending {
   readonly line: string;
   readonly resolve: () => void;
   readonly reject: (err: unknown) => void;
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const h = await open(dir, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
-  }
 }
 
 function stamp(d: Date): string {
@@ -82,7 +74,7 @@ export class RotatingFileSink implements AuditSink {
     await chmod(path, 0o600); // an existing file created with a wider mode is narrowed
     const st = await handle.stat();
     const openedAt = st.size === 0 ? Date.now() : st.birthtimeMs > 0 ? st.birthtimeMs : st.mtimeMs;
-    await fsyncDir(dirname(path));
+    await syncDirectory(dirname(path));
     return { handle, size: st.size, openedAt };
   }
 
@@ -163,7 +155,7 @@ export class RotatingFileSink implements AuditSink {
     const files = await this.rotatedFiles();
     const excess = files.slice(0, Math.max(0, files.length - keep));
     for (const f of excess) await unlink(f);
-    if (excess.length > 0) await fsyncDir(this.#dir);
+    if (excess.length > 0) await syncDirectory(this.#dir);
   }
 
   async close(): Promise<void> {

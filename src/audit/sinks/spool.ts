@@ -12,6 +12,7 @@
  */
 import { mkdir, open, readdir, readFile, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { syncDirectory } from '../../durable/index.ts';
 
 export class SpoolFullError extends Error {
   readonly code = 'spool_full';
@@ -52,15 +53,6 @@ interface PendingAppend {
 
 const SEGMENT = /^seg-(\d{16})\.jsonl$/;
 const segName = (n: number): string => `seg-${String(n).padStart(16, '0')}.jsonl`;
-
-async function fsyncDir(dir: string): Promise<void> {
-  const h = await open(dir, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-}
 
 type ResolvedSpoolOptions = Required<DiskSpoolOptions>;
 
@@ -141,7 +133,7 @@ export class DiskSpool {
     if (cursor.offset > (sizes.get(cursor.segment) ?? 0)) cursor = { segment: cursor.segment, offset: 0 };
     const last = segments.at(-1) ?? 1;
     const handle = await open(join(o.dir, segName(last)), 'a', 0o600);
-    await fsyncDir(o.dir);
+    await syncDirectory(o.dir);
     return new DiskSpool(o, segments, sizes, cursor, handle);
   }
 
@@ -212,7 +204,7 @@ export class DiskSpool {
   async #roll(next: number): Promise<void> {
     await this.#handle.close();
     this.#handle = await open(join(this.#o.dir, segName(next)), 'a', 0o600);
-    await fsyncDir(this.#o.dir);
+    await syncDirectory(this.#o.dir);
     this.#segments.push(next);
     this.#sizes.set(next, 0);
   }
@@ -279,7 +271,7 @@ export class DiskSpool {
     await unlink(join(this.#o.dir, segName(old)));
     this.#segments = this.#segments.filter((s) => s !== old);
     this.#sizes.delete(old);
-    await fsyncDir(this.#o.dir);
+    await syncDirectory(this.#o.dir);
   }
 
   async #writeCursor(): Promise<void> {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
@@ -34,6 +34,7 @@ import {
   withConnectionOptions,
 } from './kms.ts';
 import type { ConnectionOptions, KmsCliIo } from './kms.ts';
+import { renameDurably } from '../../durable/index.ts';
 
 /**
  * `warden login | logout | whoami | bootstrap | mfa | users | service-accounts | api-keys | roles`: Warden's
@@ -137,7 +138,7 @@ export async function writeSession(env: NodeJS.ProcessEnv, session: SavedSession
     await handle.writeFile(`${JSON.stringify(session, null, 2)}\n`);
     await handle.sync();
     await handle.close();
-    await rename(temporary, file);
+    await renameDurably(temporary, file);
   } catch (err) {
     await handle.close().catch(() => undefined);
     await unlink(temporary).catch(() => undefined);

@@ -18,6 +18,7 @@ import {
 } from '../../crypto/index.ts';
 import { combine, decodeShare, encodeShare, MAX_SHARES, MIN_THRESHOLD, split, type Share } from './shamir.ts';
 import { SealedError, type RootOfTrust, type RootStatus } from './types.ts';
+import { syncDirectory } from '../../durable/index.ts';
 
 /**
  * The software root of trust: a random 256-bit root key that exists at rest only as Shamir shares held by
@@ -147,16 +148,6 @@ async function writeTemp(file: string, data: string): Promise<string> {
   return tmp;
 }
 
-/** Makes a rename or link in `dir` durable: without it a power loss can undo the directory entry change. */
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 /** Replaces `file` atomically: readers see the old or the new content, never a mixture or a truncation. */
 async function replaceFile(file: string, data: string): Promise<void> {
   const tmp = await writeTemp(file, data);
@@ -166,7 +157,7 @@ async function replaceFile(file: string, data: string): Promise<void> {
     await unlink(tmp);
     throw err;
   }
-  await syncDir(path.dirname(file));
+  await syncDirectory(path.dirname(file));
 }
 
 /**
@@ -182,7 +173,7 @@ async function createFileExclusive(file: string, data: string): Promise<void> {
   } finally {
     await unlink(tmp);
   }
-  await syncDir(path.dirname(file));
+  await syncDirectory(path.dirname(file));
 }
 
 /**
