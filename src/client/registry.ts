@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import type {
@@ -26,6 +26,7 @@ import type {
 } from '../registry/index.ts';
 import { KmsClientError } from './errors.ts';
 import type { WardenHttp } from './http.ts';
+import { renameDurably } from '../durable/index.ts';
 
 /** Byte progress of an upload or download: done so far, and the total when known. */
 export type TransferProgress = (done: number, total: number) => void;
@@ -280,7 +281,7 @@ export class RegistryClient {
         throw err;
       }
       await handle.close();
-      await rename(tmp, dest);
+      await renameDurably(tmp, dest);
     }
     return { files: files.length, bytes: done };
   }

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { AuditEvent, AuditRecorder } from '../audit/index.ts';
 import type { Principal } from '../kms/index.ts';
@@ -60,6 +60,7 @@ import type {
   SubjectKind,
   WaiverRecord,
 } from './types.ts';
+import { renameDurably } from '../durable/index.ts';
 
 /**
  * The model and dataset registry: every operation takes the caller, is authorised through one injected call-out
@@ -811,7 +812,7 @@ export class Registry {
           await rm(tmp, { force: true });
           throw new InvalidInputError(`cannot stage ${JSON.stringify(rel)}: it is a directory`);
         }
-        await rename(tmp, dest);
+        await renameDurably(tmp, dest);
         return { path: rel, size, sha256: hash.digest('hex') };
       },
       (r) => ({ path: r.path, bytes: r.size }),
@@ -1691,7 +1692,7 @@ export class Registry {
             throw err;
           }
           await handle.close();
-          await rename(tmp, dest);
+          await renameDurably(tmp, dest);
           bytes += size;
         }
         return { files: files.length, bytes };
