@@ -13,6 +13,7 @@ import {
   readdirSync,
   readFileSync,
   statSync,
+  truncateSync,
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
@@ -238,5 +239,43 @@ describe('output safety', () => {
       assert.match(r.stderr, /not a regular file/);
     }
     assert.ok(statSync('/dev/null').isCharacterDevice(), '/dev/null is still a device');
+  });
+
+  it('leaves the previous output whole when killed (SIGKILL) in the middle of replacing it', async () => {
+    const work = tempDir('warden-cli-kill-');
+    const big = path.join(work, 'big.bin');
+    const target = path.join(work, 'big.bin.wenc');
+    writeFileSync(big, 'the previous version\n');
+    assert.equal(warden(['encrypt', big, '-o', target]).code, 0);
+    const previous = readFileSync(target);
+    truncateSync(big, 1024 ** 3); // sparse: a long run that writes a lot
+    const child = spawn(process.execPath, ['--expose-gc', MAIN, 'encrypt', big, '-o', target, '--force'], {
+      cwd: work,
+      env: { ...process.env, WARDEN_KEYRING: keyringPath },
+      stdio: 'ignore',
+    });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => {
+      child.on('exit', (_code, signal) => {
+        resolve(signal);
+      });
+    });
+    const partial = () => readdirSync(work).find((f) => f.endsWith('.partial'));
+    // Killed once the replacement has at least 16 MiB on disk, well before its 1 GiB are done.
+    for (let i = 0; i < 2000; i++) {
+      const name = partial();
+      if (name !== undefined && statSync(path.join(work, name)).size >= 16 * 1024 * 1024) break;
+      await sleep(5);
+    }
+    child.kill('SIGKILL');
+    assert.equal(await exited, 'SIGKILL', 'the child was killed before it finished');
+    assert.deepEqual(readFileSync(target), previous);
+    const out = warden(['decrypt', target, '-o', '-']);
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal(out.stdout.toString(), 'the previous version\n');
+    assert.match(
+      partial() ?? '',
+      /^\.big\.bin\.wenc\.[0-9a-f]{12}\.partial$/,
+      'only a hidden temp file is left',
+    );
   });
 });
