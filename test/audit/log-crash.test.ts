@@ -10,7 +10,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { it } from 'node:test';
 import {
   AuditLog,
@@ -20,6 +19,7 @@ import {
   verifyConsistency,
 } from '../../src/audit/index.ts';
 import { tempDir } from '../envelope/support.ts';
+import { killAfterAcks } from '../support/crash.ts';
 
 const WRITER = join(import.meta.dirname, 'fixtures', 'crash-writer.ts');
 const ORIGIN = 'crash.warden.test/log';
@@ -40,44 +40,18 @@ async function crashOnce(path: string): Promise<Map<number, Acked>> {
   const child = spawn(process.execPath, [WRITER, JSON.stringify({ path, origin: ORIGIN, privateKeyPem })], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const acked = new Map<number, Acked>();
-  let partial = '';
-  let stderr = '';
   // One kill in five during start-up (before or around the first acknowledgement), the rest after 1–600.
   const early = Math.random() < 0.2;
-  const target = early ? 0 : 1 + Math.floor(Math.random() * 600);
-  const closed = new Promise<void>((resolve) =>
-    child.on('close', () => {
-      resolve();
-    }),
+  const { lines, stderr } = await killAfterAcks(
+    child,
+    early ? { acks: 0, maxDelayMs: 400 } : { acks: 1 + Math.floor(Math.random() * 600), maxDelayMs: 20 },
   );
-  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  const onData = (chunk: string): void => {
-    const lines = (partial + chunk).split('\n');
-    partial = lines.pop() ?? '';
-    for (const line of lines) {
-      const [index, hash, writer] = line.split(' ');
-      acked.set(Number(index), { hash: hash ?? '', writer: Number(writer) });
-    }
-  };
-  child.stdout.setEncoding('utf8').on('data', onData);
-  if (early) {
-    await sleep(Math.random() * 400);
-  } else {
-    await new Promise<void>((resolve, reject) => {
-      const check = (): void => {
-        if (acked.size >= target) resolve();
-      };
-      child.stdout.on('data', check);
-      child.on('exit', (code) => {
-        reject(new Error(`writer exited (${String(code)}) before the kill:\n${stderr}`));
-      });
-    });
-    await sleep(Math.random() * 20);
-  }
-  child.kill('SIGKILL');
-  await closed; // every line the child wrote before dying has been read
   assert.doesNotMatch(stderr, /checkpoint failed/);
+  const acked = new Map<number, Acked>();
+  for (const line of lines) {
+    const [index, hash, writer] = line.split(' ');
+    acked.set(Number(index), { hash: hash ?? '', writer: Number(writer) });
+  }
   return acked;
 }
 

@@ -10,10 +10,10 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { it } from 'node:test';
 import { JsonLinesAuditRecorder } from '../../src/audit/index.ts';
 import { tempDir } from '../envelope/support.ts';
+import { killAfterAcks } from '../support/crash.ts';
 
 const WRITER = join(import.meta.dirname, 'fixtures', 'recorder-writer.ts');
 const ITERATIONS = 10;
@@ -21,32 +21,8 @@ const ITERATIONS = 10;
 /** Runs the writer until it has acknowledged a random number of events, waits a random moment, kills it. */
 async function crashOnce(path: string, first: number): Promise<number[]> {
   const child = spawn(process.execPath, [WRITER, path, String(first)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const acked: number[] = [];
-  let partial = '';
-  let stderr = '';
-  const closed = new Promise<void>((resolve) => {
-    child.on('close', () => {
-      resolve();
-    });
-  });
-  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  const target = Math.floor(Math.random() * 400);
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      const lines = (partial + chunk).split('\n');
-      partial = lines.pop() ?? '';
-      for (const line of lines) acked.push(Number(line));
-      if (acked.length >= target) resolve();
-    });
-    child.on('exit', (code) => {
-      reject(new Error(`writer exited (${String(code)}) before the kill:\n${stderr}`));
-    });
-    if (target === 0) resolve();
-  });
-  await sleep(Math.random() * 5);
-  child.kill('SIGKILL');
-  await closed; // every line the child printed before dying has been read
-  return acked;
+  const { lines } = await killAfterAcks(child, { acks: Math.floor(Math.random() * 400), maxDelayMs: 5 });
+  return lines.map(Number);
 }
 
 /** The numbers of the file's whole events, and how many of its newline-ended lines are not JSON. */

@@ -28,6 +28,7 @@ import type {
   StoreConfig,
   StoreDialect,
 } from '../../src/store/index.ts';
+import { killAfterAcks } from '../support/crash.ts';
 import { startPostgres } from '../support/postgres.ts';
 import type { PostgresServer } from '../support/postgres.ts';
 import { incrementShared, migrations as workerMigrations, ROWS_PER_TXN } from './fixtures/schema.ts';
@@ -198,31 +199,8 @@ async function crashOnce(config: StoreConfig): Promise<number[]> {
   const child = spawn(process.execPath, [WORKER, 'crash', JSON.stringify(config)], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const acked: number[] = [];
-  let partial = '';
-  let stderr = '';
-  const target = 1 + Math.floor(Math.random() * 25);
-  const closed = new Promise<void>((resolve) => {
-    child.on('close', () => {
-      resolve();
-    });
-  });
-  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      const lines = (partial + chunk).split('\n');
-      partial = lines.pop() ?? '';
-      for (const line of lines) acked.push(Number(line));
-      if (acked.length >= target) resolve();
-    });
-    child.on('exit', (code) => {
-      reject(new Error(`crash worker exited (${String(code)}) before the kill:\n${stderr}`));
-    });
-  });
-  await sleep(Math.random() * 15);
-  child.kill('SIGKILL');
-  await closed; // every byte the child wrote before dying has been read
-  return acked;
+  const { lines } = await killAfterAcks(child, { acks: 1 + Math.floor(Math.random() * 25), maxDelayMs: 15 });
+  return lines.map(Number);
 }
 
 const backends: Backend[] = [sqliteBackend(), postgresBackend()];
