@@ -2,7 +2,7 @@ import { open } from 'node:fs/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ChunkedDecryption, ChunkedEncryption, DecryptionError } from '../crypto/index.ts';
 import { TruncatedEnvelopeError } from './errors.ts';
-import { readFully, settled, writeFully } from './io.ts';
+import { inFlight, readFully, settled, writeFully } from './io.ts';
 import { COLLECT_CONTEXTS_EVERY_BYTES, GarbageStep, releaseAll } from './memory.ts';
 
 /**
@@ -57,9 +57,7 @@ async function run(job: ChunkRangeJob): Promise<void> {
     const inputLength = (k: number) => plainLength(k) + (seal ? 0 : 16);
     const read = (k: number) => {
       const buffer = buffers[k % 2 === 0 ? 0 : 1];
-      const pending = readFully(source.fd, buffer, inputLength(k), seal ? plainOffset(k) : sealedOffset(k));
-      pending.catch(() => undefined);
-      return pending;
+      return inFlight(readFully(source.fd, buffer, inputLength(k), seal ? plainOffset(k) : sealedOffset(k)));
     };
     let pendingRead = read(job.firstChunk);
     let readAhead: Promise<Buffer> | undefined = pendingRead;
@@ -78,10 +76,11 @@ async function run(job: ChunkRangeJob): Promise<void> {
         }
         const output = transform(k, input);
         await pendingWrite;
-        pendingWrite = writeFully(sink.fd, output, outputOffset(k)).then(() => {
-          releaseAll(output);
-        });
-        pendingWrite.catch(() => undefined);
+        pendingWrite = inFlight(
+          writeFully(sink.fd, output, outputOffset(k)).then(() => {
+            releaseAll(output);
+          }),
+        );
         garbage.add(input.length);
         unreported += plainLength(k);
         // Progress in batches: a message per chunk would cost more than it tells.
