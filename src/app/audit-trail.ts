@@ -1,6 +1,5 @@
 import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import {
   AuditHasher,
@@ -15,6 +14,7 @@ import type { AuditEvent, AuditRecorder, AuditSink, NoteSigner } from '../audit/
 import { AuditUnavailableError, KmsSealedError } from '../kms/index.ts';
 import type { KmsService } from '../kms/index.ts';
 import type { StoreConfig } from '../store/index.ts';
+import { makeDirectoryDurably } from '../durable/index.ts';
 
 /** The KMS key that signs the audit log's checkpoints, and the one the per-log hasher key is derived from. */
 export const CHECKPOINT_KEY = 'warden.audit-checkpoint';
@@ -240,7 +240,7 @@ async function openSink(config: AuditSinkConfig, log: (line: string) => void): P
   const pem = (file: string | undefined) => (file === undefined ? undefined : readFileSync(file));
   switch (config.type) {
     case 'file':
-      await mkdir(path.dirname(path.resolve(config.path)), { recursive: true, mode: 0o700 });
+      await makeDirectoryDurably(path.dirname(path.resolve(config.path)));
       return RotatingFileSink.open({
         path: config.path,
         ...(config.maxBytes === undefined ? {} : { maxBytes: config.maxBytes }),

@@ -1,6 +1,6 @@
 import type { SecureContextOptions } from 'node:tls';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import {
@@ -52,6 +52,7 @@ import { CREDIT_BIAS, CREDIT_FEATURES, CREDIT_WEIGHTS, registerGatewayRoutes } f
 import type { EmbeddedGateway } from './gateway.ts';
 import { ensureDevTls } from './dev-tls.ts';
 import { pkcs11Operator, softwareOperator } from './operator.ts';
+import { makeDirectoryDurably } from '../durable/index.ts';
 
 export interface RunningWarden {
   readonly url: string;
@@ -88,7 +89,7 @@ export interface StartOptions {
  */
 export async function startWarden(config: WardenConfig, options: StartOptions = {}): Promise<RunningWarden> {
   const log = options.log ?? (() => undefined);
-  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  await makeDirectoryDurably(config.dataDir);
   const file = (name: string) => path.join(config.dataDir, name);
   const { root, operatorFor } = await openRoot(config, file);
   const stores: Record<'metadata' | 'keystore' | 'audit' | 'identity' | 'registry', StoreConfig> =

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, open, readdir, rm } from 'node:fs/promises';
+import { lstat, open, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import type {
@@ -26,7 +26,7 @@ import type {
 } from '../registry/index.ts';
 import { KmsClientError } from './errors.ts';
 import type { WardenHttp } from './http.ts';
-import { renameDurably } from '../durable/index.ts';
+import { makeDirectoryDurably, renameDurably } from '../durable/index.ts';
 
 /** Byte progress of an upload or download: done so far, and the total when known. */
 export type TransferProgress = (done: number, total: number) => void;
@@ -248,7 +248,7 @@ export class RegistryClient {
     onProgress?: TransferProgress,
   ): Promise<{ files: number; bytes: number }> {
     const root = path.resolve(outDir);
-    await mkdir(root, { recursive: true, mode: 0o700 });
+    await makeDirectoryDurably(root);
     if ((await readdir(root)).length > 0)
       throw new KmsClientError('invalid_input', 0, 'the output directory is not empty');
     const total = files.reduce((n, f) => n + f.size, 0);
@@ -258,7 +258,7 @@ export class RegistryClient {
       // The server validates paths; a client still never writes outside the directory it was given.
       if (!dest.startsWith(root + path.sep))
         throw new KmsClientError('invalid_response', 0, 'a file path leaves the output directory');
-      await mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
+      await makeDirectoryDurably(path.dirname(dest));
       const tmp = `${dest}.partial`;
       const handle = await open(tmp, 'wx', 0o600);
       const hash = createHash('sha256');

@@ -5,9 +5,9 @@
  *
  * A rename that returned is atomic but not yet durable: until the directory itself is fsynced, a power loss can
  * bring back the old entry (for `warden rewrap`, a header still wrapped under a key version that may since have
- * been destroyed).
+ * been destroyed). The same holds for a directory just created: its entry lives in its parent.
  */
-import { open, rename } from 'node:fs/promises';
+import { mkdir, open, rename } from 'node:fs/promises';
 import path from 'node:path';
 
 /** Makes the entries of `dir` (files created, renamed or removed in it) durable. */
@@ -24,4 +24,21 @@ export async function syncDirectory(dir: string): Promise<void> {
 export async function renameDurably(from: string, to: string): Promise<void> {
   await rename(from, to);
   await syncDirectory(path.dirname(to));
+}
+
+/**
+ * Creates `dir` and any missing ancestors (`mkdir -p`), and makes each new entry durable by fsyncing the
+ * directories that gained one, so that a file later made durable inside `dir` cannot lose its path to a power
+ * loss. Costs nothing when `dir` already exists.
+ */
+export async function makeDirectoryDurably(dir: string, mode = 0o700): Promise<void> {
+  const target = path.resolve(dir);
+  const first = await mkdir(target, { recursive: true, mode });
+  if (first === undefined) return;
+  // Every directory from the parent of `dir` up to the parent of the first one created gained an entry.
+  const top = path.dirname(path.resolve(first));
+  for (let d = path.dirname(target); ; d = path.dirname(d)) {
+    await syncDirectory(d);
+    if (d === top || d === path.dirname(d)) return;
+  }
 }

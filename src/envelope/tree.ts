@@ -1,10 +1,11 @@
-import { lstat, mkdir, readdir, readFile, realpath } from 'node:fs/promises';
+import { lstat, readdir, readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { collectBytes, decryptStream, encryptStream } from './envelope.ts';
 import type { DecryptOptions, EncryptOptions } from './envelope.ts';
 import { MalformedEnvelopeError } from './errors.ts';
 import { decryptFile, encryptFile, writeAtomically } from './files.ts';
 import type { ProgressCallback } from './files.ts';
+import { makeDirectoryDurably } from '../durable/index.ts';
 
 /**
  * Whole directories: every regular file is encrypted to `<relative path>.wenc` under the output directory, with
@@ -62,12 +63,12 @@ export async function encryptTree(
     throw new MalformedEnvelopeError('the output directory may not lie inside the input directory');
   }
   const files = await listTree(input);
-  await mkdir(output, { recursive: true, mode: 0o700 });
+  await makeDirectoryDurably(output);
   let done = 0;
   for (const [i, entry] of files.entries()) {
     options.onFile?.(entry, i, files.length);
     const target = path.join(output, ...entry.path.split('/')) + FILE_SUFFIX;
-    await mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+    await makeDirectoryDurably(path.dirname(target));
     const base = done;
     await encryptFile(path.join(input, ...entry.path.split('/')), target, {
       ...options,
@@ -111,7 +112,7 @@ export async function decryptTree(
       `the encrypted tree does not match its manifest (missing: ${missing.join(', ') || 'none'}; unexpected: ${extra.join(', ') || 'none'})`,
     );
   }
-  await mkdir(output, { recursive: true, mode: 0o700 });
+  await makeDirectoryDurably(output);
   let done = 0;
   for (const [i, entry] of manifest.files.entries()) {
     if (entry.path.split('/').some((part) => part === '' || part === '.' || part === '..')) {
@@ -121,7 +122,7 @@ export async function decryptTree(
     }
     options.onFile?.(entry, i, manifest.files.length);
     const target = path.join(output, ...entry.path.split('/'));
-    await mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+    await makeDirectoryDurably(path.dirname(target));
     const base = done;
     await decryptFile(path.join(input, ...entry.path.split('/')) + FILE_SUFFIX, target, {
       ...options,

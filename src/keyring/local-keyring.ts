@@ -1,10 +1,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdir, open, readFile, stat } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { AeadKey, DecryptionError, open as openSealed, seal } from '../crypto/index.ts';
 import type { KeySlot, SlotUnwrapper, SlotWrapper } from '../envelope/index.ts';
-import { renameDurably } from '../durable/index.ts';
+import { makeDirectoryDurably, renameDurably } from '../durable/index.ts';
 
 /**
  * The development keyring: key-encryption keys kept in clear in a local JSON file. It exists so the quickstart
@@ -97,7 +97,7 @@ export class LocalKeyring implements SlotWrapper, SlotUnwrapper {
   }
 
   private static async create(file: string): Promise<LocalKeyring> {
-    await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    await makeDirectoryDurably(path.dirname(file));
     const id = `dev-${randomUUID()}`;
     const key = randomBytes(KEY_BYTES);
     const doc: KeyringFile = {

@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rm, stat, unlink } from 'node:fs/promises';
+import { open, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidInputError, NotFoundError, TooLargeError } from './errors.ts';
-import { renameDurably } from '../durable/index.ts';
+import { makeDirectoryDurably, renameDurably } from '../durable/index.ts';
 
 /**
  * Where the registry keeps artifact bytes (already envelope-encrypted: a blob store never sees plaintext).
@@ -57,8 +57,8 @@ export class FsBlobStore implements BlobStore {
   }
 
   static async open(root: string): Promise<FsBlobStore> {
-    await mkdir(path.join(root, 'tmp'), { recursive: true, mode: 0o700 });
-    await mkdir(path.join(root, 'sha256'), { recursive: true, mode: 0o700 });
+    await makeDirectoryDurably(path.join(root, 'tmp'));
+    await makeDirectoryDurably(path.join(root, 'sha256'));
     return new FsBlobStore(path.resolve(root));
   }
 
@@ -94,7 +94,7 @@ export class FsBlobStore implements BlobStore {
     const id = hash.digest('hex');
     const target = this.pathOf(id);
     const dir = path.dirname(target);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await makeDirectoryDurably(dir);
     await renameDurably(tmp, target);
     return { id, size };
   }
@@ -165,6 +165,6 @@ export class FsBlobStore implements BlobStore {
   /** Removes temp files left by interrupted writes. Call at startup, before any write is in flight. */
   async sweepTemp(): Promise<void> {
     await rm(path.join(this.root, 'tmp'), { recursive: true, force: true });
-    await mkdir(path.join(this.root, 'tmp'), { recursive: true, mode: 0o700 });
+    await makeDirectoryDurably(path.join(this.root, 'tmp'));
   }
 }

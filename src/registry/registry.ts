@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, rm } from 'node:fs/promises';
+import { lstat, open, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { AuditEvent, AuditRecorder } from '../audit/index.ts';
 import type { Principal } from '../kms/index.ts';
@@ -60,7 +60,7 @@ import type {
   SubjectKind,
   WaiverRecord,
 } from './types.ts';
-import { renameDurably } from '../durable/index.ts';
+import { makeDirectoryDurably, renameDurably } from '../durable/index.ts';
 
 /**
  * The model and dataset registry: every operation takes the caller, is authorised through one injected call-out
@@ -770,7 +770,7 @@ export class Registry {
         if (exists) throw new ConflictError(`${target.kind} version ${name}@${version} already exists`);
         const root = this.#stagingDirOf(target.kind, name, version);
         const dest = path.join(root, ...rel.split('/'));
-        await mkdir(path.dirname(dest), { recursive: true, mode: 0o700 }).catch((err: unknown) => {
+        await makeDirectoryDurably(path.dirname(dest)).catch((err: unknown) => {
           throw new InvalidInputError(`cannot stage ${JSON.stringify(rel)}: a parent path is a file`, {
             cause: err,
           });
@@ -1656,13 +1656,13 @@ export class Registry {
       async () => {
         const subject = await this.#subject(kind, name, version);
         const files = await this.#repo.files(kind, subject.id);
-        await mkdir(outDir, { recursive: true, mode: 0o700 });
+        await makeDirectoryDurably(outDir);
         if ((await readdir(outDir)).length > 0)
           throw new InvalidInputError('the download directory is not empty');
         let bytes = 0;
         for (const f of files) {
           const dest = path.join(outDir, ...f.path.split('/'));
-          await mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
+          await makeDirectoryDurably(path.dirname(dest));
           const tmp = `${dest}.${randomUUID()}.partial`;
           const handle = await open(
             tmp,

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -28,7 +28,7 @@ function traced(args: string[], env: NodeJS.ProcessEnv = {}): string[] {
       '-qq',
       '-y',
       '-e',
-      'trace=rename,renameat,renameat2,fsync,fdatasync',
+      'trace=rename,renameat,renameat2,mkdir,mkdirat,fsync,fdatasync',
       '-o',
       log,
       process.execPath,
@@ -58,6 +58,15 @@ function assertRenamedDurably(lines: readonly string[], target: string): void {
   assert.ok(synced > done, `${dir} was not fsynced after the rename onto ${target}`);
 }
 
+/** Asserts that `dir` was created and that its parent was fsynced after that. */
+function assertCreatedDurably(lines: readonly string[], dir: string): void {
+  const created = lines.findIndex((l) => /mkdir/.test(l) && l.includes(`"${dir}"`));
+  assert.ok(created >= 0, `${dir} was not created`);
+  const parent = path.dirname(dir);
+  const synced = lines.findIndex((l, i) => i > created && l.includes(`sync(`) && l.includes(`<${parent}>`));
+  assert.ok(synced > created, `${parent} was not fsynced after ${dir} was created in it`);
+}
+
 describe('durable renames', () => {
   it('renameDurably fsyncs the directory after the rename', () => {
     const dir = tempDir();
@@ -70,6 +79,24 @@ describe('durable renames', () => {
     assert.equal(readFileSync(target, 'utf8'), 'x');
   });
 
+  it('makeDirectoryDurably fsyncs every directory that gained an entry, and nothing when all exist', () => {
+    const dir = tempDir();
+    const deep = path.join(dir, 'a', 'b', 'c');
+    const module = JSON.stringify(path.join(ROOT, 'src', 'durable', 'index.ts'));
+    const script = `import { makeDirectoryDurably } from ${module};
+      await makeDirectoryDurably(${JSON.stringify(deep)});`;
+    const lines = traced(['--input-type=module', '-e', script]);
+    for (const created of [path.join(dir, 'a'), path.join(dir, 'a', 'b'), deep]) {
+      assertCreatedDurably(lines, created);
+    }
+    const again = traced(['--input-type=module', '-e', script]);
+    assert.equal(
+      again.filter((l) => l.includes(`<${dir}`) && l.includes('sync(')).length,
+      0,
+      'no fsync when the directories exist',
+    );
+  });
+
   it('warden encrypt makes its output and a new development keyring durable', () => {
     const dir = tempDir();
     const input = path.join(dir, 'model.bin');
@@ -78,5 +105,19 @@ describe('durable renames', () => {
     const lines = traced([CLI, 'encrypt', input], { WARDEN_KEYRING: keyring });
     assertRenamedDurably(lines, keyring);
     assertRenamedDurably(lines, `${input}.wenc`);
+  });
+
+  it('warden encrypt of a tree makes its new subdirectories durable', () => {
+    const tree = path.join(tempDir(), 'data');
+    mkdirSync(path.join(tree, 'shard', 'part'), { recursive: true });
+    writeFileSync(path.join(tree, 'shard', 'part', 'rows.csv'), 'a,b\n1,2\n');
+    const output = path.join(path.dirname(tree), 'data.wenc');
+    const lines = traced([CLI, 'encrypt', tree, '-o', output], {
+      WARDEN_KEYRING: path.join(tempDir(), 'k.json'),
+    });
+    assertCreatedDurably(lines, output);
+    assertCreatedDurably(lines, path.join(output, 'shard'));
+    assertCreatedDurably(lines, path.join(output, 'shard', 'part'));
+    assertRenamedDurably(lines, path.join(output, 'shard', 'part', 'rows.csv.wenc'));
   });
 });

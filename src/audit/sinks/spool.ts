@@ -10,9 +10,9 @@
  * `'reject'` (fail closed: the append rejects with `SpoolFullError` at once) or `'block'` (the append waits until
  * deliveries free space, and rejects with `SpoolFullError` after `blockTimeoutMs`).
  */
-import { mkdir, open, readdir, readFile, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readFile, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { syncDirectory } from '../../durable/index.ts';
+import { makeDirectoryDurably, syncDirectory } from '../../durable/index.ts';
 
 export class SpoolFullError extends Error {
   readonly code = 'spool_full';
@@ -92,7 +92,7 @@ export class DiskSpool {
       onFull: options.onFull ?? 'reject',
       blockTimeoutMs: options.blockTimeoutMs ?? 30_000,
     };
-    await mkdir(o.dir, { recursive: true, mode: 0o700 });
+    await makeDirectoryDurably(o.dir);
     let segments = (await readdir(o.dir))
       .map((n) => SEGMENT.exec(n)?.[1])
       .filter((s): s is string => s !== undefined)

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
+import { open, readFile, stat, unlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
@@ -34,7 +34,7 @@ import {
   withConnectionOptions,
 } from './kms.ts';
 import type { ConnectionOptions, KmsCliIo } from './kms.ts';
-import { renameDurably } from '../../durable/index.ts';
+import { makeDirectoryDurably, renameDurably } from '../../durable/index.ts';
 
 /**
  * `warden login | logout | whoami | bootstrap | mfa | users | service-accounts | api-keys | roles`: Warden's
@@ -131,7 +131,7 @@ export async function readSession(env: NodeJS.ProcessEnv, out: Output): Promise<
 /** Writes the session to a private temporary file, flushes it, then renames it over the old one. */
 export async function writeSession(env: NodeJS.ProcessEnv, session: SavedSession): Promise<void> {
   const file = sessionPath(env);
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  await makeDirectoryDurably(path.dirname(file));
   const temporary = `${file}.${randomBytes(8).toString('hex')}.tmp`;
   const handle = await open(temporary, 'wx', 0o600);
   try {

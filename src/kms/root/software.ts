@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { link, mkdir, open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { link, open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { inspect } from 'node:util';
 import {
@@ -18,7 +18,7 @@ import {
 } from '../../crypto/index.ts';
 import { combine, decodeShare, encodeShare, MAX_SHARES, MIN_THRESHOLD, split, type Share } from './shamir.ts';
 import { SealedError, type RootOfTrust, type RootStatus } from './types.ts';
-import { syncDirectory } from '../../durable/index.ts';
+import { makeDirectoryDurably, syncDirectory } from '../../durable/index.ts';
 
 /**
  * The software root of trust: a random 256-bit root key that exists at rest only as Shamir shares held by
@@ -132,7 +132,7 @@ function isErrno(err: unknown, code: string): boolean {
 
 /** Writes `data` to a fresh mode-0600 temp file beside `file` and fsyncs it; returns the temp path. */
 async function writeTemp(file: string, data: string): Promise<string> {
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  await makeDirectoryDurably(path.dirname(file));
   // A random name, so a temp file left by a crash never collides with a later write.
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomUUID()}.tmp`);
   const handle = await open(tmp, 'wx', 0o600);
