@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { readFile, rename, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import {
@@ -14,6 +14,7 @@ import { AuditClient } from '../../client/index.ts';
 import type { AuditEventQuery } from '../../client/index.ts';
 import { CliError, ExitCode } from '../exit-codes.ts';
 import type { Output } from '../output.ts';
+import { renameDurably } from '../../durable/index.ts';
 import { actionFor, connectHttp, promptHidden, readStdin, withConnectionOptions } from './kms.ts';
 import type { ConnectionOptions, KmsCliIo } from './kms.ts';
 
@@ -289,8 +290,9 @@ export function registerAuditCommands(program: Command, ioOverrides: Partial<Kms
             ...(typeof options.to === 'string' ? { to: options.to } : {}),
           });
           try {
-            await pipeline(stream, createWriteStream(temporary, { mode: 0o600 }));
-            await rename(temporary, target);
+            // Evidence handed to an auditor: on disk (file and directory entry) before the command reports it.
+            await pipeline(stream, createWriteStream(temporary, { mode: 0o600, flush: true }));
+            await renameDurably(temporary, target);
           } catch (err) {
             await rm(temporary, { force: true });
             throw err;
