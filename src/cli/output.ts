@@ -1,3 +1,4 @@
+import { fstatSync } from 'node:fs';
 import type { SingleBar as ProgressBar } from 'cli-progress';
 
 /** Human output on stdout, or one JSON document with `--json`; progress bars only on a TTY stderr. */
@@ -14,6 +15,17 @@ export interface Progress {
 }
 
 const noProgress: Progress = { update: () => undefined, stop: () => undefined };
+
+/**
+ * Whether descriptor `fd` is a terminal, without creating Node's stream for it: a pipe or file answers from one
+ * fstat; only a character device (a terminal, or /dev/null) loads node:tty, whose dependencies (net, streams) cost
+ * ~0.8 MiB that a streaming pipeline should not carry.
+ */
+export function isTerminal(fd: number): boolean {
+  if (!fstatSync(fd).isCharacterDevice()) return false;
+  return process.getBuiltinModule('node:tty').isatty(fd);
+}
+
 /** Below this, work finishes before a bar is worth drawing. */
 const PROGRESS_MIN_BYTES = 32 * 1024 * 1024;
 
@@ -37,8 +49,9 @@ export function createOutput(
       );
     },
     progress(label, total) {
+      if (json || total < PROGRESS_MIN_BYTES) return noProgress;
+      if (stderr === undefined ? !isTerminal(2) : !stderr.isTTY) return noProgress;
       const bars = stderr ?? process.stderr;
-      if (json || !bars.isTTY || total < PROGRESS_MIN_BYTES) return noProgress;
       // Loaded only when a bar is drawn: scripted runs (no TTY) of `warden encrypt` do not carry it in memory
       // (nor the ESM namespace of node:module, which alone costs ~0.2 MiB).
       const { createRequire } = process.getBuiltinModule('node:module');

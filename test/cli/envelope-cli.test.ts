@@ -94,6 +94,28 @@ describe('warden encrypt / decrypt / inspect', () => {
     }
   });
 
+  it('draws a progress bar on a terminal while a large file streams to stdout', () => {
+    const work = tempDir('warden-cli-bar-');
+    writeFileSync(path.join(work, 'big.bin'), '');
+    truncateSync(path.join(work, 'big.bin'), 64 * 1024 * 1024);
+    const quote = (arg: string) => `'${arg.replaceAll("'", `'\\''`)}'`;
+    for (const [args, out, label] of [
+      [['encrypt', 'big.bin', '-o', '-'], 'big.wenc', 'encrypt'],
+      [['decrypt', 'big.wenc', '-o', '-'], 'back.bin', 'decrypt'],
+    ] as const) {
+      // On a pseudo-terminal (`script`), with only stdout redirected: the bar goes to the terminal's stderr.
+      const command = `${[process.execPath, '--expose-gc', MAIN, ...args].map(quote).join(' ')} > ${out}`;
+      const run = spawnSync('script', ['-qec', command, '/dev/null'], {
+        cwd: work,
+        input: '',
+        env: { ...process.env, WARDEN_KEYRING: keyringPath },
+      });
+      assert.equal(run.status, 0, run.stdout.toString());
+      assert.match(run.stdout.toString(), new RegExp(`${label} \\[=+\\] 100%`));
+    }
+    assert.deepEqual(readFileSync(path.join(work, 'back.bin')), Buffer.alloc(64 * 1024 * 1024));
+  });
+
   it('leaves a piped stdout blocking, as the shell gave it', async () => {
     // Node's stream for a pipe turns it non-blocking (and back at exit); the descriptor path would then wait out
     // EAGAIN on every full pipe. The flag lives on the description the child shares with this process, so it

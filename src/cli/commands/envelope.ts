@@ -1,4 +1,4 @@
-import { constants, fstatSync } from 'node:fs';
+import { constants } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { access, open, stat } from 'node:fs/promises';
 import type { ParseArgsOptionsConfig } from 'node:util';
@@ -20,11 +20,11 @@ import {
   rewrapFile,
   slotLabel,
 } from '../../envelope/index.ts';
-import type { EncryptionContext, ParsedHeader } from '../../envelope/index.ts';
+import type { EncryptionContext, ParsedHeader, ProgressCallback } from '../../envelope/index.ts';
 import { LocalKeyring, defaultKeyringPath } from '../../keyring/index.ts';
 import type { KmsSlots, SlotUnwrapper, SlotWrapper } from '../../envelope/index.ts';
 import { CliError, ExitCode } from '../exit-codes.ts';
-import { createOutput, formatBytes } from '../output.ts';
+import { createOutput, formatBytes, isTerminal } from '../output.ts';
 import type { Output } from '../output.ts';
 
 /** Files at least this large go through worker threads unless `--threads 1`. */
@@ -112,14 +112,24 @@ async function refuseOverwrite(target: string, force: boolean | undefined): Prom
 const STDIN = 0;
 const STDOUT = 1;
 
-/**
- * Whether standard output is a terminal, where ciphertext is only noise that can also upset the terminal. A pipe
- * or file answers from one fstat; only a character device (a terminal, or /dev/null) loads node:tty, whose
- * dependencies (net, streams) cost ~0.8 MiB that a streaming pipeline should not carry.
- */
-function stdoutIsTerminal(): boolean {
-  if (!fstatSync(STDOUT).isCharacterDevice()) return false;
-  return process.getBuiltinModule('node:tty').isatty(STDOUT);
+/** Runs `work` with a progress bar on a terminal's stderr (none otherwise), stopped however `work` ends. */
+async function withProgress<T>(
+  out: Output,
+  label: string,
+  total: number,
+  work: (onProgress: ProgressCallback) => Promise<T>,
+): Promise<T> {
+  const bar = out.progress(label, total);
+  try {
+    const result = await work((done) => {
+      bar.update(done);
+    });
+    // Decryption counts plaintext against the ciphertext's size, which is larger: finished is 100 %.
+    bar.update(total);
+    return result;
+  } finally {
+    bar.stop();
+  }
 }
 
 /** Runs `fn` on a descriptor of `file` opened for reading, closed afterwards. */
@@ -209,8 +219,8 @@ function rate(bytes: number, started: number): string {
 }
 
 async function runEncrypt(input: string, options: EncryptCliOptions): Promise<void> {
-  if (input === '-' && options.output === undefined && stdoutIsTerminal()) {
-    // As age does: `-o -` says the caller means it.
+  if (input === '-' && options.output === undefined && isTerminal(STDOUT)) {
+    // Ciphertext on a terminal is noise that can also upset it. As age does: `-o -` says the caller means it.
     throw new CliError(
       'usage',
       'refusing to write ciphertext to a terminal: redirect or pipe it, or pass -o - to force',
@@ -251,35 +261,27 @@ async function runEncrypt(input: string, options: EncryptCliOptions): Promise<vo
   keyring?.assertOutside(input);
   const target = options.output ?? `${input}${FILE_SUFFIX}`;
   if (target === '-') {
-    await withDescriptor(input, (fd) =>
-      encryptDescriptor(fd, STDOUT, {
-        recipients: [recipient],
-        context,
-        chunkExponent,
-        plaintextLength: info.size,
-      }),
+    await withProgress(out, 'encrypt', info.size, (onProgress) =>
+      withDescriptor(input, (fd) =>
+        encryptDescriptor(fd, STDOUT, {
+          recipients: [recipient],
+          context,
+          chunkExponent,
+          plaintextLength: info.size,
+          onProgress,
+        }),
+      ),
     );
     return;
   }
   await refuseOverwrite(target, options.force);
-  const bar = out.progress('encrypt', info.size);
   const parallel = useWorkers(threads, info.size);
-  const fileOptions = {
-    recipients: [recipient],
-    context,
-    chunkExponent,
-    onProgress: (n: number) => {
-      bar.update(n);
-    },
-  };
-  let header: ParsedHeader;
-  try {
-    header = parallel
-      ? await encryptFileParallel(input, target, { ...fileOptions, threads })
-      : await encryptFile(input, target, fileOptions);
-  } finally {
-    bar.stop();
-  }
+  const header = await withProgress(out, 'encrypt', info.size, (onProgress) => {
+    const fileOptions = { recipients: [recipient], context, chunkExponent, onProgress };
+    return parallel
+      ? encryptFileParallel(input, target, { ...fileOptions, threads })
+      : encryptFile(input, target, fileOptions);
+  });
   out.result(`encrypted ${input} -> ${target} (${rate(info.size, started)})`, {
     input,
     output: target,
@@ -328,27 +330,19 @@ async function runDecrypt(input: string, options: CommonOptions): Promise<void> 
     return;
   }
   if (target === '-') {
-    await withDescriptor(input, (fd) => decryptDescriptor(fd, STDOUT, { keys, expectedContext }));
+    await withProgress(out, 'decrypt', info.size, (onProgress) =>
+      withDescriptor(input, (fd) => decryptDescriptor(fd, STDOUT, { keys, expectedContext, onProgress })),
+    );
     return;
   }
   await refuseOverwrite(target, options.force);
-  const bar = out.progress('decrypt', info.size);
   const parallel = useWorkers(threads, info.size);
-  const fileOptions = {
-    keys,
-    expectedContext,
-    onProgress: (n: number) => {
-      bar.update(n);
-    },
-  };
-  let header: ParsedHeader;
-  try {
-    header = parallel
-      ? await decryptFileParallel(input, target, { ...fileOptions, threads })
-      : await decryptFile(input, target, fileOptions);
-  } finally {
-    bar.stop();
-  }
+  const header = await withProgress(out, 'decrypt', info.size, (onProgress) => {
+    const fileOptions = { keys, expectedContext, onProgress };
+    return parallel
+      ? decryptFileParallel(input, target, { ...fileOptions, threads })
+      : decryptFile(input, target, fileOptions);
+  });
   const bytes = header.plaintextLength ?? (await stat(target)).size;
   out.result(`decrypted ${input} -> ${target} (${rate(bytes, started)})`, {
     input,
