@@ -216,6 +216,26 @@ describe('warden encrypt / decrypt / inspect', () => {
     assert.equal((JSON.parse(noKey.stderr) as { error: { code: string } }).error.code, 'key_unavailable');
   });
 
+  it('checks input and output before resolving a key: a failed command creates no development keyring', () => {
+    const fresh = path.join(tempDir('warden-cli-fresh-'), 'keyring.json');
+    writeFileSync(path.join(dir, 'taken.csv'), 'a\n');
+    writeFileSync(path.join(dir, 'taken.csv.wenc'), 'already here');
+    mkdirSync(path.join(dir, 'a-tree'), { recursive: true });
+    const cases: [string[], number, RegExp][] = [
+      [['encrypt', 'missing.csv'], 3, /no such file/],
+      [['encrypt', 'taken.csv'], 3, /exists/],
+      [['encrypt', 'a-tree', '-o', '-'], 2, /not to stdout/],
+      [['encrypt', '-', '-o', 'somewhere'], 2, /stdout only/],
+    ];
+    for (const [args, code, message] of cases) {
+      const r = warden(args, { keyring: fresh });
+      assert.equal(r.code, code, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.doesNotMatch(r.stderr, /development keyring/, args.join(' '));
+    }
+    assert.equal(existsSync(fresh), false, 'no keyring was created');
+  });
+
   it('refuses an insecure keyring and a keyring inside the tree being encrypted', () => {
     const tree = path.join(dir, 'tree');
     mkdirSync(tree);

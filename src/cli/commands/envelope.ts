@@ -231,21 +231,26 @@ async function runEncrypt(input: string, options: EncryptCliOptions): Promise<vo
   const context = parseContext(options.context);
   const chunkExponent = parseChunkSize(options.chunkSize);
   const threads = parseThreads(options.threads);
-  const { recipient, keyring } = await recipientFor(out, options.key);
-  const started = performance.now();
-
+  // The input and output are checked before a key is resolved: a command that fails on them creates no
+  // development keyring and asks the KMS for nothing.
   if (input === '-') {
     const target = options.output ?? '-';
     if (target !== '-') throw new CliError('usage', 'stdin encrypts to stdout only (-o -)', ExitCode.usage);
+    const { recipient } = await recipientFor(out, options.key);
     await encryptDescriptor(STDIN, STDOUT, { recipients: [recipient], context, chunkExponent });
     return;
   }
-
   const info = await stat(input);
+  const target = options.output ?? `${info.isDirectory() ? input.replace(/\/+$/, '') : input}${FILE_SUFFIX}`;
+  if (info.isDirectory() && target === '-') {
+    throw new CliError('usage', 'a directory encrypts to a directory, not to stdout', ExitCode.usage);
+  }
+  if (target !== '-') await refuseOverwrite(target, options.force);
+  const { recipient, keyring } = await recipientFor(out, options.key);
+  keyring?.assertOutside(input);
+  const started = performance.now();
+
   if (info.isDirectory()) {
-    keyring?.assertOutside(input);
-    const target = options.output ?? `${input.replace(/\/+$/, '')}${FILE_SUFFIX}`;
-    await refuseOverwrite(target, options.force);
     const files = await encryptTree(input, target, { recipients: [recipient], context, chunkExponent });
     const bytes = files.reduce((n, f) => n + f.size, 0);
     out.result(`encrypted ${files.length} files from ${input} to ${target}/ (${rate(bytes, started)})`, {
@@ -257,9 +262,6 @@ async function runEncrypt(input: string, options: EncryptCliOptions): Promise<vo
     });
     return;
   }
-
-  keyring?.assertOutside(input);
-  const target = options.output ?? `${input}${FILE_SUFFIX}`;
   if (target === '-') {
     await withProgress(out, 'encrypt', info.size, (onProgress) =>
       withDescriptor(input, (fd) =>
@@ -274,7 +276,6 @@ async function runEncrypt(input: string, options: EncryptCliOptions): Promise<vo
     );
     return;
   }
-  await refuseOverwrite(target, options.force);
   const parallel = useWorkers(threads, info.size);
   const header = await withProgress(out, 'encrypt', info.size, (onProgress) => {
     const fileOptions = { recipients: [recipient], context, chunkExponent, onProgress };
@@ -295,13 +296,11 @@ async function runDecrypt(input: string, options: CommonOptions): Promise<void> 
   const out = createOutput(options.json ?? false);
   const expectedContext = parseContext(options.context);
   const threads = parseThreads(options.threads);
-  const keys = await unwrappersFor(out);
-  const started = performance.now();
-
+  // As in runEncrypt: the input and output are checked before any key provider is opened.
   if (input === '-') {
     const target = options.output ?? '-';
     if (target !== '-') throw new CliError('usage', 'stdin decrypts to stdout only (-o -)', ExitCode.usage);
-    await decryptDescriptor(STDIN, STDOUT, { keys, expectedContext });
+    await decryptDescriptor(STDIN, STDOUT, { keys: await unwrappersFor(out), expectedContext });
     return;
   }
   const info = await stat(input);
@@ -316,8 +315,17 @@ async function runDecrypt(input: string, options: CommonOptions): Promise<void> 
       ExitCode.usage,
     );
   }
+  if (info.isDirectory() && target === '-') {
+    throw new CliError(
+      'usage',
+      'an encrypted directory decrypts to a directory, not to stdout',
+      ExitCode.usage,
+    );
+  }
+  if (target !== '-') await refuseOverwrite(target, options.force);
+  const keys = await unwrappersFor(out);
+  const started = performance.now();
   if (info.isDirectory()) {
-    await refuseOverwrite(target, options.force);
     const files = await decryptTree(input, target, { keys, expectedContext });
     const bytes = files.reduce((n, f) => n + f.size, 0);
     out.result(`decrypted ${files.length} files from ${input} to ${target}/ (${rate(bytes, started)})`, {
@@ -335,7 +343,6 @@ async function runDecrypt(input: string, options: CommonOptions): Promise<void> 
     );
     return;
   }
-  await refuseOverwrite(target, options.force);
   const parallel = useWorkers(threads, info.size);
   const header = await withProgress(out, 'decrypt', info.size, (onProgress) => {
     const fileOptions = { keys, expectedContext, onProgress };
