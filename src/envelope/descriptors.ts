@@ -106,6 +106,15 @@ export async function decryptDescriptor(
   opened.dataKey.fill(0);
   const { decryption, layout } = opened;
   const sealedSize = layout.encryptedChunkSize;
+  // With a declared length every chunk's sealed size is known, so input that ends early or runs on is reported
+  // as truncated (as the file paths do) rather than as a failed tag.
+  const declared = header.plaintextLength;
+  const sealedSizeOf = (k: number): number | undefined =>
+    declared === undefined
+      ? undefined
+      : k < Math.floor(declared / layout.chunkSize)
+        ? sealedSize
+        : (declared % layout.chunkSize) + TAG_BYTES;
   const buffers = [Buffer.allocUnsafe(sealedSize), Buffer.allocUnsafe(sealedSize)] as const;
   const garbage = new GarbageStep(COLLECT_CONTEXTS_EVERY_BYTES);
   let pendingRead = inFlight(readUpTo(input, buffers[0], sealedSize, null));
@@ -128,6 +137,8 @@ export async function decryptDescriptor(
     for (let k = 0; ; k++) {
       const sealed = await pendingRead;
       readAhead = undefined;
+      const expected = sealedSizeOf(k);
+      if (expected !== undefined && sealed.length !== expected) throw new TruncatedEnvelopeError();
       if (held !== undefined) {
         // Input ended right after a full-size chunk: the final chunk is missing.
         if (sealed.length === 0) throw new TruncatedEnvelopeError();

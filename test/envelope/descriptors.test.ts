@@ -193,6 +193,25 @@ describe('envelopes between descriptors', () => {
     await assert.rejects(opened(keyring, Buffer.concat([envelope, Buffer.from([0])])), DecryptionError);
   });
 
+  it('reports a declared-length envelope cut short or run on as truncated, as the file paths do', async () => {
+    const keyring = await freshKeyring();
+    for (const length of [2 * CHUNK + 100, 2 * CHUNK]) {
+      const envelope = await sealed(keyring, randomBytes(length), true);
+      const payloadStart =
+        envelope.length - (Math.floor(length / CHUNK) * SEALED + (length % CHUNK) + 16) - 56;
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: payloadStart + 56, max: envelope.length - 1 }), async (at) => {
+          assert.equal(await outcome(opened(keyring, envelope.subarray(0, at))), 'TruncatedEnvelopeError');
+        }),
+        { numRuns: 60 },
+      );
+      for (const extra of [1, SEALED + 5]) {
+        const longer = Buffer.concat([envelope, randomBytes(extra)]);
+        assert.equal(await outcome(opened(keyring, longer)), 'TruncatedEnvelopeError');
+      }
+    }
+  });
+
   it('waits on a descriptor another program left non-blocking instead of failing with EAGAIN', async () => {
     const keyring = await freshKeyring();
     const fifo = path.join(dir, `fifo-${files++}`);
