@@ -22,10 +22,49 @@ export function remoteDataKeyApi(client: KmsClient): KmsDataKeyApi {
  * Envelope key slots backed by a remote KMS key: `keyName` for encryption; any KMS slot opens through the KMS
  * (which decides whether this caller may).
  */
-export function remoteEnvelopeKeys(client: KmsClient, keyName = ''): KmsSlots {
+export function remoteEnvelopeKeys(
+  client: KmsClient,
+  keyName = '',
+  translate?: (err: KmsClientError) => Error,
+): KmsSlots {
+  const isDecryptionFailure = (err: unknown) =>
+    err instanceof KmsClientError && err.code === 'decryption_failed';
+  const api = remoteDataKeyApi(client);
   return new KmsSlots(
-    remoteDataKeyApi(client),
+    translate === undefined ? api : translated(api, isDecryptionFailure, translate),
     keyName,
-    (err) => err instanceof KmsClientError && err.code === 'decryption_failed',
+    isDecryptionFailure,
   );
+}
+
+/**
+ * `api` with every other KMS refusal (unknown key, bad token, policy, sealed) passed through `translate`, e.g. into
+ * the CLI's exit codes. A failed decryption is left as it is: the envelope reports it as its own DecryptionError
+ * and tries its other key slots.
+ */
+function translated(
+  api: KmsDataKeyApi,
+  isDecryptionFailure: (err: unknown) => boolean,
+  translate: (err: KmsClientError) => Error,
+): KmsDataKeyApi {
+  const wrap =
+    <A extends unknown[], R>(call: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      try {
+        return await call(...args);
+      } catch (err) {
+        if (err instanceof KmsClientError && !isDecryptionFailure(err)) throw translate(err);
+        throw err;
+      }
+    };
+  return {
+    generateDataKey: wrap((keyName: string, context: Uint8Array) => api.generateDataKey(keyName, context)),
+    encrypt: wrap((keyName: string, plaintext: Uint8Array, context: Uint8Array) =>
+      api.encrypt(keyName, plaintext, context),
+    ),
+    decryptDataKey: wrap((ciphertext: string, context: Uint8Array) =>
+      api.decryptDataKey(ciphertext, context),
+    ),
+    rewrap: wrap((ciphertext: string, context: Uint8Array) => api.rewrap(ciphertext, context)),
+  };
 }

@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -293,6 +294,33 @@ describe('warden keys / kms / operator', () => {
     }
     assert.equal((await json<{ sealed: boolean }>(['operator', 'status'])).sealed, false);
     outputs.push(...init.shares);
+  });
+
+  it('gives warden encrypt/decrypt --key the exit codes of the KMS commands', async () => {
+    // The envelope commands run as their own process (they stream the process's own stdio).
+    const main = path.resolve(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
+    const envelope = async (args: string[], env: Record<string, string> = {}) => {
+      const child = spawn(process.execPath, ['--expose-gc', main, ...args], {
+        cwd: dir,
+        env: { ...process.env, WARDEN_ADDR: h.address, WARDEN_TOKEN: h.token, WARDEN_CACERT: caFile, ...env },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      return { code, stderr };
+    };
+    await ok(['keys', 'create', 'envelope-cli', '--type', 'aes256-gcm']);
+    const file = path.join(dir, 'rows.csv');
+    writeFileSync(file, 'a,b\n1,2\n');
+    const sealed = await envelope(['encrypt', file, '--key', 'envelope-cli', '-o', `${file}.wenc`]);
+    assert.equal(sealed.code, 0, sealed.stderr);
+    const unknown = await envelope(['encrypt', file, '--key', 'no-such-key', '-o', path.join(dir, 'x.wenc')]);
+    assert.equal(unknown.code, ExitCode.keyUnavailable, unknown.stderr);
+    const badToken = { WARDEN_TOKEN: 'not-the-token-0123456789' };
+    const refused = await envelope(['decrypt', `${file}.wenc`, '-o', path.join(dir, 'rows.out')], badToken);
+    assert.equal(refused.code, ExitCode.unauthenticated, refused.stderr);
+    assert.equal(refused.stderr.includes(h.token), false);
   });
 
   it('never lets the token or a secret into the server logs', () => {

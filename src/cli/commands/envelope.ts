@@ -144,7 +144,7 @@ async function withDescriptor<T>(file: string, fn: (fd: number) => Promise<T>): 
 
 /** KMS-backed key slots; the HTTP client is loaded only when a KMS is actually used. */
 async function remoteKeys(out: Output, keyName?: string): Promise<KmsSlots> {
-  const [{ remoteEnvelopeKeys }, { connect }] = await Promise.all([
+  const [{ remoteEnvelopeKeys }, { connect, kmsCliError }] = await Promise.all([
     import('../../client/index.ts'),
     import('./kms.ts'),
   ]);
@@ -161,7 +161,8 @@ async function remoteKeys(out: Output, keyName?: string): Promise<KmsSlots> {
     },
     env: process.env,
   };
-  return remoteEnvelopeKeys(await connect(io, {}, out), keyName);
+  // The KMS's refusals get the exit codes `warden kms …` gives them (unknown key 7, token 8, policy 9, sealed 10).
+  return remoteEnvelopeKeys(await connect(io, {}, out), keyName, kmsCliError);
 }
 
 /**
