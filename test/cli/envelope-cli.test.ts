@@ -260,6 +260,23 @@ describe('warden encrypt / decrypt / inspect', () => {
     writeFileSync(path.join(tree, 'a.csv'), 'a\n');
     writeFileSync(path.join(tree, 'sub', 'b.csv'), 'b\n');
     assert.equal(warden(['encrypt', 'ds']).code, 0);
+    const inspected = warden(['inspect', 'ds.wenc', '--json']);
+    assert.equal(inspected.code, 0, inspected.stderr);
+    const described = JSON.parse(inspected.stdout.toString()) as {
+      tree: string;
+      files: number;
+      file: string;
+      context: Record<string, string>;
+    };
+    assert.deepEqual(
+      { tree: described.tree, files: described.files, file: described.file, context: described.context },
+      {
+        tree: 'ds.wenc',
+        files: 2,
+        file: path.join('ds.wenc', 'warden-manifest.wenc'),
+        context: { 'warden:manifest': 'v1' },
+      },
+    );
     const dec = warden(['decrypt', 'ds.wenc', '-o', 'ds.out']);
     assert.equal(dec.code, 0, dec.stderr);
     assert.equal(readFileSync(path.join(dir, 'ds.out', 'sub', 'b.csv'), 'utf8'), 'b\n');

@@ -1,11 +1,13 @@
 import { constants } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import path from 'node:path';
 import { access, open, stat } from 'node:fs/promises';
 import type { ParseArgsOptionsConfig } from 'node:util';
 import type { Command } from 'commander';
 import {
   DEFAULT_CHUNK_EXPONENT,
   FILE_SUFFIX,
+  MANIFEST_NAME,
   MAX_CHUNK_EXPONENT,
   MIN_CHUNK_EXPONENT,
   decryptDescriptor,
@@ -17,6 +19,7 @@ import {
   encryptFileParallel,
   encryptTree,
   inspectFile,
+  listTree,
   rewrapFile,
   slotLabel,
 } from '../../envelope/index.ts';
@@ -363,10 +366,17 @@ async function runDecrypt(input: string, options: CommonOptions): Promise<void> 
 
 async function runInspect(input: string, options: { json?: boolean }): Promise<void> {
   const out = createOutput(options.json ?? false);
-  const { header, fileSize } = await inspectFile(input);
+  // An encrypted tree is described by its manifest's header (its file list is encrypted; the files are counted).
+  const tree = (await stat(input)).isDirectory();
+  const file = tree ? path.join(input, MANIFEST_NAME) : input;
+  const { header, fileSize } = await inspectFile(file);
   const d = describeHeader(header);
+  const files = tree ? (await listTree(input)).filter((f) => f.path !== MANIFEST_NAME).length : undefined;
   const lines = [
-    `${input}: Warden envelope v${d.formatVersion} (${formatBytes(fileSize)})`,
+    ...(files === undefined
+      ? []
+      : [`${input}: Warden encrypted tree, ${files} encrypted file${files === 1 ? '' : 's'}; its manifest:`]),
+    `${file}: Warden envelope v${d.formatVersion} (${formatBytes(fileSize)})`,
     `  suite:       ${d.suite}`,
     `  chunk size:  ${formatBytes(d.chunkSize)}`,
     `  plaintext:   ${d.plaintextLength === null ? 'length not declared (streamed)' : formatBytes(d.plaintextLength)}`,
@@ -375,7 +385,12 @@ async function runInspect(input: string, options: { json?: boolean }): Promise<v
     `  key slots:`,
     ...header.slots.map((s) => `    ${slotLabel(s)} (${s.wrappedKey.length}-byte wrapped key)`),
   ];
-  out.result(lines.join('\n'), { file: input, fileSize, ...d });
+  out.result(lines.join('\n'), {
+    file,
+    fileSize,
+    ...(files === undefined ? {} : { tree: input, files }),
+    ...d,
+  });
 }
 
 async function runRewrap(files: string[], options: { json?: boolean }): Promise<void> {
