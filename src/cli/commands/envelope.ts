@@ -599,15 +599,17 @@ export function registerEnvelopeCommands(program: Command): void {
 
   program
     .command('rewrap')
-    .description("re-wrap envelopes' data keys to their KMS key's latest version (rewrites only the header)")
+    .description(
+      "re-wrap envelopes' data keys to their KMS key's latest version (changes only the header; the payload is copied as is)",
+    )
     .argument('<files...>', 'envelope files')
     .option('--json', 'machine-readable output')
     .action(runRewrap);
 
   program
     .command('inspect')
-    .description('show an envelope header (no key needed)')
-    .argument('<input>', 'envelope file')
+    .description("show an envelope's header, or an encrypted tree's (no key needed)")
+    .argument('<input>', 'envelope file or encrypted tree')
     .option('--json', 'machine-readable output')
     .action(runInspect);
 }
