@@ -296,19 +296,21 @@ describe('warden keys / kms / operator', () => {
     outputs.push(...init.shares);
   });
 
-  it('gives warden encrypt/decrypt --key the exit codes of the KMS commands', async () => {
+  it('gives warden encrypt/decrypt/rewrap --key the exit codes of the KMS commands, and rewraps past a bad file', async () => {
     // The envelope commands run as their own process (they stream the process's own stdio).
     const main = path.resolve(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
     const envelope = async (args: string[], env: Record<string, string> = {}) => {
       const child = spawn(process.execPath, ['--expose-gc', main, ...args], {
         cwd: dir,
         env: { ...process.env, WARDEN_ADDR: h.address, WARDEN_TOKEN: h.token, WARDEN_CACERT: caFile, ...env },
-        stdio: ['ignore', 'ignore', 'pipe'],
+        stdio: ['ignore', 'pipe', 'pipe'],
       });
+      let stdout = '';
       let stderr = '';
+      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
       child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
       const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-      return { code, stderr };
+      return { code, stdout, stderr };
     };
     await ok(['keys', 'create', 'envelope-cli', '--type', 'aes256-gcm']);
     const file = path.join(dir, 'rows.csv');
@@ -321,6 +323,29 @@ describe('warden keys / kms / operator', () => {
     const refused = await envelope(['decrypt', `${file}.wenc`, '-o', path.join(dir, 'rows.out')], badToken);
     assert.equal(refused.code, ExitCode.unauthenticated, refused.stderr);
     assert.equal(refused.stderr.includes(h.token), false);
+
+    // Several files, one missing: the others are rewrapped and reported; the exit code is the failure's.
+    const second = path.join(dir, 'rows2.csv.wenc');
+    assert.equal((await envelope(['encrypt', file, '--key', 'envelope-cli', '-o', second])).code, 0);
+    await ok(['keys', 'rotate', 'envelope-cli']);
+    const missing = path.join(dir, 'missing.wenc');
+    const rewrap = await envelope(['rewrap', `${file}.wenc`, missing, second, '--json']);
+    assert.equal(rewrap.code, ExitCode.io, rewrap.stderr);
+    const report = JSON.parse(rewrap.stdout) as {
+      files: { file: string; after?: string[]; error?: { code: string } }[];
+    };
+    assert.deepEqual(
+      report.files.map((f) => [f.file, f.after ?? f.error?.code]),
+      [
+        [`${file}.wenc`, ['envelope-cli#2']],
+        [missing, 'io_error'],
+        [second, ['envelope-cli#2']],
+      ],
+    );
+    assert.match(rewrap.stderr, /1 of 3 files were not rewrapped/);
+    const opened = await envelope(['decrypt', second, '-o', path.join(dir, 'rows2.out')]);
+    assert.equal(opened.code, 0, opened.stderr);
+    assert.equal(readFileSync(path.join(dir, 'rows2.out'), 'utf8'), 'a,b\n1,2\n');
   });
 
   it('never lets the token or a secret into the server logs', () => {

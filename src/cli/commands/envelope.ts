@@ -26,7 +26,7 @@ import {
 import type { EncryptionContext, ParsedHeader, ProgressCallback } from '../../envelope/index.ts';
 import { LocalKeyring, defaultKeyringPath } from '../../keyring/index.ts';
 import type { KmsSlots, SlotUnwrapper, SlotWrapper } from '../../envelope/index.ts';
-import { CliError, ExitCode } from '../exit-codes.ts';
+import { CliError, ExitCode, classify } from '../exit-codes.ts';
 import { createOutput, formatBytes, isTerminal } from '../output.ts';
 import type { Output } from '../output.ts';
 
@@ -396,18 +396,36 @@ async function runInspect(input: string, options: { json?: boolean }): Promise<v
 async function runRewrap(files: string[], options: { json?: boolean }): Promise<void> {
   const out = createOutput(options.json ?? false);
   const keys = await remoteKeys(out);
+  const versions = (h: ParsedHeader) =>
+    h.slots
+      .filter((s) => s.type === 'kms')
+      .map((s) => s.wrappedKey.toString('utf8').split(':').slice(2, 4).join('#'));
   const results = [];
+  const lines = [];
+  let firstFailure: ReturnType<typeof classify> | undefined;
   for (const file of files) {
-    const { before, after, rewrapped } = await rewrapFile(file, { keys });
-    const versions = (h: ParsedHeader) =>
-      h.slots
-        .filter((s) => s.type === 'kms')
-        .map((s) => s.wrappedKey.toString('utf8').split(':').slice(2, 4).join('#'));
-    results.push({ file, rewrapped, before: versions(before), after: versions(after) });
+    try {
+      const { before, after, rewrapped } = await rewrapFile(file, { keys });
+      results.push({ file, rewrapped, before: versions(before), after: versions(after) });
+      lines.push(`${file}: ${versions(before).join(', ')} -> ${versions(after).join(', ')}`);
+    } catch (err) {
+      // A file that cannot be rewrapped does not stop the others, which would leave the caller guessing which
+      // ones were: each is reported, and the exit code is the first failure's.
+      const failure = classify(err);
+      firstFailure ??= failure;
+      results.push({ file, error: { code: failure.code, message: failure.message } });
+      lines.push(`${file}: not rewrapped: ${failure.message}`);
+    }
   }
-  out.result(results.map((r) => `${r.file}: ${r.before.join(', ')} -> ${r.after.join(', ')}`).join('\n'), {
-    files: results,
-  });
+  out.result(lines.join('\n'), { files: results });
+  if (firstFailure !== undefined) {
+    const failed = results.filter((r) => 'error' in r).length;
+    throw new CliError(
+      firstFailure.code,
+      `${failed} of ${files.length} files were not rewrapped`,
+      firstFailure.exitCode,
+    );
+  }
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
