@@ -9,6 +9,7 @@ import { identityFactorsConfigFrom } from './identity-factors.ts';
 import type { IdentityFactorsConfig } from './identity-factors.ts';
 import { isValidKeyName } from '../audit/index.ts';
 import type { AuditSinkConfig } from './audit-trail.ts';
+import { unknownSetting } from '../settings/index.ts';
 
 /**
  * Server configuration from an optional JSON file (`WARDEN_CONFIG`) overlaid by environment variables. Secrets
@@ -68,6 +69,27 @@ interface ConfigFile {
   audit?: { origin?: string; retentionDays?: number; sinks?: AuditSinkConfig[] };
 }
 
+/** Every setting `WARDEN_CONFIG` may hold, by section (anything else is refused: `unknownSetting`). */
+const SETTINGS = {
+  '': [
+    'dataDir',
+    'listen',
+    'root',
+    'databaseUrl',
+    'keystoreUrl',
+    'rotationCheckSeconds',
+    'environment',
+    'publicUrl',
+    'gateway',
+    'identityFactors',
+    'policies',
+    'audit',
+  ] satisfies (keyof ConfigFile)[],
+  gateway: ['endpoints', 'demo'] satisfies (keyof NonNullable<ConfigFile['gateway']>)[],
+  policies: ['dir', 'guardrails', 'timeZone'] satisfies (keyof NonNullable<ConfigFile['policies']>)[],
+  audit: ['origin', 'retentionDays', 'sinks'] satisfies (keyof NonNullable<ConfigFile['audit']>)[],
+} as const;
+
 export class ConfigError extends Error {
   readonly code = 'config_error';
 }
@@ -82,11 +104,18 @@ export function loadConfig(
 ): WardenConfig {
   let file: ConfigFile = {};
   if (env.WARDEN_CONFIG !== undefined) {
+    let parsed: unknown;
     try {
-      file = JSON.parse(readFileSync(env.WARDEN_CONFIG, 'utf8')) as ConfigFile;
+      parsed = JSON.parse(readFileSync(env.WARDEN_CONFIG, 'utf8'));
     } catch (err) {
       throw new ConfigError(`cannot read ${env.WARDEN_CONFIG}: ${(err as Error).message}`);
     }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new ConfigError(`${env.WARDEN_CONFIG} must hold a JSON object`);
+    }
+    const unknown = unknownSetting(parsed, SETTINGS);
+    if (unknown !== undefined) throw new ConfigError(`${env.WARDEN_CONFIG}: ${unknown}`);
+    file = parsed;
   }
   const merged: ConfigFile = {
     ...file,

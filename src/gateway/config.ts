@@ -221,7 +221,15 @@ export function endpointsFromFile(value: unknown, readFile: (path: string) => Bu
   for (const [i, raw] of value.entries()) {
     if (!validateEndpointFile(raw)) {
       const err = validateEndpointFile.errors?.[0];
-      throw new GatewayConfigError(`endpoints[${i}]${err?.instancePath ?? ''}: ${err?.message ?? 'invalid'}`);
+      const unknown: unknown =
+        err?.keyword === 'additionalProperties'
+          ? (err.params as { additionalProperty?: unknown }).additionalProperty
+          : undefined;
+      throw new GatewayConfigError(
+        `endpoints[${i}]${err?.instancePath ?? ''}: ${
+          typeof unknown === 'string' ? `unknown setting ${unknown}` : (err?.message ?? 'invalid')
+        }`,
+      );
     }
     const file = raw as unknown as {
       upstream: { caFile?: string; certFile?: string; keyFile?: string } & Record<string, unknown>;

@@ -17,6 +17,7 @@ import { RemoteClientCertificates } from './remote-ca.ts';
 import { RemotePolicies } from './remote-policy.ts';
 import { RemoteServableSource } from './remote-servable.ts';
 import { WardenLink } from './remote-warden.ts';
+import { unknownSetting } from '../settings/index.ts';
 
 /**
  * The standalone gateway process (`warden gateway`): a member of a Warden deployment. It authenticates callers
@@ -100,6 +101,41 @@ interface ConfigFile {
   trustProxy?: boolean;
   endpoints?: unknown;
 }
+
+/** Every setting the file may hold, by section (anything else is refused: `unknownSetting`). */
+const SETTINGS = {
+  '': [
+    'listen',
+    'insecureHttp',
+    'tls',
+    'metrics',
+    'audit',
+    'environment',
+    'warden',
+    'redis',
+    'outputPolicy',
+    'extraction',
+    'trustProxy',
+    'endpoints',
+  ] satisfies (keyof ConfigFile)[],
+  tls: ['certFile', 'keyFile', 'clientCertificates'] satisfies (keyof NonNullable<ConfigFile['tls']>)[],
+  metrics: ['listen'] satisfies (keyof NonNullable<ConfigFile['metrics']>)[],
+  audit: ['file', 'keyFile'] satisfies (keyof NonNullable<ConfigFile['audit']>)[],
+  warden: [
+    'url',
+    'caFile',
+    'clientId',
+    'clientSecretFile',
+    'audience',
+    'statusCacheMs',
+    'policyRefreshMs',
+    'servableRefreshMs',
+    'crlRefreshMs',
+    'graceMs',
+    'timeoutMs',
+  ] satisfies (keyof NonNullable<ConfigFile['warden']>)[],
+  redis: ['url', 'failMode', 'prefix', 'keyFile'] satisfies (keyof NonNullable<ConfigFile['redis']>)[],
+} as const;
 
 function parseListen(value: string, what: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
@@ -212,6 +248,8 @@ export function loadStandaloneConfig(file: string, env: NodeJS.ProcessEnv = proc
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new GatewayConfigError('the configuration must be a JSON object');
   }
+  const unknown = unknownSetting(parsed, SETTINGS);
+  if (unknown !== undefined) throw new GatewayConfigError(unknown);
   const raw = parsed as ConfigFile;
   const base = path.dirname(path.resolve(file));
   const read = (p: string): Buffer => readFileSync(path.resolve(base, p));

@@ -371,6 +371,10 @@ describe('warden gateway as a member of a Warden deployment', async () => {
     writeFileSync(path.join(dir, 'two.secret'), 'a b');
     refuses({ ...base, warden: { ...base.warden, clientSecretFile: 'two.secret' } }, /one client secret/);
     refuses([], /JSON object/);
+    // A misspelt setting would leave its default in place: refused, with the section's known names.
+    refuses({ ...base, outputPolcy: {} }, /^unknown setting outputPolcy \(known in this section: listen, /);
+    refuses({ ...base, warden: { ...base.warden, clientID: 'x' } }, /^unknown setting warden\.clientID /);
+    refuses({ ...base, tls: 'on' }, /^tls must be an object/);
     const endpoints = [
       {
         name: 'chat',
@@ -383,6 +387,8 @@ describe('warden gateway as a member of a Warden deployment', async () => {
     ];
     refuses({ ...base, endpoints, extraction: 'on' }, /extraction must be an object/);
     refuses({ ...base, endpoints, extraction: { policy: { rules: [{ action: 'nuke' }] } } }, /^extraction: /);
+    refuses({ ...base, endpoints, extraction: { polcy: {} } }, /polcy/);
+    refuses({ ...base, endpoints: [{ ...endpoints[0], upstrem: {} }] }, /upstrem/);
     const monitorOnly = { policy: { rules: [{ action: 'alert' }] } };
     assert.deepEqual(
       loadStandaloneConfig(write({ ...base, endpoints, extraction: monitorOnly }), {}).extraction,

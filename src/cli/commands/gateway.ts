@@ -1,5 +1,11 @@
 import type { Command } from 'commander';
-import { loadStandaloneConfig, startDemoModel, startStandaloneGateway } from '../../gateway/index.ts';
+import {
+  GatewayConfigError,
+  loadStandaloneConfig,
+  startDemoModel,
+  startStandaloneGateway,
+} from '../../gateway/index.ts';
+import type { StandaloneConfig } from '../../gateway/index.ts';
 import { CliError, ExitCode } from '../exit-codes.ts';
 import { createOutput } from '../output.ts';
 
@@ -35,7 +41,14 @@ async function runGateway(options: GatewayOptions): Promise<void> {
       ExitCode.usage,
     );
   }
-  const config = loadStandaloneConfig(file);
+  let config: StandaloneConfig;
+  try {
+    config = loadStandaloneConfig(file);
+  } catch (err) {
+    // A configuration the gateway refuses is the operator's to fix, like a bad option: exit 2, not "internal".
+    if (err instanceof GatewayConfigError) throw new CliError('config_error', err.message, ExitCode.usage);
+    throw err;
+  }
   const gateway = await startStandaloneGateway(config);
   if (!gateway.connected) {
     out.warn(

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
-import { loadConfig, startWarden } from '../../app/index.ts';
-import type { RootMode } from '../../app/index.ts';
+import { ConfigError, loadConfig, startWarden } from '../../app/index.ts';
+import type { RootMode, WardenConfig } from '../../app/index.ts';
+import { CliError, ExitCode } from '../exit-codes.ts';
 import { createOutput } from '../output.ts';
 
 interface ServerOptions {
@@ -17,11 +18,18 @@ interface ServerOptions {
  */
 async function runServer(options: ServerOptions): Promise<void> {
   const out = createOutput(options.json ?? false);
-  const config = loadConfig(process.env, {
-    ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
-    ...(options.listen === undefined ? {} : { listen: options.listen }),
-    ...(options.root === undefined ? {} : { root: options.root }),
-  });
+  let config: WardenConfig;
+  try {
+    config = loadConfig(process.env, {
+      ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
+      ...(options.listen === undefined ? {} : { listen: options.listen }),
+      ...(options.root === undefined ? {} : { root: options.root }),
+    });
+  } catch (err) {
+    // A configuration Warden refuses is the operator's to fix, like a bad option: exit 2, as `warden gateway`.
+    if (err instanceof ConfigError) throw new CliError(err.code, err.message, ExitCode.usage);
+    throw err;
+  }
   const warden = await startWarden(config, {
     log: (line) => {
       process.stderr.write(`warden: ${line}\n`);

@@ -138,6 +138,25 @@ function fail(message: string): never {
   throw new ExtractionConfigError(message);
 }
 
+/** Refuses options `value` does not know (see `unknownSetting`); shapes are checked where each option is read. */
+function onlyKnown(value: unknown, known: readonly string[], where: string): void {
+  if (value === undefined || value === null || typeof value !== 'object') return;
+  const unknown = Object.keys(value).find((key) => !known.includes(key));
+  if (unknown !== undefined) fail(`${where}${unknown} is not a known option (known: ${known.join(', ')})`);
+}
+
+const OPTION_NAMES = [
+  'features',
+  'detectors',
+  'businessHours',
+  'policy',
+  'caps',
+  'neighbourWindow',
+  'maxTextWords',
+  'maxFeatureDims',
+  'seed',
+] as const satisfies readonly (keyof ExtractionOptions)[];
+
 function positiveInt(value: number | undefined, fallback: number, name: string, max = 1_000_000_000): number {
   if (value === undefined) return fallback;
   if (!Number.isInteger(value) || value < 1 || value > max) fail(`${name} must be an integer in [1, ${max}]`);
@@ -231,6 +250,7 @@ function checkTimeZone(zone: string, name: string): string {
 }
 
 function resolveHours(hours: BusinessHours): ResolvedHours {
+  onlyKnown(hours, ['timeZone', 'days', 'start', 'end', 'organisationTimeZones'], 'businessHours.');
   const days = hours.days ?? [1, 2, 3, 4, 5];
   for (const d of days) if (!Number.isInteger(d) || d < 1 || d > 7) fail('businessHours.days must be 1..7');
   const zones = new Map<string, string>();
@@ -251,6 +271,7 @@ function resolveHours(hours: BusinessHours): ResolvedHours {
 
 function resolveRule(rule: PolicyRule, index: number): ResolvedRule {
   const name = `policy.rules[${index}]`;
+  onlyKnown(rule, ['detector', 'scope', 'minScore', 'minDetectors', 'action'], `${name}.`);
   if (!ACTIONS.includes(rule.action) || rule.action === ('none' as Action))
     fail(`${name}.action is not valid`);
   const detector = rule.detector ?? '*';
@@ -272,6 +293,13 @@ function vector(values: readonly number[], name: string, positive: boolean): Flo
 }
 
 export function resolveConfig(options: ExtractionOptions): ResolvedConfig {
+  onlyKnown(options, OPTION_NAMES, '');
+  onlyKnown(options.features, ['mean', 'scale'], 'features.');
+  onlyKnown(options.policy, ['rules', 'holdMs'], 'policy.');
+  onlyKnown(options.caps, ['principals', 'networks', 'organisations'], 'caps.');
+  for (const [detector, setting] of Object.entries(options.detectors ?? {}) as [string, unknown][]) {
+    onlyKnown((setting as { scopes?: unknown } | null)?.scopes, SCOPES, `detectors.${detector}.scopes.`);
+  }
   const maxFeatureDims = positiveInt(options.maxFeatureDims, 1024, 'maxFeatureDims', 100_000);
   let mean: Float64Array | null = null;
   let scale: Float64Array | null = null;

@@ -453,4 +453,27 @@ describe('policy', () => {
       );
     }
   });
+
+  it('refuses misspelt options, naming them, instead of leaving a default in place', () => {
+    const hours = { timeZone: 'UTC', start: '08:00', end: '18:00' };
+    const misspelt: [unknown, RegExp][] = [
+      [{ polcy: { rules: [] } }, /^polcy is not a known option \(known: features, detectors, /],
+      [{ policy: { rules: [], holdMS: 1 } }, /^policy\.holdMS /],
+      [{ policy: { rules: [{ action: 'block', detecor: 'burst' }] } }, /^policy\.rules\[0\]\.detecor /],
+      [{ businessHours: { ...hours, day: [1] } }, /^businessHours\.day /],
+      [{ caps: { principal: 5 } }, /^caps\.principal /],
+      [{ features: { mean: [0], scale: [1], std: [1] } }, /^features\.std /],
+      [
+        { detectors: { burst: { scopes: { principle: { enabled: false } } } } },
+        /^detectors\.burst\.scopes\.principle /,
+      ],
+    ];
+    for (const [options, message] of misspelt) {
+      assert.throws(
+        () => new ExtractionMonitor(options as ExtractionOptions),
+        (e: unknown) => e instanceof ExtractionConfigError && message.test(e.message),
+        JSON.stringify(options),
+      );
+    }
+  });
 });
