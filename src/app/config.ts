@@ -87,6 +87,13 @@ const SETTINGS = {
   ] satisfies (keyof ConfigFile)[],
   gateway: ['endpoints', 'demo'] satisfies (keyof NonNullable<ConfigFile['gateway']>)[],
   policies: ['dir', 'guardrails', 'timeZone'] satisfies (keyof NonNullable<ConfigFile['policies']>)[],
+  // A misspelt guardrail would leave it off.
+  'policies.guardrails': [
+    'restrictedDataBusinessHours',
+    'corporateCidrs',
+    'stepUpMfaMaxAgeSeconds',
+    'reauthenticateOnNewNetwork',
+  ] satisfies (keyof GuardrailOptions)[],
   audit: ['origin', 'retentionDays', 'sinks'] satisfies (keyof NonNullable<ConfigFile['audit']>)[],
 } as const;
 

@@ -5,7 +5,7 @@
  * `outputPolcy` and the gateway filters with its default policy), and a security product fails closed.
  */
 
-/** The sections of a file and the settings each may hold; `''` is the top level. */
+/** The sections of a file and the settings each may hold; `''` is the top level, `a.b` a section inside `a`. */
 export type KnownSettings = Readonly<Record<string, readonly string[]>>;
 
 /**
@@ -14,7 +14,12 @@ export type KnownSettings = Readonly<Record<string, readonly string[]>>;
  */
 export function unknownSetting(raw: object, known: KnownSettings): string | undefined {
   for (const [section, names] of Object.entries(known)) {
-    const value: unknown = section === '' ? raw : (raw as Record<string, unknown>)[section];
+    let value: unknown = raw;
+    for (const part of section === '' ? [] : section.split('.')) {
+      // A parent that is not an object is its own section's error, reported there.
+      value =
+        typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[part] : undefined;
+    }
     if (value === undefined) continue;
     if (typeof value !== 'object' || value === null || Array.isArray(value))
       return `${section} must be an object`;

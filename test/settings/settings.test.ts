@@ -27,6 +27,17 @@ describe('unknownSetting', () => {
     assert.equal(unknownSetting({ tls: [] }, KNOWN), 'tls must be an object');
   });
 
+  it('checks a section inside a section', () => {
+    const nested = { '': ['policies'], policies: ['guardrails'], 'policies.guardrails': ['corporateCidrs'] };
+    assert.equal(unknownSetting({ policies: { guardrails: { corporateCidrs: [] } } }, nested), undefined);
+    assert.equal(unknownSetting({ policies: {} }, nested), undefined);
+    assert.equal(
+      unknownSetting({ policies: { guardrails: { corporateCidr: [] } } }, nested),
+      'unknown setting policies.guardrails.corporateCidr (known in this section: corporateCidrs)',
+    );
+    assert.equal(unknownSetting({ policies: 'x' }, nested), 'policies must be an object');
+  });
+
   it('accepts exactly the objects made of known settings (property)', () => {
     // Names only: sections (`tls`, `audit`) get object values of their own below; `__proto__` is not data.
     const name = fc
@@ -67,6 +78,12 @@ describe('warden server configuration file', () => {
     assert.throws(
       () => loadConfig(env(write({ audit: { retentionDay: 30 } }))),
       (e: unknown) => e instanceof ConfigError && /unknown setting audit\.retentionDay /.test(e.message),
+    );
+    // A misspelt guardrail would leave it off.
+    assert.throws(
+      () => loadConfig(env(write({ policies: { guardrails: { corporateCidr: ['10.0.0.0/8'] } } }))),
+      (e: unknown) =>
+        e instanceof ConfigError && /unknown setting policies\.guardrails\.corporateCidr /.test(e.message),
     );
     assert.throws(
       () => loadConfig(env(write(['not', 'an', 'object']))),
