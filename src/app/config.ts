@@ -97,6 +97,27 @@ const SETTINGS = {
   audit: ['origin', 'retentionDays', 'sinks'] satisfies (keyof NonNullable<ConfigFile['audit']>)[],
 } as const;
 
+/** The settings of each kind of audit sink (`audit.sinks[]`, docs/audit-sinks.md). */
+const SINK_SETTINGS = {
+  file: ['type', 'path', 'maxBytes', 'keep'],
+  syslog: ['type', 'host', 'port', 'caFile', 'certFile', 'keyFile'],
+  webhook: ['type', 'url', 'caFile', 'authorizationFile', 'spoolDir', 'maxSpoolBytes'],
+} as const satisfies Record<AuditSinkConfig['type'], readonly string[]>;
+
+/** Each sink has a known type and only that type's settings: a misspelt `maxBytes` would never rotate the file. */
+function checkSinks(sinks: unknown): void {
+  if (sinks === undefined) return;
+  if (!Array.isArray(sinks)) throw new ConfigError('audit.sinks must be an array');
+  for (const [i, sink] of (sinks as unknown[]).entries()) {
+    const type = typeof sink === 'object' && sink !== null ? (sink as { type?: unknown }).type : undefined;
+    if (typeof type !== 'string' || !Object.hasOwn(SINK_SETTINGS, type)) {
+      throw new ConfigError(`audit.sinks[${i}].type must be ${Object.keys(SINK_SETTINGS).join(', ')}`);
+    }
+    const unknown = unknownSetting(sink as object, { '': SINK_SETTINGS[type as AuditSinkConfig['type']] });
+    if (unknown !== undefined) throw new ConfigError(`audit.sinks[${i}]: ${unknown}`);
+  }
+}
+
 export class ConfigError extends Error {
   readonly code = 'config_error';
 }
@@ -122,6 +143,7 @@ export function loadConfig(
     }
     const unknown = unknownSetting(parsed, SETTINGS);
     if (unknown !== undefined) throw new ConfigError(`${env.WARDEN_CONFIG}: ${unknown}`);
+    checkSinks((parsed as { audit?: { sinks?: unknown } }).audit?.sinks);
     file = parsed;
   }
   const merged: ConfigFile = {

@@ -85,6 +85,21 @@ describe('warden server configuration file', () => {
       (e: unknown) =>
         e instanceof ConfigError && /unknown setting policies\.guardrails\.corporateCidr /.test(e.message),
     );
+    // Audit sinks: a known type, and only that type's settings.
+    assert.throws(
+      () => loadConfig(env(write({ audit: { sinks: [{ type: 'file', path: 'a.jsonl', maxByte: 10 }] } }))),
+      (e: unknown) =>
+        e instanceof ConfigError && /^audit\.sinks\[0\]: unknown setting maxByte /.test(e.message),
+    );
+    assert.throws(
+      () => loadConfig(env(write({ audit: { sinks: [{ type: 'kafka' }] } }))),
+      (e: unknown) =>
+        e instanceof ConfigError && /audit\.sinks\[0\]\.type must be file, syslog, webhook/.test(e.message),
+    );
+    assert.throws(
+      () => loadConfig(env(write({ audit: { sinks: { type: 'file' } } }))),
+      (e: unknown) => e instanceof ConfigError && /audit\.sinks must be an array/.test(e.message),
+    );
     assert.throws(
       () => loadConfig(env(write(['not', 'an', 'object']))),
       (e: unknown) => e instanceof ConfigError && /must hold a JSON object/.test(e.message),
