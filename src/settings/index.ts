@@ -1,6 +1,6 @@
 /**
- * Checks shared by Warden's configuration files (`warden server`'s `WARDEN_CONFIG`, `warden gateway --config`,
- * the extraction monitor's options): every setting must be one the reader knows. A misspelt setting would
+ * The check shared by Warden's configuration files (`warden server`'s `WARDEN_CONFIG` and its audit sinks,
+ * `warden gateway --config`): every setting must be one the reader knows. A misspelt setting would
  * otherwise leave its default in place without a word (`databaseURL` and the server quietly stays on SQLite;
  * `outputPolcy` and the gateway filters with its default policy), and a security product fails closed.
  */

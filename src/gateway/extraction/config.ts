@@ -138,7 +138,11 @@ function fail(message: string): never {
   throw new ExtractionConfigError(message);
 }
 
-/** Refuses options `value` does not know (see `unknownSetting`); shapes are checked where each option is read. */
+/**
+ * Refuses options `value` does not know, as the configuration files do (`unknownSetting`), but with this
+ * library API's own error and option paths (rules and per-detector scopes are not fixed sections). Shapes are
+ * checked where each option is read.
+ */
 function onlyKnown(value: unknown, known: readonly string[], where: string): void {
   if (value === undefined || value === null || typeof value !== 'object') return;
   const unknown = Object.keys(value).find((key) => !known.includes(key));
