@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { ConfigError, loadConfig, startWarden } from '../../app/index.ts';
 import type { RootMode, WardenConfig } from '../../app/index.ts';
+import type { RootStatus } from '../../kms/index.ts';
 import { CliError, ExitCode } from '../exit-codes.ts';
 import { createOutput } from '../output.ts';
 
@@ -53,6 +54,7 @@ async function runServer(options: ServerOptions): Promise<void> {
       warden.tokenCreated
         ? `a bootstrap admin token was written to ${warden.tokenPath} (mode 0600)`
         : `bootstrap admin token: ${warden.tokenPath}`,
+      ...unsealLines(status),
       '',
       'In another shell:',
       ...env.map((l) => `  ${l}`),
@@ -80,6 +82,26 @@ async function runServer(options: ServerOptions): Promise<void> {
     process.once('SIGTERM', stop);
   });
   await warden.close();
+}
+
+/** What an operator does next when the server starts sealed; key operations answer 503 `sealed` until then. */
+function unsealLines(status: RootStatus): string[] {
+  if (!status.sealed) return [];
+  if (status.kind === 'software' && !status.initialized) {
+    return [
+      'the root of trust is not initialised, so key operations are refused: run `npx warden operator init`',
+      '(it prints the unseal shares once), then `npx warden operator unseal` with enough of them',
+    ];
+  }
+  if (status.kind === 'software') {
+    const shares = status.threshold === undefined ? 'enough' : String(status.threshold);
+    return [
+      `key operations are refused until ${shares} unseal shares are given: \`npx warden operator unseal\``,
+    ];
+  }
+  return [
+    'key operations are refused until the HSM session is open: `npx warden operator unseal` (the token PIN)',
+  ];
 }
 
 /** The commands a newcomer runs against the demo model: a call, a denial, the rate limit, PII redaction. */
