@@ -259,22 +259,28 @@ export async function* decryptStream(
   opened.dataKey.fill(0);
   const { decryption, layout } = opened;
   const sealedSize = layout.encryptedChunkSize;
+  // With a declared length the number of full chunks and the final chunk's sealed size are known, so input that
+  // ends early or runs on is reported as truncated (as the file and descriptor paths do) rather than as a failed
+  // tag, and the chunks add up to that length.
+  const declared = header.plaintextLength;
+  const fullChunks = declared === undefined ? undefined : Math.floor(declared / layout.chunkSize);
   const garbage = new GarbageStep(COLLECT_BUFFERS_EVERY_BYTES);
   let index = 0;
-  let total = 0;
   while (await fill(sealedSize + 1)) {
+    if (fullChunks !== undefined && index >= fullChunks) throw new TruncatedEnvelopeError();
     const plain = decryption.openChunk(index++, queue.take(sealedSize));
-    total += plain.length;
     garbage.add(plain.length);
     yield plain;
   }
   // What is left is the final chunk: its sealed length must lie in [TAG_BYTES, sealedSize).
   if (queue.length < TAG_BYTES || queue.length >= sealedSize) throw new TruncatedEnvelopeError();
-  const last = decryption.openChunk(index, queue.take(queue.length));
-  total += last.length;
-  if (header.plaintextLength !== undefined && total !== header.plaintextLength)
+  if (
+    declared !== undefined &&
+    (index !== fullChunks || queue.length !== (declared % layout.chunkSize) + TAG_BYTES)
+  ) {
     throw new TruncatedEnvelopeError();
-  yield last;
+  }
+  yield decryption.openChunk(index, queue.take(queue.length));
 }
 
 /** Drains a stream of buffers into one buffer (for small envelopes such as manifests). */

@@ -107,6 +107,25 @@ describe('envelope streaming', () => {
     }
   });
 
+  it('reports a declared-length envelope cut short or run on as truncated, as the file paths do', async () => {
+    const SEALED = 2 ** MIN_CHUNK + 16;
+    for (const length of [2 * 2 ** MIN_CHUNK + 100, 2 * 2 ** MIN_CHUNK]) {
+      const ct = await seal(randomBytes(length));
+      const payloadStart =
+        ct.length - (Math.floor(length / 2 ** MIN_CHUNK) * SEALED + (length % 2 ** MIN_CHUNK) + 16);
+      // Any cut past the header and the key-commitment prefix, in any chunk.
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: payloadStart, max: ct.length - 1 }), async (at) => {
+          await assert.rejects(open(ct.subarray(0, at)), TruncatedEnvelopeError, `cut at ${at}`);
+        }),
+        { numRuns: 60 },
+      );
+      for (const extra of [1, SEALED + 5]) {
+        await assert.rejects(open(Buffer.concat([ct, randomBytes(extra)])), TruncatedEnvelopeError);
+      }
+    }
+  });
+
   it('exhaustively: every flipped bit position and every truncation of a small ciphertext fails', async () => {
     for (const declare of [true, false]) {
       const ct = await seal(randomBytes(300), { declare });
