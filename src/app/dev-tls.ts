@@ -1,8 +1,9 @@
 import 'reflect-metadata';
 import { createPrivateKey, webcrypto } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as x509 from '@peculiar/x509';
+import { makeDirectoryDurably, writeFileDurably } from '../durable/index.ts';
 
 /**
  * The development TLS identity generated at first start: a local CA and a server certificate it signs for
@@ -32,7 +33,7 @@ export async function ensureDevTls(dir: string, hostnames: readonly string[] = [
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await makeDirectoryDurably(dir);
   x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
   const now = new Date();
   const caKeys = await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']);
@@ -76,9 +77,11 @@ export async function ensureDevTls(dir: string, hostnames: readonly string[] = [
     .toString();
   pkcs8.fill(0);
   const cert = `${server.toString('pem')}\n${ca.toString('pem')}\n`;
-  await writeFile(keyPath, key, { mode: 0o600 });
-  await writeFile(certPath, cert, { mode: 0o644 });
-  await writeFile(caPath, `${ca.toString('pem')}\n`, { mode: 0o644 });
+  // Each file whole or absent after a crash; the certificate last, since its presence (with the key's) is what
+  // the next start takes for a complete identity.
+  await writeFileDurably(caPath, `${ca.toString('pem')}\n`, { mode: 0o644 });
+  await writeFileDurably(keyPath, key, { mode: 0o600 });
+  await writeFileDurably(certPath, cert, { mode: 0o644 });
   return { caPath, key, cert, created: true };
 }
 

@@ -1,6 +1,6 @@
 import type { SecureContextOptions } from 'node:tls';
 import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import {
@@ -52,7 +52,7 @@ import { CREDIT_BIAS, CREDIT_FEATURES, CREDIT_WEIGHTS, registerGatewayRoutes } f
 import type { EmbeddedGateway } from './gateway.ts';
 import { ensureDevTls } from './dev-tls.ts';
 import { pkcs11Operator, softwareOperator } from './operator.ts';
-import { makeDirectoryDurably } from '../durable/index.ts';
+import { makeDirectoryDurably, writeFileDurably } from '../durable/index.ts';
 
 export interface RunningWarden {
   readonly url: string;
@@ -386,6 +386,6 @@ async function ensureBootstrapToken(tokenFile: string): Promise<{ token: string;
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   const token = `wdn_boot_${randomBytes(32).toString('base64url')}`;
-  await writeFile(tokenFile, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  await writeFileDurably(tokenFile, `${token}\n`, { mode: 0o600, exclusive: true });
   return { token, created: true };
 }

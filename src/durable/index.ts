@@ -1,13 +1,15 @@
 /**
  * The file-system steps that make a change to a plain file durable, shared by every domain that keeps state or
  * writes results in files (envelope outputs, the development keyring, the software root's seal state, registry
- * blobs and staged files, audit sinks, CLI sessions).
+ * blobs and staged files, audit sinks, CLI sessions, the server's bootstrap token and development TLS identity,
+ * certificates written by `warden ca issue --out`).
  *
  * A rename that returned is atomic but not yet durable: until the directory itself is fsynced, a power loss can
  * bring back the old entry (for `warden rewrap`, a header still wrapped under a key version that may since have
  * been destroyed). The same holds for a directory just created: its entry lives in its parent.
  */
-import { mkdir, open, rename } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, open, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 /** Makes the entries of `dir` (files created, renamed or removed in it) durable. */
@@ -24,6 +26,42 @@ export async function syncDirectory(dir: string): Promise<void> {
 export async function renameDurably(from: string, to: string): Promise<void> {
   await rename(from, to);
   await syncDirectory(path.dirname(to));
+}
+
+/**
+ * Writes a whole file so that a crash or power loss leaves either the previous state (no file, or the old one) or
+ * the new content, never a part of it: a private temporary file beside it, fsynced, then renamed over `file` —
+ * or, with `exclusive`, hard-linked to it, which fails with EEXIST when `file` exists (as `flag: 'wx'` does) —
+ * and the directory fsynced. The directory must exist.
+ */
+export async function writeFileDurably(
+  file: string,
+  data: string | Uint8Array,
+  options: { readonly mode: number; readonly exclusive?: boolean },
+): Promise<void> {
+  const temporary = path.join(
+    path.dirname(file),
+    `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`,
+  );
+  const handle = await open(temporary, 'wx', options.mode);
+  let renamed = false;
+  try {
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    if (options.exclusive === true) await link(temporary, file);
+    else {
+      await rename(temporary, file);
+      renamed = true;
+    }
+  } finally {
+    // After a link (or a failure) the temporary name is still there.
+    if (!renamed) await unlink(temporary).catch(() => undefined);
+  }
+  await syncDirectory(path.dirname(file));
 }
 
 /**

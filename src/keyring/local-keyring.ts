@@ -1,10 +1,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { open, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { AeadKey, DecryptionError, open as openSealed, seal } from '../crypto/index.ts';
 import type { KeySlot, SlotUnwrapper, SlotWrapper } from '../envelope/index.ts';
-import { makeDirectoryDurably, renameDurably } from '../durable/index.ts';
+import { makeDirectoryDurably, writeFileDurably } from '../durable/index.ts';
 
 /**
  * The development keyring: key-encryption keys kept in clear in a local JSON file. It exists so the quickstart
@@ -106,16 +106,8 @@ export class LocalKeyring implements SlotWrapper, SlotUnwrapper {
       primary: id,
       keys: [{ id, created: new Date().toISOString(), key: key.toString('base64') }],
     };
-    // Written to a temp file and renamed so a crash never leaves a half-written keyring; 'wx' refuses to race.
-    const tmp = `${file}.${process.pid}.tmp`;
-    const handle = await open(tmp, 'wx', 0o600);
-    try {
-      await handle.writeFile(`${JSON.stringify(doc, null, 2)}\n`);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await renameDurably(tmp, file);
+    // A crash never leaves a half-written keyring.
+    await writeFileDurably(file, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o600 });
     const keys = new Map([[id, AeadKey.fromBytes(key)]]);
     key.fill(0);
     return new LocalKeyring(file, id, keys);

@@ -7,9 +7,18 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { writeFileDurably } from '../../src/durable/index.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
@@ -28,7 +37,7 @@ function traced(args: string[], env: NodeJS.ProcessEnv = {}): string[] {
       '-qq',
       '-y',
       '-e',
-      'trace=rename,renameat,renameat2,mkdir,mkdirat,fsync,fdatasync',
+      'trace=rename,renameat,renameat2,link,linkat,mkdir,mkdirat,fsync,fdatasync',
       '-o',
       log,
       process.execPath,
@@ -41,21 +50,27 @@ function traced(args: string[], env: NodeJS.ProcessEnv = {}): string[] {
   return readFileSync(log, 'utf8').split('\n');
 }
 
-/** Asserts that a rename onto `target` completed and that `target`'s directory was fsynced after it. */
+/**
+ * Asserts that a rename (or, for an exclusive create, a hard link) onto `target` completed and that `target`'s
+ * directory was fsynced after it.
+ */
 function assertRenamedDurably(lines: readonly string[], target: string): void {
-  const renamed = lines.findIndex((l) => /rename/.test(l) && l.includes(`"${target}"`));
+  const renamed = lines.findIndex(
+    (l) => /\b(rename|renameat2?|link|linkat)\(/.test(l) && l.includes(`"${target}"`),
+  );
   assert.ok(renamed >= 0, `no rename onto ${target}`);
-  // A rename the tracer saw start on one thread finishes on the same one: its result is on this line or a later
-  // `<... rename resumed>` line of the same pid.
+  // A call the tracer saw start on one thread finishes on the same one: its result is on this line or a later
+  // `<... rename resumed>` (or `link`) line of the same pid.
   const pid = lines[renamed]!.split(' ')[0];
+  const call = /\b(rename|link)/.exec(lines[renamed]!)![1]!;
   let done = renamed;
   while (!/= 0$/.test(lines[done]!)) {
-    done = lines.findIndex((l, i) => i > done && l.startsWith(`${pid} <... rename`));
-    assert.ok(done > 0, `the rename onto ${target} did not succeed`);
+    done = lines.findIndex((l, i) => i > done && l.startsWith(`${pid} <... ${call}`));
+    assert.ok(done > 0, `the ${call} onto ${target} did not succeed`);
   }
   const dir = path.dirname(target);
   const synced = lines.findIndex((l, i) => i > done && l.includes(`sync(`) && l.includes(`<${dir}>`));
-  assert.ok(synced > done, `${dir} was not fsynced after the rename onto ${target}`);
+  assert.ok(synced > done, `${dir} was not fsynced after the ${call} onto ${target}`);
 }
 
 /** Asserts that `dir` was created and that its parent was fsynced after that. */
@@ -77,6 +92,41 @@ describe('durable renames', () => {
     const lines = traced(['--input-type=module', '-e', script]);
     assertRenamedDurably(lines, target);
     assert.equal(readFileSync(target, 'utf8'), 'x');
+  });
+
+  it('writeFileDurably fsyncs the content before publishing it, and the directory after', () => {
+    const dir = tempDir();
+    const module = JSON.stringify(path.join(ROOT, 'src', 'durable', 'index.ts'));
+    const [replaced, created] = [path.join(dir, 'replaced'), path.join(dir, 'created')];
+    writeFileSync(replaced, 'old');
+    const script = `import { writeFileDurably } from ${module};
+      await writeFileDurably(${JSON.stringify(replaced)}, 'new', { mode: 0o600 });
+      await writeFileDurably(${JSON.stringify(created)}, 'only', { mode: 0o600, exclusive: true });`;
+    const lines = traced(['--input-type=module', '-e', script]);
+    for (const target of [replaced, created]) {
+      assertRenamedDurably(lines, target);
+      const published = lines.findIndex((l) => /\b(rename|link)/.test(l) && l.includes(`"${target}"`));
+      const contentSynced = lines.findIndex(
+        (l) => l.includes('sync(') && l.includes(`<${dir}/.${path.basename(target)}.`),
+      );
+      assert.ok(contentSynced >= 0 && contentSynced < published, `${target}: content not fsynced first`);
+    }
+    assert.equal(readFileSync(replaced, 'utf8'), 'new');
+    assert.equal(readFileSync(created, 'utf8'), 'only');
+  });
+
+  it('warden server makes its first-start files durable: bootstrap token and development TLS identity', () => {
+    const dataDir = path.join(tempDir(), 'data');
+    const app = JSON.stringify(path.join(ROOT, 'src', 'app', 'index.ts'));
+    const script = `import { loadConfig, startWarden } from ${app};
+      const warden = await startWarden(loadConfig({ WARDEN_DATA_DIR: ${JSON.stringify(dataDir)}, WARDEN_LISTEN: '127.0.0.1:0' }), { requestLog: { write: () => true } });
+      await warden.close();`;
+    const lines = traced(['--input-type=module', '-e', script]);
+    assertRenamedDurably(lines, path.join(dataDir, 'bootstrap-token'));
+    for (const name of ['ca.pem', 'server.key', 'server.pem']) {
+      assertRenamedDurably(lines, path.join(dataDir, 'tls', name));
+    }
+    assertCreatedDurably(lines, path.join(dataDir, 'tls'));
   });
 
   it('makeDirectoryDurably fsyncs every directory that gained an entry, and nothing when all exist', () => {
@@ -119,5 +169,21 @@ describe('durable renames', () => {
     assertCreatedDurably(lines, path.join(output, 'shard'));
     assertCreatedDurably(lines, path.join(output, 'shard', 'part'));
     assertRenamedDurably(lines, path.join(output, 'shard', 'part', 'rows.csv.wenc'));
+  });
+});
+
+describe('writeFileDurably', () => {
+  it('writes with the mode, replaces a file, and with exclusive refuses an existing one, leaving no temporary', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'token');
+    await writeFileDurably(file, 'first', { mode: 0o600, exclusive: true });
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    await assert.rejects(writeFileDurably(file, 'second', { mode: 0o600, exclusive: true }), {
+      code: 'EEXIST',
+    });
+    assert.equal(readFileSync(file, 'utf8'), 'first');
+    await writeFileDurably(file, 'third', { mode: 0o644 });
+    assert.equal(readFileSync(file, 'utf8'), 'third');
+    assert.deepEqual(readdirSync(dir), ['token']);
   });
 });

@@ -1,9 +1,10 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { isIP } from 'node:net';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import type { WardenHttp } from '../../client/index.ts';
+import { makeDirectoryDurably, writeFileDurably } from '../../durable/index.ts';
 import { CliError, ExitCode } from '../exit-codes.ts';
 import type { Output } from '../output.ts';
 import { actionFor, connectHttp, withConnectionOptions } from './kms.ts';
@@ -84,7 +85,7 @@ function list(value: string, previous: string[] | undefined): string[] {
 
 async function writeOut(file: string, data: string, mode: number, force: boolean): Promise<void> {
   try {
-    await writeFile(file, data, { mode, flag: force ? 'w' : 'wx' });
+    await writeFileDurably(file, data, { mode, exclusive: !force });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
       throw new CliError('output_exists', `${file} already exists (use --force to replace it)`, ExitCode.io);
@@ -269,7 +270,7 @@ export function registerCaCommands(program: Command, io: Partial<KmsCliIo> = {})
         );
         const files: string[] = [];
         if (o.out !== undefined) {
-          await mkdir(o.out, { recursive: true, mode: 0o700 });
+          await makeDirectoryDurably(o.out);
           if (privatePem !== undefined) {
             const keyFile = path.join(o.out, 'key.pem');
             await writeOut(keyFile, privatePem, 0o600, force);

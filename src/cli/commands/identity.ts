@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { open, readFile, stat, unlink } from 'node:fs/promises';
+import { readFile, stat, unlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
@@ -34,7 +33,7 @@ import {
   withConnectionOptions,
 } from './kms.ts';
 import type { ConnectionOptions, KmsCliIo } from './kms.ts';
-import { makeDirectoryDurably, renameDurably } from '../../durable/index.ts';
+import { makeDirectoryDurably, writeFileDurably } from '../../durable/index.ts';
 
 /**
  * `warden login | logout | whoami | bootstrap | mfa | users | service-accounts | api-keys | roles`: Warden's
@@ -128,22 +127,11 @@ export async function readSession(env: NodeJS.ProcessEnv, out: Output): Promise<
   return parseSession(text, file);
 }
 
-/** Writes the session to a private temporary file, flushes it, then renames it over the old one. */
+/** Writes the session whole (a crash leaves the old one or the new one), readable by its owner only. */
 export async function writeSession(env: NodeJS.ProcessEnv, session: SavedSession): Promise<void> {
   const file = sessionPath(env);
   await makeDirectoryDurably(path.dirname(file));
-  const temporary = `${file}.${randomBytes(8).toString('hex')}.tmp`;
-  const handle = await open(temporary, 'wx', 0o600);
-  try {
-    await handle.writeFile(`${JSON.stringify(session, null, 2)}\n`);
-    await handle.sync();
-    await handle.close();
-    await renameDurably(temporary, file);
-  } catch (err) {
-    await handle.close().catch(() => undefined);
-    await unlink(temporary).catch(() => undefined);
-    throw err;
-  }
+  await writeFileDurably(file, `${JSON.stringify(session, null, 2)}\n`, { mode: 0o600 });
 }
 
 async function deleteSession(env: NodeJS.ProcessEnv): Promise<boolean> {
