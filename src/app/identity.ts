@@ -1,5 +1,11 @@
 import { MacKey } from '../crypto/index.ts';
-import { IDENTITY_SYSTEM_PRINCIPAL, IdentityService, kmsSecretSealer } from '../identity/index.ts';
+import {
+  Directory,
+  IDENTITY_MIGRATIONS,
+  IDENTITY_SYSTEM_PRINCIPAL,
+  IdentityService,
+  kmsSecretSealer,
+} from '../identity/index.ts';
 import type { IdentityDB } from '../identity/index.ts';
 import type { AuditRecorder } from '../audit/index.ts';
 import { KmsSealedError } from '../kms/index.ts';
@@ -30,6 +36,7 @@ export class IdentityRuntime {
   readonly #options: IdentityRuntimeOptions;
   #service: IdentityService | undefined;
   #opening: Promise<IdentityService> | undefined;
+  #directory: Promise<Directory> | undefined;
 
   constructor(options: IdentityRuntimeOptions) {
     this.#options = options;
@@ -74,6 +81,23 @@ export class IdentityRuntime {
         : { otherMfaFactors: this.#options.otherMfaFactors }),
     });
     return this.#service;
+  }
+
+  /**
+   * True once the bootstrap token has been redeemed. Answered from the store alone, without the KMS: a sealed
+   * server must refuse a redeemed token too, or its leftover file would be an administrator's credential after
+   * every restart until the unseal.
+   */
+  async bootstrapRedeemed(): Promise<boolean> {
+    if (this.#service !== undefined) return this.#service.isBootstrapRedeemed();
+    this.#directory ??= this.#options.store.migrate(IDENTITY_MIGRATIONS).then(
+      () => new Directory(this.#options.store),
+      (err: unknown) => {
+        this.#directory = undefined;
+        throw err;
+      },
+    );
+    return (await (await this.#directory).getMeta('bootstrap')) !== undefined;
   }
 
   /** A stand-in with the service's shape for route modules registered before it opens. */

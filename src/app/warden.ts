@@ -165,10 +165,9 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
   const bootstrap = bootstrapTokenAuthenticator(token);
   // The bootstrap token is a bearer only until it is redeemed for the first administrator (POST /v1/auth/bootstrap).
   const authenticate: Authenticate = async (input) => {
-    const service = identity.ready;
     const admin = await bootstrap(input);
-    if (admin === undefined) return service?.authenticate(input);
-    return service !== undefined && (await service.isBootstrapRedeemed()) ? undefined : admin;
+    if (admin === undefined) return identity.ready?.authenticate(input);
+    return (await identity.bootstrapRedeemed()) ? undefined : admin;
   };
   let issuer = '';
   const factors = await openIdentityFactors({

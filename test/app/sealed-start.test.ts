@@ -64,3 +64,69 @@ describe('warden server with a sealed root', async () => {
     assert.equal(cp.status, 200, JSON.stringify(cp.body));
   });
 });
+
+describe('a redeemed bootstrap token on a sealed restart', () => {
+  const dataDir = tempDir('warden-sealed-redeemed-');
+  const start = () =>
+    startWarden(
+      loadConfig({ WARDEN_DATA_DIR: dataDir, WARDEN_LISTEN: '127.0.0.1:0', WARDEN_ROOT: 'shamir' }),
+      {
+        requestLog: { write: () => true } as unknown as NodeJS.WritableStream,
+      },
+    );
+  const call = async (
+    warden: Awaited<ReturnType<typeof start>>,
+    method: 'GET' | 'POST' | 'PUT',
+    path: string,
+    body?: unknown,
+  ) => {
+    const token = readFileSync(warden.tokenPath, 'utf8').trim();
+    const r = await request(`${warden.url}${path}`, {
+      method,
+      dispatcher: new Agent({ connect: { ca: readFileSync(warden.caPath) } }),
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    return { status: r.statusCode, body: (await r.body.json()) as Record<string, unknown> };
+  };
+
+  it('is refused while the root is sealed, not only once the identity service is open', async () => {
+    const first = await start();
+    let shares: string[];
+    try {
+      const init = await call(first, 'POST', '/v1/operator/init', { shares: 2, threshold: 2 });
+      shares = init.body.shares as string[];
+      for (const share of shares) await call(first, 'POST', '/v1/operator/unseal', { share });
+      const token = readFileSync(first.tokenPath, 'utf8').trim();
+      let redeemed: Awaited<ReturnType<typeof call>> | undefined;
+      for (let i = 0; i < 100; i++) {
+        redeemed = await call(first, 'POST', '/v1/auth/bootstrap', {
+          token,
+          username: 'root',
+          password: 'correct horse battery',
+        });
+        if (redeemed.status !== 503) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.equal(redeemed?.status, 201, JSON.stringify(redeemed?.body));
+    } finally {
+      await first.close();
+    }
+
+    const second = await start();
+    try {
+      assert.equal((await call(second, 'GET', '/v1/operator/status')).body.sealed, true);
+      const listed = await call(second, 'GET', '/v1/policies');
+      assert.equal(listed.status, 401, JSON.stringify(listed.body));
+      const put = await call(second, 'PUT', '/v1/policies/open-all', {
+        text: 'permit (principal, action, resource);',
+      });
+      assert.equal(put.status, 401, JSON.stringify(put.body));
+      // After the unseal, as before: still refused.
+      for (const share of shares) await call(second, 'POST', '/v1/operator/unseal', { share });
+      assert.equal((await call(second, 'GET', '/v1/policies')).status, 401);
+    } finally {
+      await second.close();
+    }
+  });
+});
