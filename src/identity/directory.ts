@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { StoreConflictError } from '../store/index.ts';
 import type { Store } from '../store/index.ts';
 import { IdentityExistsError, IdentityNotFoundError, InvalidIdentityRequestError } from './errors.ts';
@@ -279,7 +280,16 @@ function toFamily(row: FamilyRow): TokenFamily {
   };
 }
 
-/** The columns of a new user's row after its name and origin: validated, no MFA yet, epoch 1. */
+/**
+ * The first epoch of a new principal: random rather than 1, so that a principal deleted and then created again
+ * under the same name does not match the tokens issued to the one deleted (a client-credentials token has no
+ * session whose revocation would catch it). Bumps add 1; 2^48 leaves room below 2^53.
+ */
+function firstEpoch(): number {
+  return randomInt(1, 2 ** 48);
+}
+
+/** The columns of a new user's row after its name and origin: validated, no MFA yet, a first epoch. */
 function newUserColumns(input: NewUser, now: number) {
   return {
     display_name: checkText(input.displayName ?? '', 'display name'),
@@ -292,7 +302,7 @@ function newUserColumns(input: NewUser, now: number) {
     groups: JSON.stringify(checkGroups(input.groups ?? [])),
     roles: JSON.stringify(checkRoles(input.roles ?? [])),
     disabled: 0 as const,
-    epoch: 1,
+    epoch: firstEpoch(),
     created_at: now,
     updated_at: now,
     last_login_at: null,
@@ -557,7 +567,7 @@ export class Directory {
       tls_spki_sha256: input.tlsSpkiSha256 ?? null,
       roles: JSON.stringify(checkRoles(input.roles ?? [])),
       disabled: 0,
-      epoch: 1,
+      epoch: firstEpoch(),
       created_at: now,
       updated_at: now,
     };

@@ -236,6 +236,34 @@ describe('token service (ES256 through the KMS)', () => {
     );
   });
 
+  it('deleting a service account kills its tokens; re-creating the same client id does not revive them', async () => {
+    const first = await f.identity.createServiceAccount(ADMIN, {
+      clientId: 'recreated',
+      authMethod: 'client_secret',
+      roles: ['key-user'],
+    });
+    const token = async (clientSecret: string) =>
+      (
+        await f.identity.oauth.token(
+          req({ grant_type: 'client_credentials' }, { authorization: basic('recreated', clientSecret) }),
+        )
+      ).access_token;
+    const old = await token(first.clientSecret ?? '');
+    assert.ok(await f.identity.authenticate({ authorization: bearer(old), sourceIp: IP }));
+    await f.identity.deleteServiceAccount(ADMIN, 'recreated');
+    assert.equal(await f.identity.authenticate({ authorization: bearer(old), sourceIp: IP }), undefined);
+    // Another account under the same id, same roles, same clock: the old account's tokens are not its own.
+    const second = await f.identity.createServiceAccount(ADMIN, {
+      clientId: 'recreated',
+      authMethod: 'client_secret',
+      roles: ['key-user'],
+    });
+    f.identity.oauth.invalidate();
+    assert.equal(await f.identity.authenticate({ authorization: bearer(old), sourceIp: IP }), undefined);
+    const fresh = await token(second.clientSecret ?? '');
+    assert.ok(await f.identity.authenticate({ authorization: bearer(fresh), sourceIp: IP }));
+  });
+
   it('a token verified before is remembered only by its exact text: a tampered copy is verified afresh and refused', async () => {
     const { access_token } = await ccToken();
     assert.ok(await f.identity.authenticate({ authorization: bearer(access_token), sourceIp: IP }));
