@@ -110,6 +110,8 @@ after(async () => {
 
 describe('warden identity CLI', () => {
   it('bootstrap redeem: the token from WARDEN_TOKEN_FILE, the password from stdin; only once', async () => {
+    const bootstrapEnv = { env: { WARDEN_TOKEN_FILE: warden.tokenPath } };
+    assert.equal((await json<{ kind: string }>(['whoami'], bootstrapEnv)).kind, 'bootstrap');
     await fails(['bootstrap', 'redeem', '--username', 'admin'], ExitCode.usage, {
       env: { WARDEN_TOKEN_FILE: warden.tokenPath },
     });
@@ -123,6 +125,9 @@ describe('warden identity CLI', () => {
       stdin: `${PASSWORD}\n`,
     });
     assert.equal(again.errorCode, 'bootstrap_unavailable');
+    // Checked with the server, which no longer accepts it.
+    const who = await fails(['whoami'], ExitCode.unauthenticated, bootstrapEnv);
+    assert.match(who.stderr, /already redeemed/);
     secrets.push(readFileSync(warden.tokenPath, 'utf8').trim());
   });
 

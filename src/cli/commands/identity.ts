@@ -593,6 +593,22 @@ function registerSession(program: Command, io: KmsCliIo): void {
       }
       const address = addressOf(io, o);
       if (token.startsWith('wdn_boot_')) {
+        // The server refuses the token once redeemed; an administrator's read tells (a 403 still authenticated).
+        const http = await connectHttp(io, o, out);
+        try {
+          await http.json('GET', '/v1/policies');
+        } catch (err) {
+          if (err instanceof KmsClientError && err.status === 401) {
+            throw new CliError(
+              'unauthenticated',
+              'the bootstrap token is not accepted (already redeemed?): run warden login',
+              ExitCode.unauthenticated,
+            );
+          }
+          if (!(err instanceof KmsClientError) || err.status !== 403) throw err;
+        } finally {
+          await http.close();
+        }
         out.result(`the bootstrap token of ${address}`, { address, kind: 'bootstrap' });
         return;
       }
