@@ -88,5 +88,10 @@ describe('warden audit', async () => {
     assert.equal(found.code, 0, found.err);
     const events = (JSON.parse(found.out) as { events: unknown[] }).events;
     assert.ok(events.length >= 2);
+    for (const limit of [0, 1]) {
+      const limited = await run(['audit', 'query', '--limit', String(limit), '--json']);
+      assert.equal(limited.code, 0, limited.err);
+      assert.equal((JSON.parse(limited.out) as { events: unknown[] }).events.length, limit);
+    }
   });
 });

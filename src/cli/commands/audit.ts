@@ -174,9 +174,12 @@ export function registerAuditCommands(program: Command, ioOverrides: Partial<Kms
         };
         await withAudit(io, options, out, async (client) => {
           const events = [];
-          for await (const e of client.allEvents(q)) {
-            events.push(e);
-            if (events.length >= limit) break;
+          // `--limit 0` asks for no event: the loop would take one before checking.
+          if (limit > 0) {
+            for await (const e of client.allEvents(q)) {
+              events.push(e);
+              if (events.length >= limit) break;
+            }
           }
           const human = events
             .map((e) => {
