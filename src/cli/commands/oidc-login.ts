@@ -160,12 +160,12 @@ function waitForRedirect(
     const timer = setTimeout(() => {
       finish();
       reject(
-        new CliError('oidc_login_timeout', 'no answer from the browser in time', ExitCode.authentication),
+        new CliError('oidc_login_timeout', 'no answer from the browser in time', ExitCode.unauthenticated),
       );
     }, options.timeoutMs ?? 300_000);
     const onAbort = () => {
       finish();
-      reject(new CliError('oidc_login_aborted', 'login aborted', ExitCode.authentication));
+      reject(new CliError('oidc_login_aborted', 'login aborted', ExitCode.unauthenticated));
     };
     options.signal?.addEventListener('abort', onAbort, { once: true });
     stop.addEventListener('abort', onAbort, { once: true });
@@ -197,7 +197,7 @@ function waitForRedirect(
           new CliError(
             'oidc_idp_error',
             `the identity provider refused the login (${safe})`,
-            ExitCode.authentication,
+            ExitCode.unauthenticated,
           ),
         );
         return;

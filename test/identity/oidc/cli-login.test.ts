@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { AuditHasher, JsonLinesAuditRecorder } from '../../../src/audit/index.ts';
 import { oidcLogin } from '../../../src/cli/commands/oidc-login.ts';
 import type { OidcLoginTransport } from '../../../src/cli/commands/oidc-login.ts';
+import { ExitCode } from '../../../src/cli/exit-codes.ts';
 import { OidcRelyingParty } from '../../../src/identity/oidc/index.ts';
 import { authorize, CLIENT_ID, CLIENT_SECRET, TestProvider } from './provider-harness.ts';
 
@@ -104,7 +105,7 @@ describe('warden login --oidc (oidcLogin)', () => {
     assert.equal(session.token_type, 'Bearer');
   });
 
-  it('reports a provider error and a timeout as CLI errors', async () => {
+  it('reports a provider error and a timeout as CLI errors: not authenticated (exit 8)', async () => {
     await assert.rejects(
       oidcLogin({
         http: server,
@@ -118,13 +119,11 @@ describe('warden login --oidc (oidcLogin)', () => {
           });
         },
       }),
-      { code: 'oidc_idp_error' },
+      { code: 'oidc_idp_error', exitCode: ExitCode.unauthenticated },
     );
     await assert.rejects(
       oidcLogin({ http: server, print: () => undefined, openBrowser: false, timeoutMs: 50 }),
-      {
-        code: 'oidc_login_timeout',
-      },
+      { code: 'oidc_login_timeout', exitCode: ExitCode.unauthenticated },
     );
   });
 });
