@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { KmsClientError } from '../../client/index.ts';
 import { constantTimeEqual } from '../../crypto/index.ts';
 import { CliError, ExitCode } from '../exit-codes.ts';
 
@@ -118,12 +119,21 @@ export async function oidcLogin(options: OidcLoginOptions): Promise<OidcLoginSes
   try {
     const { port } = server.address() as AddressInfo;
     const redirectUri = `http://127.0.0.1:${port}${callbackPath}`;
-    const started = await options.http.request(
-      'GET',
-      `/v1/auth/oidc/start?redirectUri=${encodeURIComponent(redirectUri)}`,
-      undefined,
-      { anonymous: true },
-    );
+    const started = await options.http
+      .request('GET', `/v1/auth/oidc/start?redirectUri=${encodeURIComponent(redirectUri)}`, undefined, {
+        anonymous: true,
+      })
+      .catch((err: unknown) => {
+        // The routes exist only when an identity provider is configured: "no such route" would mislead.
+        if (err instanceof KmsClientError && err.status === 404 && err.code === 'not_found') {
+          throw new CliError(
+            'oidc_not_configured',
+            'this server does not offer OIDC login (no identity provider is configured)',
+            ExitCode.usage,
+          );
+        }
+        throw err;
+      });
     const { authorizationUrl, state } = startedLogin(started.body);
     const redirect = waitForRedirect(server, callbackPath, state, options, stop.signal);
     // Settled later by the await below; a rejection while the browser opener still runs is not unhandled.

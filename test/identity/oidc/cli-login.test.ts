@@ -7,6 +7,7 @@ import { AuditHasher, JsonLinesAuditRecorder } from '../../../src/audit/index.ts
 import { oidcLogin } from '../../../src/cli/commands/oidc-login.ts';
 import type { OidcLoginTransport } from '../../../src/cli/commands/oidc-login.ts';
 import { ExitCode } from '../../../src/cli/exit-codes.ts';
+import { KmsClientError } from '../../../src/client/index.ts';
 import { OidcRelyingParty } from '../../../src/identity/oidc/index.ts';
 import { authorize, CLIENT_ID, CLIENT_SECRET, TestProvider } from './provider-harness.ts';
 
@@ -74,6 +75,17 @@ after(async () => {
 });
 
 describe('warden login --oidc (oidcLogin)', () => {
+  it('says so when the server has no identity provider configured (its OIDC routes do not exist)', async () => {
+    const without: OidcLoginTransport = {
+      request: () => Promise.reject(new KmsClientError('not_found', 404, 'no such route')),
+    };
+    await assert.rejects(oidcLogin({ http: without, print: () => undefined, openBrowser: false }), {
+      code: 'oidc_not_configured',
+      exitCode: ExitCode.usage,
+      message: /does not offer OIDC login/,
+    });
+  });
+
   it('logs in through a loopback redirect on an ephemeral port', async () => {
     const lines: string[] = [];
     let status = 0;
