@@ -400,13 +400,18 @@ export class Gateway {
         let completion = 0;
         if (kind !== 'embeddings') {
           const cap = endpoint.limits?.maxTokens ?? DEFAULT_MAX_TOKENS;
-          const field =
+          // max_completion_tokens replaces max_tokens, but a request may carry both and an upstream may obey
+          // either: each one present is capped, the reservation takes the larger. Without either, max_tokens.
+          const fields =
             kind === 'chat' && body.max_completion_tokens !== undefined
-              ? 'max_completion_tokens'
-              : 'max_tokens';
-          const asked = body[field];
-          completion = Math.min(typeof asked === 'number' ? asked : cap, cap);
-          rewritten[field] = completion;
+              ? ['max_completion_tokens', ...(body.max_tokens === undefined ? [] : ['max_tokens'])]
+              : ['max_tokens'];
+          for (const field of fields) {
+            const asked = body[field];
+            const bounded = Math.min(typeof asked === 'number' ? asked : cap, cap);
+            rewritten[field] = bounded;
+            completion = Math.max(completion, bounded);
+          }
           const n = typeof body.n === 'number' ? body.n : 1;
           completion *= n;
           if (stream && (endpoint.limits?.tokens?.length ?? 0) > 0) {

@@ -152,6 +152,17 @@ describe('gateway proxy against a real upstream', () => {
     });
     assert.equal(capped.status, 200);
     assert.equal(upstream.received[0]?.body.max_tokens, 50);
+    // Both fields at once: an upstream may obey either, so neither passes uncapped.
+    const both = await post(`${gw.url}/v1/chat/completions`, {
+      ...chatBody('hi'),
+      model: 'small',
+      max_completion_tokens: 10,
+      max_tokens: 9999,
+    });
+    assert.equal(both.status, 200);
+    const sent = upstream.received[1]?.body;
+    assert.equal(sent?.max_completion_tokens, 10);
+    assert.equal(sent.max_tokens, 50);
     const tokenIds = await post(`${gw.url}/v1/completions`, { model: 'gen', prompt: [[1, 2, 3]] });
     assert.equal(tokenIds.status, 400);
   });
