@@ -1013,6 +1013,11 @@ async function checkJwks(
   }
   let keys: Record<string, unknown>[];
   if (pem !== undefined) {
+    // createPublicKey would take a private key and derive its public half: a private key sent by mistake is
+    // refused, so its owner learns it left their machine instead of having it silently accepted.
+    if (/PRIVATE KEY-----/.test(pem)) {
+      throw new InvalidIdentityRequestError('a private key was given: register the public key (SPKI PEM)');
+    }
     try {
       const key = createPublicKey({ key: pem, format: 'pem' });
       keys = [key.export({ format: 'jwk' })];

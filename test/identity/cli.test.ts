@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -288,6 +289,23 @@ describe('warden identity CLI', () => {
     ]);
     assert.match(created.clientSecret, /^wcs_/);
     secrets.push(created.clientSecret);
+    // A private key given by mistake is refused before anything is sent (usage, not the server's invalid_request).
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const keyFile = path.join(configHome, 'client-key.pem');
+    writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const jwksFile = path.join(configHome, 'client-jwks.json');
+    writeFileSync(jwksFile, JSON.stringify({ keys: [privateKey.export({ format: 'jwk' })] }));
+    for (const option of [
+      ['--public-key', keyFile],
+      ['--jwks', jwksFile],
+    ]) {
+      const refused = await fails(
+        ['service-accounts', 'create', 'keyed', '--auth-method', 'private_key_jwt', ...option],
+        ExitCode.usage,
+      );
+      assert.equal(refused.errorCode, 'usage');
+      assert.match(refused.stderr, /holds a private key/);
+    }
     const list = record(await ok(['service-accounts', 'list']));
     assert.match(list.text, /etl +client_secret +key-user/);
     const shown = record(await ok(['service-accounts', 'show', 'etl']));

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { webcrypto } from 'node:crypto';
+import { generateKeyPairSync, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { MacKey } from '../../src/crypto/index.ts';
@@ -10,6 +10,7 @@ import {
   AuthorizationServer,
   certificateSpkiSha256,
   CLIENT_ASSERTION_TYPE,
+  InvalidIdentityRequestError,
   KmsTokenKeys,
   OAuthError,
 } from '../../src/identity/index.ts';
@@ -494,6 +495,22 @@ describe('private_key_jwt (RFC 7523)', () => {
     assert.ok(
       f.audit.of('identity.oauth.client_authentication').some((e) => e.reason === 'assertion_replayed'),
     );
+  });
+
+  it('refuses a private key given as the public key PEM instead of deriving its public half', async () => {
+    const { privateKey: pem } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    for (const format of ['pkcs8', 'sec1'] as const) {
+      const text = pem.export({ type: format, format: 'pem' }).toString();
+      await assert.rejects(
+        f.identity.createServiceAccount(ADMIN, {
+          clientId: `leaky-${format}`,
+          authMethod: 'private_key_jwt',
+          publicKeyPem: text,
+        }),
+        (err: unknown) => err instanceof InvalidIdentityRequestError && /private key/.test(err.message),
+      );
+      assert.equal(await f.identity.directory.getServiceAccount(`leaky-${format}`), undefined);
+    }
   });
 
   it('refuses a wrong audience, iss != sub, expiry, an over-long lifetime, a foreign key and a client_id mismatch', async () => {

@@ -901,12 +901,26 @@ function registerServiceAccounts(program: Command, io: KmsCliIo): void {
           throw err;
         }
       }
+      const publicKeyPem = typeof o.publicKey === 'string' ? await readFile(o.publicKey, 'utf8') : undefined;
+      // Checked here so that a private key never leaves this machine (the server refuses it too).
+      const privateJwk = (k: unknown) =>
+        typeof k === 'object' && k !== null && ['d', 'p', 'q', 'k'].some((m) => m in k);
+      if (
+        (publicKeyPem !== undefined && /PRIVATE KEY-----/.test(publicKeyPem)) ||
+        (Array.isArray(jwks?.keys) && jwks.keys.some(privateJwk))
+      ) {
+        throw new CliError(
+          'usage',
+          `${String(o.publicKey ?? o.jwks)} holds a private key: give the public key (openssl pkey -pubout)`,
+          ExitCode.usage,
+        );
+      }
       const request: CreateServiceAccountRequest = {
         clientId: argString(clientId),
         authMethod: method,
         ...(roles === undefined ? {} : { roles }),
         ...(typeof o.description === 'string' ? { description: o.description } : {}),
-        ...(typeof o.publicKey === 'string' ? { publicKeyPem: await readFile(o.publicKey, 'utf8') } : {}),
+        ...(publicKeyPem === undefined ? {} : { publicKeyPem }),
         ...(jwks === undefined ? {} : { jwks }),
         ...(typeof o.tlsSubjectDn === 'string' ? { tlsSubjectDn: o.tlsSubjectDn } : {}),
         ...(typeof o.tlsSpkiSha256 === 'string' ? { tlsSpkiSha256: o.tlsSpkiSha256 } : {}),
