@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { isIP } from 'node:net';
-import { readFile } from 'node:fs/promises';
+import { lstat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import type { WardenHttp } from '../../client/index.ts';
@@ -91,6 +91,19 @@ async function writeOut(file: string, data: string, mode: number, force: boolean
       throw new CliError('output_exists', `${file} already exists (use --force to replace it)`, ExitCode.io);
     }
     throw err;
+  }
+}
+
+/**
+ * Refuses before anything is issued when an output file exists (unless `force`): finding out afterwards would
+ * leave a certificate issued whose key was thrown away, or a new key.pem next to the old cert.pem.
+ */
+async function refuseExisting(files: readonly string[], force: boolean): Promise<void> {
+  if (force) return;
+  for (const file of files) {
+    if ((await lstat(file).catch(() => undefined)) !== undefined) {
+      throw new CliError('output_exists', `${file} already exists (use --force to replace it)`, ExitCode.io);
+    }
   }
 }
 
@@ -262,6 +275,13 @@ export function registerCaCommands(program: Command, io: Partial<KmsCliIo> = {})
           key = { publicKey: pair.publicKey.export({ format: 'pem', type: 'spki' }).toString() };
         }
         const body = issueBody(o, key);
+        const outFiles =
+          o.out === undefined
+            ? []
+            : [...(privatePem === undefined ? [] : ['key.pem']), 'cert.pem', 'ca.pem'].map((name) =>
+                path.join(o.out as string, name),
+              );
+        await refuseExisting(outFiles, force);
         const issued = await withHttp(
           resolved,
           o,

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate, createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { bootstrapTokenAuthenticator, createKmsServer } from '../../../src/server/index.ts';
@@ -117,6 +117,26 @@ describe('warden ca', async () => {
     // OpenSSL checks the CRL's signature against the bundle `warden ca show` wrote (it exits non-zero if not).
     const verified = await run('openssl', ['crl', '-in', crlFile, '-CAfile', bundleFile, '-noout']);
     assert.match(verified.stdout + verified.stderr, /verify OK/);
+  });
+
+  it('refuses an existing output file before it issues anything', async () => {
+    const out = path.join(f.dir, 'existing-out');
+    await mkdir(out);
+    await writeFile(path.join(out, 'cert.pem'), 'old chain');
+    const issued = async (): Promise<number> =>
+      (JSON.parse((await warden(['list', '--json'])).stdout) as unknown[]).length;
+    const before = await issued();
+    const res = await warden(['issue', '--server', 'localhost', '--out', out]);
+    assert.equal(res.code, 3, res.stderr);
+    assert.match(res.stderr, /cert\.pem already exists/);
+    // No certificate whose key was thrown away, and no new key.pem beside the old cert.pem.
+    assert.equal(await issued(), before);
+    await assert.rejects(stat(path.join(out, 'key.pem')), { code: 'ENOENT' });
+    assert.equal(await readFile(path.join(out, 'cert.pem'), 'utf8'), 'old chain');
+
+    const forced = await warden(['issue', '--server', 'localhost', '--out', out, '--force']);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.equal(await issued(), before + 1);
   });
 
   it('refuses to print a generated key, and to run without credentials', async () => {
