@@ -1061,6 +1061,23 @@ export class RegistryRepository {
         .where('status', '=', 'pending')
         .executeTakeFirst();
       if (existing !== undefined) return existing.id;
+      // Otherwise approving a forgotten request for another version would move the stage back to it.
+      await trx
+        .updateTable('registry_approvals')
+        .set({ status: 'superseded' })
+        .where('stage', '=', a.stage)
+        .where('status', '=', 'pending')
+        .where('version_id', 'in', (q) =>
+          q
+            .selectFrom('registry_model_versions')
+            .select('id')
+            .where(
+              'model_id',
+              '=',
+              q.selectFrom('registry_model_versions').select('model_id').where('id', '=', a.versionId),
+            ),
+        )
+        .execute();
       await trx
         .insertInto('registry_approvals')
         .values({

@@ -183,6 +183,53 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       ]);
     });
 
+    it('supersedes an older pending prod request: approving it cannot move prod back', async () => {
+      for (const [version, seed] of [
+        ['1', 41],
+        ['2', 42],
+      ] as const) {
+        const dir = makeModel(work, { seed });
+        await f.registry.registerModelVersion(alice, { model: 'ranker', version, dir });
+        await f.registry.sign(alice, 'ranker', version);
+      }
+      const older = await f.registry.promote(alice, 'ranker', '1', 'prod');
+      const newer = await f.registry.promote(alice, 'ranker', '2', 'prod');
+      assert.ok(older.status === 'pending_approval' && newer.status === 'pending_approval');
+      await f.registry.approve(bob, newer.approvalId);
+      await rejectsWith(f.registry.approve(bob, older.approvalId), ConflictError);
+      const { stages } = await f.registry.getModel(alice, 'ranker');
+      assert.deepEqual(
+        stages.map((s) => [s.stage, s.version]),
+        [['prod', '2']],
+      );
+      assert.deepEqual(
+        (await f.registry.approvals(alice, 'ranker')).map((a) => [a.version, a.status]),
+        [
+          ['1', 'superseded'],
+          ['2', 'approved'],
+        ],
+      );
+      // Another model's pending request is not touched.
+      await f.registry.registerModelVersion(alice, {
+        model: 'ranker-b',
+        version: '1',
+        dir: makeModel(work, { seed: 43 }),
+      });
+      await f.registry.sign(alice, 'ranker-b', '1');
+      await f.registry.promote(alice, 'ranker-b', '1', 'prod');
+      await f.registry.registerModelVersion(alice, {
+        model: 'ranker',
+        version: '3',
+        dir: makeModel(work, { seed: 44 }),
+      });
+      await f.registry.sign(alice, 'ranker', '3');
+      await f.registry.promote(alice, 'ranker', '3', 'prod');
+      assert.deepEqual(
+        (await f.registry.approvals(alice, 'ranker-b')).map((a) => a.status),
+        ['pending'],
+      );
+    });
+
     it('refuses a malicious version until an audited waiver accepts it', async () => {
       const dir = makeModel(work, { malicious: true });
       const v = await f.registry.registerModelVersion(alice, { model: 'risky', version: '0.1', dir });
