@@ -48,7 +48,10 @@ export interface ConnectionOptions {
 export function kmsCliError(err: KmsClientError): CliError {
   const { code, status } = err;
   let exitCode: ExitCode;
-  if (status === 0)
+  // Data or a signature that does not verify, whether the server (a stored blob, a bundle) or the client (a
+  // downloaded file against its recorded SHA-256) found out: the README's "tampered or corrupt" code.
+  if (code === 'integrity_failure' || code === 'verification_failed') exitCode = ExitCode.authentication;
+  else if (status === 0)
     exitCode =
       code === 'invalid_options'
         ? ExitCode.usage

@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import type { FastifyInstance } from 'fastify';
+import { registryRoutes } from '../../src/server/routes/registry.ts';
+import { bootstrapTokenAuthenticator, createKmsServer, firstOf } from '../../src/server/index.ts';
+import { TestOperator, TestRoot } from '../server/fixture.ts';
+import { alice, fixture, makeModel, workDir, type Fixture } from '../registry/support.ts';
+
+const MAIN = path.resolve(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
+const run = promisify(execFile);
+
+/** `warden model ...` / `warden dataset ...` as a user runs them, against a registry served in this process. */
+describe('warden model / dataset', () => {
+  let f: Fixture;
+  let app: FastifyInstance;
+  let work: { dir: string; cleanup: () => void };
+  const token = randomBytes(24).toString('base64url');
+  let env: NodeJS.ProcessEnv = {};
+
+  before(async () => {
+    f = await fixture('sqlite');
+    work = workDir();
+    app = await createKmsServer({
+      kms: f.kms,
+      operator: new TestOperator(new TestRoot()),
+      authenticate: firstOf(
+        bootstrapTokenAuthenticator(token, { id: 'user:alice', roles: ['admin'], authMethod: 'token' }),
+      ),
+      routes: [
+        (a) => {
+          registryRoutes(a, { registry: f.registry });
+        },
+      ],
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    env = {
+      PATH: process.env.PATH,
+      WARDEN_ADDR: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`,
+      WARDEN_TOKEN: token,
+    };
+  });
+  after(async () => {
+    await app.close();
+    await f.close();
+    work.cleanup();
+  });
+
+  async function warden(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    try {
+      const { stdout, stderr } = await run(process.execPath, [MAIN, ...args], { env });
+      return { code: 0, stdout, stderr };
+    } catch (err) {
+      const e = err as { code?: number; stdout?: string; stderr?: string };
+      return { code: e.code ?? -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+    }
+  }
+
+  it('exits 4 when a signature or a stored file does not verify (not 1 or 2)', async () => {
+    await f.registry.registerModelVersion(alice, {
+      model: 'cli-victim',
+      version: '1',
+      dir: makeModel(work.dir, { seed: 71 }),
+    });
+    const unsigned = await warden(['model', 'verify', 'cli-victim@1', '--json']);
+    assert.equal(unsigned.code, 4, unsigned.stderr);
+    assert.equal(
+      (JSON.parse(unsigned.stderr) as { error: { code: string } }).error.code,
+      'verification_failed',
+    );
+
+    await f.registry.sign(alice, 'cli-victim', '1');
+    const { files } = await f.registry.getModelVersion(alice, 'cli-victim', '1');
+    const weights = files.find((x) => x.path === 'weights.pkl')!;
+    const handle = await open(f.blobs.pathOf(weights.blobId), 'r+');
+    const byte = Buffer.alloc(1);
+    await handle.read(byte, 0, 1, 200_000);
+    byte[0] = byte[0]! ^ 0x01;
+    await handle.write(byte, 0, 1, 200_000);
+    await handle.close();
+
+    const deep = await warden(['model', 'verify', 'cli-victim@1', '--deep']);
+    assert.equal(deep.code, 4, deep.stderr);
+    assert.match(deep.stderr, /weights\.pkl/);
+    // Found before the response starts (single-chunk file): the server's error reaches the client.
+    const config = files.find((x) => x.path === 'config.json')!;
+    const blob = await open(f.blobs.pathOf(config.blobId), 'r+');
+    const size = (await blob.stat()).size;
+    await blob.read(byte, 0, 1, size - 20);
+    byte[0] = byte[0] ^ 0x01;
+    await blob.write(byte, 0, 1, size - 20);
+    await blob.close();
+    const download = await warden(['model', 'download', 'cli-victim@1', path.join(work.dir, 'out')]);
+    assert.equal(download.code, 4, download.stderr);
+    assert.match(download.stderr, /config\.json/);
+  });
+});
