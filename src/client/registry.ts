@@ -34,6 +34,12 @@ export type TransferProgress = (done: number, total: number) => void;
 const seg = encodeURIComponent;
 const filePath = (rel: string): string => rel.split('/').map(seg).join('/');
 
+/** The response body ended early: the connection closed or was reset mid-stream (not a local write error). */
+function cutOff(err: unknown): boolean {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return typeof code === 'string' && (code.startsWith('UND_ERR_') || code === 'ECONNRESET');
+}
+
 /** Regular files under `dir`, `/`-separated relative paths, sorted; symlinks and special files are refused. */
 async function listFiles(dir: string): Promise<{ rel: string; abs: string; size: number }[]> {
   const out: { rel: string; abs: string; size: number }[] = [];
@@ -278,7 +284,14 @@ export class RegistryClient {
       } catch (err) {
         await handle.close().catch(() => undefined);
         await rm(tmp, { force: true });
-        throw err;
+        if (!cutOff(err)) throw err;
+        // The status line was 200, so a failure the server finds later (a stored chunk that does not
+        // authenticate) can only cut the body off; undici then says no more than "other side closed".
+        throw new KmsClientError(
+          'connection_failed',
+          0,
+          `the download of ${f.path} from ${this.#http.address} was cut off after ${size} of ${f.size} bytes (a stored file that fails verification, or a network failure)`,
+        );
       }
       await handle.close();
       await renameDurably(tmp, dest);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -98,5 +99,29 @@ describe('warden model / dataset', () => {
     const download = await warden(['model', 'download', 'cli-victim@1', path.join(work.dir, 'out')]);
     assert.equal(download.code, 4, download.stderr);
     assert.match(download.stderr, /config\.json/);
+  });
+
+  it('says which file a download lost when the server cuts the body off mid-stream (exit 3, not "other side closed")', async () => {
+    await f.registry.registerModelVersion(alice, {
+      model: 'cli-cut',
+      version: '1',
+      dir: makeModel(work.dir, { seed: 72 }),
+    });
+    const { files } = await f.registry.getModelVersion(alice, 'cli-cut', '1');
+    const weights = files.find((x) => x.path === 'weights.pkl')!;
+    // Past the first 64 KiB chunk: the response has started when the server finds the damage.
+    const handle = await open(f.blobs.pathOf(weights.blobId), 'r+');
+    const byte = Buffer.alloc(1);
+    await handle.read(byte, 0, 1, 200_000);
+    byte[0] = byte[0]! ^ 0x01;
+    await handle.write(byte, 0, 1, 200_000);
+    await handle.close();
+    const out = path.join(work.dir, 'out-cut');
+    const download = await warden(['model', 'download', 'cli-cut@1', out, '--json']);
+    assert.equal(download.code, 3, download.stderr);
+    const { error } = JSON.parse(download.stderr) as { error: { code: string; message: string } };
+    assert.equal(error.code, 'connection_failed');
+    assert.match(error.message, /download of weights\.pkl .* was cut off/);
+    assert.ok(readdirSync(out).every((n) => !n.startsWith('weights.pkl')));
   });
 });
