@@ -1373,12 +1373,16 @@ export class Registry {
     );
   }
 
-  /** Second-person approval of a pending promotion: re-checks the gates, then moves the stage. */
-  async approve(principal: Principal, approvalId: string): Promise<PromotionResult> {
+  /**
+   * Second-person approval of a pending promotion: re-checks the gates, then moves the stage. With `model` (the
+   * HTTP route's `/v1/models/:name/...`), a request of another model does not exist.
+   */
+  async approve(principal: Principal, approvalId: string, model?: string): Promise<PromotionResult> {
     if (typeof approvalId !== 'string' || !/^[0-9a-f-]{36}$/.test(approvalId)) {
       throw new InvalidInputError('approval id must be a UUID');
     }
-    const approval = await this.#repo.getApproval(approvalId);
+    const found = await this.#repo.getApproval(approvalId);
+    const approval = model === undefined || found?.model === model ? found : undefined;
     return this.#run(
       principal,
       'model.approve',

@@ -120,6 +120,20 @@ describe('registry over HTTP (routes + SDK)', () => {
     );
   });
 
+  it("approves a request only under its own model's URL", async () => {
+    await alice.registerModel('approved-here', '1', makeModel(work.dir, { seed: 61 }));
+    await alice.sign('approved-here', '1');
+    const pending = await alice.promote('approved-here', '1', 'prod');
+    assert.ok(pending.status === 'pending_approval');
+    await alice.registerModel('elsewhere', '1', makeModel(work.dir, { seed: 62 }));
+    await assert.rejects(
+      bob.approve('elsewhere', pending.approvalId),
+      (err: KmsClientError) => err.status === 404 && err.code === 'not_found',
+    );
+    assert.equal((await alice.servable('approved-here', '1', 'prod')).servable, false);
+    assert.equal((await bob.approve('approved-here', pending.approvalId)).status, 'promoted');
+  });
+
   it('maps registry errors to typed HTTP errors', async () => {
     await assert.rejects(
       alice.getVersion('chat', 'missing'),

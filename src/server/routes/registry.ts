@@ -618,7 +618,10 @@ export function registryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): v
       ]),
       response: respond(promotionSchema),
     },
-    handler: async (request) => registry.approve(principalOf(request), (request.params as { id: string }).id),
+    handler: async (request) => {
+      const params = request.params as { id: string; name: string };
+      return registry.approve(principalOf(request), params.id, params.name);
+    },
   });
   for (const [suffix, action] of [
     ['quarantine', 'model.quarantine'],
