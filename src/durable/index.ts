@@ -30,36 +30,49 @@ export async function renameDurably(from: string, to: string): Promise<void> {
 
 /**
  * Writes a whole file so that a crash or power loss leaves either the previous state (no file, or the old one) or
- * the new content, never a part of it: a private temporary file beside it, fsynced, then renamed over `file` —
- * or, with `exclusive`, hard-linked to it, which fails with EEXIST when `file` exists (as `flag: 'wx'` does) —
- * and the directory fsynced. The directory must exist.
+ * the new content, never a part of it: a private temporary file beside it (`temporaryBeside`), fsynced, then
+ * published with `publishDurably`. The directory must exist.
  */
 export async function writeFileDurably(
   file: string,
   data: string | Uint8Array,
   options: { readonly mode: number; readonly exclusive?: boolean },
 ): Promise<void> {
-  const temporary = path.join(
-    path.dirname(file),
-    `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`,
-  );
+  const temporary = temporaryBeside(file);
   const handle = await open(temporary, 'wx', options.mode);
-  let renamed = false;
   try {
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await handle.writeFile(data);
+    await handle.sync();
+  } catch (err) {
+    await handle.close();
+    await unlink(temporary).catch(() => undefined);
+    throw err;
+  }
+  await handle.close();
+  await publishDurably(temporary, file, options);
+}
+
+/** A hidden name beside `file` for its content while it is written (`.name.<random>.tmp`). */
+export function temporaryBeside(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+/**
+ * Publishes a complete, already fsynced `temporary` file as `file`: renamed over it, or with `exclusive` hard-linked
+ * to it, which fails with EEXIST when `file` exists (as `flag: 'wx'` does); then the directory is fsynced. The
+ * temporary name is gone afterwards, whether publishing succeeded or not.
+ */
+export async function publishDurably(
+  temporary: string,
+  file: string,
+  options: { readonly exclusive?: boolean } = {},
+): Promise<void> {
+  try {
     if (options.exclusive === true) await link(temporary, file);
-    else {
-      await rename(temporary, file);
-      renamed = true;
-    }
+    else await rename(temporary, file);
   } finally {
-    // After a link (or a failure) the temporary name is still there.
-    if (!renamed) await unlink(temporary).catch(() => undefined);
+    // After a link, or a failure, the temporary name is still there.
+    await unlink(temporary).catch(() => undefined);
   }
   await syncDirectory(path.dirname(file));
 }

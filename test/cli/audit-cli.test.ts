@@ -3,7 +3,7 @@
 // against the signed checkpoint, keyed-hash lookups read from stdin (never argv), queries.
 
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { loadConfig, startWarden } from '../../src/app/index.ts';
@@ -55,6 +55,22 @@ describe('warden audit', async () => {
     ]);
     assert.equal(verified.code, 0, verified.out + verified.err);
     assert.match(verified.out, /^verified: \d+ entries/);
+  });
+
+  it('refuses to replace an existing export unless --force, leaving it and no temporary file', async () => {
+    const before = readFileSync(exportFile);
+    const refused = await run(['audit', 'export', '-o', exportFile]);
+    assert.equal(refused.code, ExitCode.io);
+    assert.match(refused.err, /already exists \(use --force to replace it\)/);
+    assert.deepEqual(readFileSync(exportFile), before);
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.includes('export.jsonl') && f !== 'export.jsonl'),
+      [],
+    );
+    await kms.encrypt('audited', Buffer.from('even more'));
+    const forced = await run(['audit', 'export', '-o', exportFile, '--force']);
+    assert.equal(forced.code, 0, forced.err);
+    assert.ok(readFileSync(exportFile).length > before.length);
   });
 
   it('reports an edited entry with its position and exits 4', async () => {

@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { lstat, readFile, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import {
@@ -14,7 +14,7 @@ import { AuditClient } from '../../client/index.ts';
 import type { AuditEventQuery } from '../../client/index.ts';
 import { CliError, ExitCode } from '../exit-codes.ts';
 import type { Output } from '../output.ts';
-import { renameDurably } from '../../durable/index.ts';
+import { publishDurably, temporaryBeside } from '../../durable/index.ts';
 import { actionFor, connectHttp, promptHidden, readStdin, withConnectionOptions } from './kms.ts';
 import type { ConnectionOptions, KmsCliIo } from './kms.ts';
 
@@ -280,28 +280,41 @@ export function registerAuditCommands(program: Command, ioOverrides: Partial<Kms
     .command('export')
     .description('export the log (with bodies of events in [from, to)) for offline verification or a SIEM')
     .requiredOption('-o, --output <file>', 'where to write the export')
+    .option('-f, --force', 'replace an existing output file')
     .option('--from <time>', 'RFC 3339 or epoch ms')
     .option('--to <time>', 'RFC 3339 or epoch ms')
     .option('--json', 'machine-readable output')
     .action(
       action(async (out, options) => {
         const target = String(options.output);
-        const temporary = `${target}.partial`;
+        const force = options.force === true;
+        // Checked before the export is requested, and again (atomically) when the file is published.
+        if (!force && (await lstat(target).catch(() => undefined)) !== undefined) throw outputExists(target);
         await withAudit(io, options, out, async (client) => {
           const stream = await client.export({
             ...(typeof options.from === 'string' ? { from: options.from } : {}),
             ...(typeof options.to === 'string' ? { to: options.to } : {}),
           });
+          const temporary = temporaryBeside(target);
           try {
             // Evidence handed to an auditor: on disk (file and directory entry) before the command reports it.
-            await pipeline(stream, createWriteStream(temporary, { mode: 0o600, flush: true }));
-            await renameDurably(temporary, target);
+            await pipeline(stream, createWriteStream(temporary, { flags: 'wx', mode: 0o600, flush: true }));
           } catch (err) {
             await rm(temporary, { force: true });
+            throw err;
+          }
+          try {
+            await publishDurably(temporary, target, { exclusive: !force });
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw outputExists(target);
             throw err;
           }
           out.result(`exported to ${target}`, { output: target });
         });
       }),
     );
+}
+
+function outputExists(file: string): CliError {
+  return new CliError('output_exists', `${file} already exists (use --force to replace it)`, ExitCode.io);
 }
