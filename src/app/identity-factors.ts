@@ -428,6 +428,8 @@ export interface IdentityFactorsOptions {
   /** The URL clients reach Warden at; read at the first WebAuthn ceremony (the server listens by then). */
   readonly publicUrl: () => string;
   readonly log: (line: string) => void;
+  /** The Cedar check of a self-service request (`selfServiceAuthorizer`): adding a security key is one. */
+  readonly authorizeSelf: (request: FastifyRequest, principal: Principal) => Promise<void>;
 }
 
 export interface IdentityFactors {
@@ -497,6 +499,7 @@ export async function openIdentityFactors(options: IdentityFactorsOptions): Prom
           userOf: async (request) => {
             const ids = identity.current();
             const { principal, user } = await sessionUser(ids, request);
+            await options.authorizeSelf(request, principal);
             const hasFactor =
               user.mfaEnrolled || (await credentials.listForUser(user.principalId)).length > 0;
             // A stolen password must not be enough to add the thief's key next to the owner's second factor.

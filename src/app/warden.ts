@@ -24,6 +24,7 @@ import {
   bootstrapTokenAuthenticator,
   createKmsServer,
   identitiesRoutes,
+  selfServiceAuthorizer,
   oauthRoutes,
   caRoutes,
   policyRoutes,
@@ -169,6 +170,7 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
     if (admin === undefined) return identity.ready?.authenticate(input);
     return (await identity.bootstrapRedeemed()) ? undefined : admin;
   };
+  const authorizeSelf = selfServiceAuthorizer(policy, config.environment, audit.recorder);
   let issuer = '';
   const factors = await openIdentityFactors({
     identity,
@@ -181,6 +183,7 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
     hasher: () => audit.hasher(),
     publicUrl: () => issuer,
     log,
+    authorizeSelf,
   });
   securityKeys.factors = factors;
   const openIdentity = () => {
@@ -286,7 +289,7 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
       ...factors.routes,
       (app) => {
         oauthRoutes(app, { identity: identity.proxy() });
-        identitiesRoutes(app, { identity: identity.proxy() });
+        identitiesRoutes(app, { identity: identity.proxy(), authorizeSelf });
       },
     ],
     logger: { level: 'info', stream: options.requestLog ?? process.stderr },

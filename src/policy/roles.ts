@@ -48,6 +48,10 @@ export const BUILT_IN_POLICIES: Readonly<Record<string, string>> = {
   // Everything, everywhere (still subject to every forbid guardrail).
   'role.admin': `permit (principal in Warden::Role::"admin", action, resource);`,
 
+  // Every principal manages its own second factors and API keys (the routes name the caller's own Identity), but
+  // through Cedar, so that a guardrail (a session used from a new network) or a custom forbid stops it too.
+  'self-service': `permit (principal, action == Warden::Action::"identity.self", resource);`,
+
   // Keys (administration only, no cryptographic use), policies, identities, the internal CA; reads audit;
   // quarantines and releases models and grants scan waivers.
   'role.security-admin': `permit (

@@ -60,6 +60,9 @@ export const ACTIONS = {
   'policy.write': ['Policy'],
   'identity.read': ['Identity'],
   'identity.manage': ['Identity'],
+  // A principal managing its own credentials (second factors, API keys) on its own Identity: permitted to every
+  // principal by the built-in `self-service` policy, so that guardrails and custom forbids apply to it too.
+  'identity.self': ['Identity'],
   'operator.init': ['System'],
   'operator.seal': ['System'],
   'model.approve': ['ModelVersion'],

@@ -122,3 +122,21 @@ export function cedarRouteAuthorizer(
     },
   };
 }
+
+/**
+ * The check of a self-service request (a principal managing its own second factors and API keys):
+ * `identity.self` on the caller's own Identity, through the same Cedar engine, audit and context as every route,
+ * so that guardrails (a session used from a new network) and custom forbids stop these requests too.
+ */
+export function selfServiceAuthorizer(
+  engine: PolicyEngine,
+  environment: string,
+  audit: AuditRecorder | undefined,
+): (request: FastifyRequest, principal: Principal) => Promise<void> {
+  const authorizer = cedarRouteAuthorizer(engine, environment, audit);
+  return (request, principal) =>
+    authorizer.check(request, principal, {
+      action: 'identity.self',
+      resource: () => ({ type: 'Identity', id: principal.id }),
+    });
+}

@@ -26,6 +26,7 @@ import {
   bootstrapTokenAuthenticator,
   createKmsServer,
   identitiesRoutes,
+  selfServiceAuthorizer,
   oauthRoutes,
 } from '../../src/server/index.ts';
 import type { Authenticate } from '../../src/server/index.ts';
@@ -112,6 +113,7 @@ async function start(dataDir: string, env: NodeJS.ProcessEnv): Promise<Running> 
     }
     return service?.authenticate(input);
   };
+  const authorizeSelf = selfServiceAuthorizer(policy, 'dev', audit.recorder);
   let url = '';
   const factors = await openIdentityFactors({
     identity,
@@ -121,6 +123,7 @@ async function start(dataDir: string, env: NodeJS.ProcessEnv): Promise<Running> 
     hasher: () => audit.hasher(),
     publicUrl: () => url,
     log: () => undefined,
+    authorizeSelf,
   });
   const operator = softwareOperator(root, kms.service);
   const tls = await ensureDevTls(file('tls'));
@@ -144,7 +147,10 @@ async function start(dataDir: string, env: NodeJS.ProcessEnv): Promise<Running> 
           verifierKey: () => audit.signer.verifierKey,
         });
         oauthRoutes(app, { identity: identity.proxy() });
-        identitiesRoutes(app, { identity: identity.proxy() });
+        identitiesRoutes(app, {
+          identity: identity.proxy(),
+          authorizeSelf,
+        });
       },
       ...factors.routes,
     ],
@@ -542,6 +548,7 @@ describe('openIdentityFactors on PostgreSQL', () => {
         hasher: () => Promise.reject(new Error('unused')),
         publicUrl: () => 'https://warden.example.com',
         log: () => undefined,
+        authorizeSelf: () => Promise.resolve(),
       });
       assert.equal(factors.routes.length, 1);
       await factors.close();

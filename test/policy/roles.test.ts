@@ -128,11 +128,13 @@ describe('built-in roles', () => {
       for (const action of ACTION_IDS) {
         for (const type of ACTIONS[action]) {
           const d = allowed(role, action, SAMPLE[type]);
-          assert.equal(d.decision, expected.has(action) ? 'allow' : 'deny', `${role} ${action} on ${type}`);
+          // Self-service is every principal's, whatever its roles (tested below).
+          const allow = expected.has(action) || action === 'identity.self';
+          assert.equal(d.decision, allow ? 'allow' : 'deny', `${role} ${action} on ${type}`);
           assert.deepEqual(d.errors, [], `${role} ${action}`);
           if (d.decision === 'allow')
             assert.ok(
-              d.reasons.some((r) => r.startsWith(`role.${role}`)),
+              d.reasons.some((r) => r.startsWith(`role.${role}`) || r === 'self-service'),
               String(d.reasons),
             );
         }
@@ -165,9 +167,23 @@ describe('built-in roles', () => {
     assert.deepEqual(both.reasons, ['role.business-user']);
   });
 
+  it('self-service: any principal, with or without roles, manages its own credentials', () => {
+    for (const roles of [[], ['intern'], ['business-user']]) {
+      for (const type of ['User', 'ServiceAccount'] as const) {
+        const d = engine.authorize({
+          principal: { type, id: 'someone', roles },
+          action: 'identity.self',
+          resource: { type: 'Identity', id: 'someone' },
+        });
+        assert.equal(d.decision, 'allow', `${type} ${JSON.stringify(roles)}`);
+        assert.deepEqual(d.reasons, ['self-service']);
+      }
+    }
+  });
+
   it('default deny: no role, an unknown role, or a group without policies grants nothing', () => {
     for (const roles of [[], ['intern'], ['ADMIN']]) {
-      for (const action of ACTION_IDS) {
+      for (const action of ACTION_IDS.filter((a) => a !== 'identity.self')) {
         const type = ACTIONS[action][0];
         const d = engine.authorize({
           principal: { type: 'User', id: 'nobody', roles, groups: ['staff'] },

@@ -15,6 +15,7 @@ import type {
   ServiceAccountRecord,
   UserRecord,
 } from '../../identity/index.ts';
+import type { Principal } from '../../kms/index.ts';
 import type { AuthzResource } from '../../policy/index.ts';
 import { principalOf } from '../context.ts';
 import { errorResponses, object } from '../schemas.ts';
@@ -29,6 +30,12 @@ import { clientCertificateOf } from './oauth.ts';
  */
 export interface IdentityRouteDeps {
   readonly identity: IdentityService;
+  /**
+   * The Cedar check of a self-service request (`identity.self` on the caller's own Identity): rejects with a
+   * permission error when a guardrail or a custom forbid refuses it. These routes authenticate the caller
+   * themselves (an MFA-enrolment-only session may use some), so the server's route check does not run for them.
+   */
+  readonly authorizeSelf: (request: FastifyRequest, principal: Principal) => Promise<void>;
 }
 
 class UnauthenticatedIdentityError extends IdentityError {
@@ -195,6 +202,7 @@ export function identitiesRoutes(app: FastifyInstance, deps: IdentityRouteDeps):
       }),
     );
     if (found === undefined) throw new UnauthenticatedIdentityError();
+    await deps.authorizeSelf(request, found.principal);
     return found;
   };
   const fullSelf = async (request: FastifyRequest, reply: FastifyReply): Promise<Authenticated> => {
