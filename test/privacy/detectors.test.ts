@@ -42,6 +42,13 @@ describe('credit card detector', () => {
     assert.equal(d.find('5555555555554444')[0]?.validation.detail, 'mastercard');
     assert.equal(d.find('378282246310005')[0]?.validation.detail, 'amex');
   });
+  it('finds numbers grouped with dots, and not decimals or dotted runs longer than a card', () => {
+    assertFinds(d, 'card 4111.1111.1111.1111, exp 12/26', ['4111.1111.1111.1111']);
+    assertFinds(d, 'amex 3782.822463.10005.', ['3782.822463.10005']);
+    assertFinds(d, 'total 4111111111111111.25', []);
+    assertFinds(d, '4111.1111.1111.1111.1111', []);
+    assertFinds(d, '4111.1111 1111-1111', []);
+  });
   it('rejects Luhn failures, longer runs and mixed separators', () => {
     assertFinds(d, '4111 1111 1111 1112', []);
     assertFinds(d, '4111 1111 1111 1111 1111', []);

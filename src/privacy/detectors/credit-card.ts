@@ -4,12 +4,13 @@ import type { Detector, Finding } from '../types.ts';
 
 /**
  * Payment card numbers: 13-19 digits, either contiguous or in the printed groupings (4-4-4-4[-3], 4-6-5,
- * 4-6-4, 4-4-4-1..3) with one consistent space or dash. The lookarounds make the number a whole run: a
- * digit group continuing with the same kind of separator means a longer identifier, not a card. A short
- * trailing group (expiry "12/26") is allowed because cards are often written that way.
+ * 4-6-4, 4-4-4-1..3) with one consistent space, dash or dot (`4111.1111.1111.1111`, as some forms and locales
+ * print them). The lookarounds make the number a whole run: a digit group continuing with a separator means a
+ * longer identifier, not a card. A short trailing group (expiry "12/26") is allowed because cards are often
+ * written that way.
  */
 const CARD =
-  /(?<![\w-]|\d[ -])(?:\d{4}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{3})?|\d{4}([ -])\d{6}\2\d{4,5}|\d{4}([ -])\d{4}\3\d{4}\3\d{1,3}|\d{13,19})(?![\w-]|[ -]\d{4})/g;
+  /(?<![\w-]|\d[ .-])(?:\d{4}([ .-])\d{4}\1\d{4}\1\d{4}(?:\1\d{3})?|\d{4}([ .-])\d{6}\2\d{4,5}|\d{4}([ .-])\d{4}\3\d{4}\3\d{1,3}|\d{13,19})(?![\w-]|[ .-]\d{4}|\.\d)/g;
 
 /** Issuer identification ranges of the major brands with their valid lengths. */
 export function cardBrand(d: string): string | undefined {
@@ -35,7 +36,7 @@ export function cardBrand(d: string): string | undefined {
 }
 
 const DIGIT = charClass('0-9');
-const PART = charClass('0-9 -');
+const PART = charClass('0-9 .-');
 
 export function creditCardDetector(): Detector {
   const re = new RegExp(CARD.source, 'g');
@@ -45,7 +46,7 @@ export function creditCardDetector(): Detector {
     maxLength: 32,
     find(text: string, from = 0): Finding[] {
       return scanRegex(re, text, from, (m) => {
-        const digits = m[0].replace(/[ -]/g, '');
+        const digits = m[0].replace(/[ .-]/g, '');
         if (!luhnValid(digits)) return undefined;
         const brand = cardBrand(digits);
         // A Luhn-valid number outside every known IIN range is as likely an account or order number.
