@@ -73,6 +73,17 @@ describe('warden audit', async () => {
     assert.ok(readFileSync(exportFile).length > before.length);
   });
 
+  it('names the path when the export or the saved checkpoint is a directory', async () => {
+    for (const args of [
+      ['audit', 'verify', dir, '--key', `@${keyFile}`],
+      ['audit', 'verify', exportFile, '--key', `@${keyFile}`, '--previous', dir],
+    ]) {
+      const r = await run(args);
+      assert.equal(r.code, ExitCode.io);
+      assert.ok(r.err.includes(`${dir}: is a directory`), r.err);
+    }
+  });
+
   it('reports an edited entry with its position and exits 4', async () => {
     const lines = readFileSync(exportFile, 'utf8').split('\n');
     const victim = lines.findIndex((l) => l.includes('kms.crypto.encrypt'));

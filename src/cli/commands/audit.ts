@@ -112,15 +112,18 @@ export function registerAuditCommands(program: Command, ioOverrides: Partial<Kms
     .action(
       action(async (out, options, [file]) => {
         const verifierKey = await verifierKeyFrom(String(options.key));
+        const previousFile = typeof options.previous === 'string' ? options.previous : undefined;
         const previous: PreviousCheckpoint | undefined =
-          typeof options.previous === 'string'
-            ? { note: await readFile(options.previous, 'utf8') }
-            : undefined;
-        const report = await verifyExportFile(String(file), {
-          verifierKey,
-          ...(typeof options.origin === 'string' ? { origin: options.origin } : {}),
-          ...(previous === undefined ? {} : { previous }),
-        });
+          previousFile === undefined
+            ? undefined
+            : { note: await naming(previousFile, () => readFile(previousFile, 'utf8')) };
+        const report = await naming(String(file), () =>
+          verifyExportFile(String(file), {
+            verifierKey,
+            ...(typeof options.origin === 'string' ? { origin: options.origin } : {}),
+            ...(previous === undefined ? {} : { previous }),
+          }),
+        );
         out.result(describeReport(report), { ...report, root: Buffer.from(report.root).toString('hex') });
         if (!report.ok) {
           throw new CliError('verification_failed', 'the export does not verify', ExitCode.authentication);
@@ -317,4 +320,15 @@ export function registerAuditCommands(program: Command, ioOverrides: Partial<Kms
 
 function outputExists(file: string): CliError {
   return new CliError('output_exists', `${file} already exists (use --force to replace it)`, ExitCode.io);
+}
+
+/** Names `file` in a file-system error that does not (reading a directory fails with EISDIR and no path). */
+async function naming<T>(file: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    const errno = err as NodeJS.ErrnoException;
+    if (typeof errno.syscall === 'string' && errno.path === undefined) errno.path = file;
+    throw err;
+  }
 }
