@@ -10,8 +10,9 @@ import type { RouteKind } from './validation.ts';
  * span).
  *
  * Generated text of a chat message besides `content`: `refusal`, the reasoning text some OpenAI-compatible
- * servers add (`reasoning_content`, or `reasoning`), and the arguments of tool calls and of the legacy
- * `function_call`. Arguments are JSON text written by the model and can carry a customer's data into a tool, so
+ * servers add (`reasoning_content`, or `reasoning`), an audio answer's `transcript`, and the arguments of tool
+ * calls and of the legacy `function_call`. A text field that is not a string (content parts) has every string
+ * inside it scanned. Arguments are JSON text written by the model and can carry a customer's data into a tool, so
  * they are scanned as text like `content`, not parsed: streamed fragments cannot be parsed before the end, and
  * the streamed and one-shot results must agree. A replacement lands inside the JSON string; it keeps the JSON
  * valid only when the finding did not take in part of an escape sequence (see docs/gateway.md). Arguments that
@@ -50,12 +51,20 @@ const CHAT_TEXT_FIELDS = ['content', 'refusal', 'reasoning_content', 'reasoning'
  */
 export const MAX_OPEN_STREAMS = 1024;
 
-/** Applies `apply` to the generated text fields of one chat message, in place. */
-function filterMessage(message: Obj, apply: (s: string) => string): void {
+/**
+ * Applies the scan to the generated text fields of one chat message, in place. A text field that is not a string
+ * (`content` as an array of parts, `[{type: 'text', text}]`, as some OpenAI-compatible servers return it) has every
+ * string inside it scanned; so has the transcript of an audio answer.
+ */
+function filterMessage(message: Obj, scan: Scan): void {
+  const apply = scan.text;
   for (const field of CHAT_TEXT_FIELDS) {
     const value = message[field];
     if (typeof value === 'string') message[field] = apply(value);
+    else if (typeof value === 'object' && value !== null) walkStrings(value, scan, 0);
   }
+  const audio = message.audio;
+  if (isObj(audio) && typeof audio.transcript === 'string') audio.transcript = apply(audio.transcript);
   const legacy = message.function_call;
   if (isObj(legacy) && typeof legacy.arguments === 'string') legacy.arguments = apply(legacy.arguments);
   if (Array.isArray(message.tool_calls)) {
@@ -106,7 +115,7 @@ export class OutputFilter {
           for (const choice of body.choices as unknown[]) {
             if (!isObj(choice)) continue;
             if (typeof choice.text === 'string') choice.text = apply(choice.text);
-            if (isObj(choice.message)) filterMessage(choice.message, apply);
+            if (isObj(choice.message)) filterMessage(choice.message, scan);
           }
         }
         break;
@@ -233,6 +242,30 @@ export class StreamFilter {
     return this.#settle(s, before) ? tail : undefined;
   }
 
+  /**
+   * Scans every string inside a delta's non-string text field (content parts) in place, each string on its own:
+   * parts carry no order across chunks that a stream could follow, so PII split between two chunks' parts is not
+   * joined (docs/gateway.md). False once the output is blocked.
+   */
+  #scanWhole(value: object): boolean {
+    walkStrings(
+      value,
+      {
+        text: (text) => {
+          const r = this.#engine.apply(text, this.#policy);
+          count(this.counts, r.findings);
+          if (r.blocked) this.#blocked = true;
+          return r.text;
+        },
+        tooDeep: () => {
+          this.#blocked = true;
+        },
+      },
+      0,
+    );
+    return !this.#blocked;
+  }
+
   /** Counts the new findings of a stream; false once it blocked. */
   #settle(s: PrivacyStream, before: number): boolean {
     count(this.counts, s.findings.slice(before));
@@ -275,10 +308,20 @@ export class StreamFilter {
   #pushDelta(streams: ChoiceStreams, delta: Obj): boolean {
     for (const field of CHAT_TEXT_FIELDS) {
       const value = delta[field];
+      if (typeof value === 'object' && value !== null) {
+        if (!this.#scanWhole(value)) return false;
+        continue;
+      }
       if (typeof value !== 'string') continue;
       const out = this.#push(streams.fields, field, value);
       if (out === undefined) return false;
       delta[field] = out;
+    }
+    const audio = delta.audio;
+    if (isObj(audio) && typeof audio.transcript === 'string') {
+      const out = this.#push(streams.fields, 'audio.transcript', audio.transcript);
+      if (out === undefined) return false;
+      audio.transcript = out;
     }
     const legacy = delta.function_call;
     if (isObj(legacy) && typeof legacy.arguments === 'string') {
@@ -307,6 +350,9 @@ export class StreamFilter {
       if (field === 'function_call') {
         const legacy = isObj(holder.function_call) ? holder.function_call : (holder.function_call = {});
         legacy.arguments = (typeof legacy.arguments === 'string' ? legacy.arguments : '') + tail;
+      } else if (field === 'audio.transcript') {
+        const audio = isObj(holder.audio) ? holder.audio : (holder.audio = {});
+        audio.transcript = (typeof audio.transcript === 'string' ? audio.transcript : '') + tail;
       } else {
         holder[field] = (typeof holder[field] === 'string' ? holder[field] : '') + tail;
       }

@@ -128,6 +128,35 @@ describe('output filter on generated fields besides content (non-streamed)', () 
     assert.equal(r.counts.get('CREDIT_CARD:redact'), 3);
   });
 
+  it('scans content given as an array of parts, and the transcript of an audio answer', () => {
+    const body = chatResponse({
+      role: 'assistant',
+      content: [
+        { type: 'text', text: `Mail ${EMAIL}.` },
+        { type: 'output_text', text: `Card ${CARD}.`, annotations: [{ note: `again ${EMAIL}` }] },
+      ],
+      audio: { id: 'audio_1', data: 'AAAA', transcript: `Your card is ${CARD}.` },
+    });
+    const r = new OutputFilter(engine, redact).filterJson('chat', body);
+    assert.equal(r.blocked, false);
+    const message = (r.body as { choices: { message: Obj }[] }).choices[0]?.message;
+    assert.deepEqual(message?.content, [
+      { type: 'text', text: 'Mail [REDACTED:EMAIL].' },
+      {
+        type: 'output_text',
+        text: 'Card [REDACTED:CREDIT_CARD].',
+        annotations: [{ note: 'again [REDACTED:EMAIL]' }],
+      },
+    ]);
+    assert.deepEqual(message.audio, {
+      id: 'audio_1',
+      data: 'AAAA',
+      transcript: 'Your card is [REDACTED:CREDIT_CARD].',
+    });
+    assert.equal(r.counts.get('EMAIL:redact'), 2);
+    assert.equal(r.counts.get('CREDIT_CARD:redact'), 2);
+  });
+
   it('keeps JSON arguments parseable under redact, mask and pseudonymise', () => {
     const policies = [
       redact,
@@ -427,6 +456,33 @@ describe('streamed tool calls and other generated fields', () => {
       );
       assert.ok(!released(out).includes('@ex'));
     }
+  });
+
+  it('scans streamed content parts, and catches PII split across audio transcript deltas', () => {
+    const parts = chunkOf({
+      index: 0,
+      delta: { content: [{ type: 'text', text: `Mail ${EMAIL} now` }] },
+      finish_reason: null,
+    });
+    const pieces = `Card ${CARD} ok`.match(/[\s\S]{1,3}/g) ?? [];
+    const chunks = [
+      parts,
+      ...pieces.map((p) => chunkOf({ index: 0, delta: { audio: { transcript: p } }, finish_reason: null })),
+      chunkOf({ index: 0, delta: {}, finish_reason: 'stop' }),
+    ];
+    const filter = new OutputFilter(engine, redact).stream('chat');
+    const { out, blocked } = runStream(filter, chunks);
+    assert.equal(blocked, false);
+    const text = released(out);
+    assert.ok(!text.includes('@ex') && !text.includes('4111'), text);
+    assert.ok(text.includes('Mail [REDACTED:EMAIL] now'), text);
+    const transcript = out
+      .flatMap((c) => c.choices as { delta?: { audio?: { transcript?: string } } }[])
+      .map((c) => c.delta?.audio?.transcript ?? '')
+      .join('');
+    assert.equal(transcript, 'Card [REDACTED:CREDIT_CARD] ok');
+    assert.equal(filter.counts.get('EMAIL:redact'), 1);
+    assert.equal(filter.counts.get('CREDIT_CARD:redact'), 1);
   });
 
   it('ends the stream when a blocked entity arrives in tool call arguments, before any of it is released', () => {
