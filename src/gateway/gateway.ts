@@ -45,6 +45,7 @@ import {
   checkParameters,
   checkPromptLength,
   numericFeatures,
+  promptChars,
   promptText,
   REQUEST_SCHEMAS,
   validateBody,
@@ -387,7 +388,8 @@ export class Gateway {
       validateBody(kind, body);
       checkParameters(kind, body, endpoint.allow ?? {});
       const prompt = promptText(kind, body);
-      checkPromptLength(prompt, endpoint.limits?.maxPromptChars ?? DEFAULT_MAX_PROMPT_CHARS);
+      const inputChars = promptChars(kind, body, prompt);
+      checkPromptLength(inputChars, endpoint.limits?.maxPromptChars ?? DEFAULT_MAX_PROMPT_CHARS);
       const stream = (kind === 'chat' || kind === 'completions') && body.stream === true;
       trace.stream = stream;
 
@@ -412,8 +414,10 @@ export class Gateway {
             rewritten[field] = bounded;
             completion = Math.max(completion, bounded);
           }
+          // best_of completions are generated (and billed) server-side for every one returned.
           const n = typeof body.n === 'number' ? body.n : 1;
-          completion *= n;
+          const bestOf = typeof body.best_of === 'number' ? body.best_of : 1;
+          completion *= Math.max(n, bestOf);
           if (stream && (endpoint.limits?.tokens?.length ?? 0) > 0) {
             // Usage is the only way to settle a streamed reservation exactly.
             rewritten.stream_options = { include_usage: true };
@@ -422,7 +426,7 @@ export class Gateway {
         const tokenLimits = endpoint.limits?.tokens ?? [];
         if (tokenLimits.length > 0) {
           const messages = kind === 'chat' ? (body.messages as unknown[]).length : 1;
-          const estimate = estimateTokens(prompt.length, messages, completion);
+          const estimate = estimateTokens(inputChars, messages, completion);
           const { reservation, states } = await this.limits.reserve(limitKey, tokenLimits, estimate);
           trace.reservation = reservation;
           trace.limiter.push(...states);

@@ -56,6 +56,7 @@ export {
   checkParameters,
   checkPromptLength,
   numericFeatures,
+  promptChars,
   promptText,
   REQUEST_SCHEMAS,
   ROUTE_KINDS,

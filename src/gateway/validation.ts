@@ -276,8 +276,33 @@ export function promptText(kind: RouteKind, body: Record<string, unknown>): stri
   }
 }
 
-export function checkPromptLength(text: string, maxChars: number): void {
-  if (text.length > maxChars) throw promptTooLong(maxChars);
+/** Request fields besides the prompt text that the model reads: tool and function definitions, the schema of
+ * the answer, a forced tool choice. Counted by their JSON length. */
+const CHAT_INSTRUCTION_FIELDS = ['tools', 'functions', 'response_format', 'tool_choice'] as const;
+
+/**
+ * How many characters of input a request gives the model: the prompt text plus everything else it reads (message
+ * names, earlier tool calls and their arguments, tool definitions, the answer's schema, a completion's `suffix`).
+ * What the prompt-length limit and the token reservation count, so that text moved out of `content` into those
+ * fields is not free.
+ */
+export function promptChars(kind: RouteKind, body: Record<string, unknown>, prompt: string): number {
+  let n = prompt.length;
+  const json = (v: unknown): number => (v === undefined || v === null ? 0 : JSON.stringify(v).length);
+  if (kind === 'chat') {
+    for (const m of body.messages as Record<string, unknown>[]) {
+      if (typeof m.name === 'string') n += m.name.length;
+      n += json(m.tool_calls) + json(m.function_call);
+    }
+    for (const field of CHAT_INSTRUCTION_FIELDS) if (typeof body[field] === 'object') n += json(body[field]);
+  } else if (kind === 'completions' && typeof body.suffix === 'string') {
+    n += body.suffix.length;
+  }
+  return n;
+}
+
+export function checkPromptLength(chars: number, maxChars: number): void {
+  if (chars > maxChars) throw promptTooLong(maxChars);
 }
 
 /** Numeric features of a tabular request (first input / instances, flattened), for the extraction monitor. */

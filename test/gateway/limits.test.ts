@@ -118,6 +118,16 @@ describe('rate limits and token budgets (in memory)', () => {
     assert.equal(res.json.error?.code, 'exceeds_token_budget');
   });
 
+  it('reserves best_of completions: each one is generated, even if only n come back', async () => {
+    const res = await post(
+      `${gw.url}/v1/completions`,
+      { model: 'budget', prompt: 'hi', max_tokens: 50, best_of: 5 },
+      { token: 'token-bob' },
+    );
+    assert.equal(res.status, 400);
+    assert.equal(res.json.error?.code, 'exceeds_token_budget');
+  });
+
   it('asks a streamed call for usage and settles the reservation with it', async () => {
     upstream.received.length = 0;
     const res = await post(`${gw.url}/v1/chat/completions`, {

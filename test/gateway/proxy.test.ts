@@ -137,6 +137,14 @@ describe('gateway proxy against a real upstream', () => {
     const long = await post(`${gw.url}/v1/chat/completions`, { ...chatBody('x'.repeat(21)), model: 'small' });
     assert.equal(long.status, 400);
     assert.equal(long.json.error?.code, 'prompt_too_long');
+    // Text moved out of the messages into what the model also reads counts too.
+    const stuffed = await post(`${gw.url}/v1/chat/completions`, {
+      ...chatBody('x'),
+      model: 'small',
+      tools: [{ type: 'function', function: { name: 'f', description: 'y'.repeat(30) } }],
+    });
+    assert.equal(stuffed.status, 400);
+    assert.equal(stuffed.json.error?.code, 'prompt_too_long');
     const big = await post(`${gw.url}/v1/chat/completions`, {
       ...chatBody('short'),
       model: 'small',

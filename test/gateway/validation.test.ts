@@ -7,6 +7,7 @@ import {
   endpointsFromFile,
   GatewayError,
   numericFeatures,
+  promptChars,
   promptText,
   validateBody,
 } from '../../src/gateway/index.ts';
@@ -97,6 +98,25 @@ describe('request validation', () => {
     );
     checkParameters('chat', body({ logprobs: false, top_logprobs: 0, logit_bias: {} }), {});
     checkParameters('kserve-v2', { logprobs: true }, {});
+  });
+
+  it('counts every input the model reads towards the prompt length, not only message content', () => {
+    const chat = (extra: Record<string, unknown>, message: Record<string, unknown> = {}) => {
+      const b = { messages: [{ role: 'user', content: 'hi', ...message }], ...extra };
+      return promptChars('chat', b, promptText('chat', b));
+    };
+    const plain = chat({});
+    assert.equal(plain, 'hi'.length);
+    const stuffed = 'x'.repeat(500);
+    const tool = { type: 'function', function: { name: 'f', description: stuffed } };
+    assert.ok(chat({ tools: [tool] }) > plain + 500);
+    assert.ok(
+      chat({ response_format: { type: 'json_schema', json_schema: { description: stuffed } } }) > 500,
+    );
+    assert.ok(chat({}, { name: stuffed }) > 500);
+    assert.ok(chat({}, { tool_calls: [{ id: 'c', function: { name: 'f', arguments: stuffed } }] }) > 500);
+    const completion = { prompt: 'hi', suffix: stuffed };
+    assert.equal(promptChars('completions', completion, promptText('completions', completion)), 502);
   });
 
   it('extracts prompt text and numeric features', () => {
