@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, open, readdir, rm } from 'node:fs/promises';
+import { lstat, open, readdir, rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { AuditEvent, AuditRecorder } from '../audit/index.ts';
 import type { Principal } from '../kms/index.ts';
@@ -730,13 +730,20 @@ export class Registry {
 
   // ---------------------------------------------------------------- uploads (HTTP)
 
-  #stagingDirOf(kind: SubjectKind, name: string, version: string): string {
-    return path.join(this.#staging, kind, name, version);
+  /**
+   * The staging area of one uploader's `kind name@version`: each principal stages apart, so that a file another
+   * principal allowed to register the same name uploads can never become part of this one's version. The
+   * directory is named by a hash of the principal id (ids may hold characters a path should not).
+   */
+  #stagingDirOf(principal: Principal, kind: SubjectKind, name: string, version: string): string {
+    const uploader = createHash('sha256').update(principal.id).digest('hex').slice(0, 32);
+    return path.join(this.#staging, kind, name, version, uploader);
   }
 
   /**
-   * Streams one uploaded file into the staging area of `kind name@version` (bounded by maxFileBytes and
-   * maxFiles); `finalize*` then registers the staged directory. Re-uploading a path replaces it.
+   * Streams one uploaded file into the caller's staging area of `kind name@version` (bounded by maxFileBytes
+   * and maxFiles); the same caller's `finalize*` then registers the staged directory. Re-uploading a path
+   * replaces it.
    */
   async stageFile(
     principal: Principal,
@@ -768,7 +775,7 @@ export class Registry {
             ? (await this.#repo.getModelVersion(name, version)) !== undefined
             : (await this.#repo.getDatasetVersion(name, version)) !== undefined;
         if (exists) throw new ConflictError(`${target.kind} version ${name}@${version} already exists`);
-        const root = this.#stagingDirOf(target.kind, name, version);
+        const root = this.#stagingDirOf(principal, target.kind, name, version);
         const dest = path.join(root, ...rel.split('/'));
         await makeDirectoryDurably(path.dirname(dest)).catch((err: unknown) => {
           throw new InvalidInputError(`cannot stage ${JSON.stringify(rel)}: a parent path is a file`, {
@@ -819,7 +826,7 @@ export class Registry {
     );
   }
 
-  /** Forgets everything staged for `kind name@version`. */
+  /** Forgets everything the caller staged for `kind name@version`. */
   async abortUpload(principal: Principal, kind: SubjectKind, name: string, version: string): Promise<void> {
     const n = parseName(name, `${kind} name`);
     const v = parseVersion(version);
@@ -829,7 +836,7 @@ export class Registry {
       kind === 'model'
         ? versionResource(n, v, { stage: 'none', signed: false })
         : datasetResource(n, 'restricted'),
-      () => rm(this.#stagingDirOf(kind, n, v), { recursive: true, force: true }),
+      () => removeStaged(this.#stagingDirOf(principal, kind, n, v)),
     );
   }
 
@@ -843,13 +850,14 @@ export class Registry {
     },
   ): Promise<ModelVersionRecord> {
     const dir = this.#stagingDirOf(
+      principal,
       'model',
       parseName(input.model, 'model name'),
       parseVersion(input.version),
     );
     await this.#requireStaged(dir);
     const v = await this.registerModelVersion(principal, { ...input, dir });
-    await rm(dir, { recursive: true, force: true });
+    await removeStaged(dir);
     return v;
   }
 
@@ -858,13 +866,14 @@ export class Registry {
     input: { readonly dataset: string; readonly version: string; readonly metadata: DatasetMetadata },
   ): Promise<DatasetVersionRecord> {
     const dir = this.#stagingDirOf(
+      principal,
       'dataset',
       parseName(input.dataset, 'dataset name'),
       parseVersion(input.version),
     );
     await this.#requireStaged(dir);
     const d = await this.registerDataset(principal, { ...input, dir });
-    await rm(dir, { recursive: true, force: true });
+    await removeStaged(dir);
     return d;
   }
 
@@ -1821,4 +1830,10 @@ async function removePartials(root: string): Promise<void> {
     if (e.isDirectory()) await removePartials(p);
     else if (e.name.endsWith('.partial')) await rm(p, { force: true });
   }
+}
+
+/** Removes one uploader's staging directory, and the version's directory once no other uploader has one there. */
+async function removeStaged(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+  await rmdir(path.dirname(dir)).catch(() => undefined);
 }

@@ -489,6 +489,34 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       await rejectsWith(limited.stageFile(alice, target, 'late.txt', chunks('x')), ConflictError);
     });
 
+    it("stages each uploader apart: another principal's file never joins the version, and aborting is per uploader", async () => {
+      const target = { kind: 'model' as const, name: 'shared-upload', version: '1' };
+      await f.registry.stageFile(alice, target, 'weights.bin', chunks('alice'));
+      // Bob may register models too, and stages under the same name@version before Alice finalizes.
+      await f.registry.stageFile(bob, target, 'backdoor.py', chunks('import os'));
+      await f.registry.stageFile(bob, target, 'weights.bin', chunks('bob'));
+      await f.registry.finalizeModelVersion(alice, { model: 'shared-upload', version: '1' });
+      const { files } = await f.registry.getModelVersion(alice, 'shared-upload', '1');
+      assert.deepEqual(
+        files.map((x) => x.path),
+        ['weights.bin'],
+      );
+      const opened = await f.registry.openFile(alice, 'model', 'shared-upload', '1', 'weights.bin');
+      const parts: Buffer[] = [];
+      for await (const c of opened.content) parts.push(c);
+      assert.equal(Buffer.concat(parts).toString(), 'alice');
+      // Bob's staging is his: he can only abort it (the version now exists).
+      await rejectsWith(
+        f.registry.finalizeModelVersion(bob, { model: 'shared-upload', version: '1' }),
+        ConflictError,
+      );
+      await f.registry.abortUpload(bob, 'model', 'shared-upload', '1');
+      await rejectsWith(
+        f.registry.finalizeModelVersion(bob, { model: 'shared-upload', version: '1' }),
+        NotFoundError,
+      );
+    });
+
     it('rejects malformed names and versions, denies and audits unauthorised callers, fails closed on audit loss', async () => {
       const dir = makeModel(work);
       for (const model of ['', 'UPPER', '-lead', 'a/b', '../x', 'a'.repeat(129), 'sp ace']) {
