@@ -60,7 +60,12 @@ const FRAMEWORK_ERRORS: Readonly<Record<number, { code: string; message: string 
   406: { code: 'not_acceptable', message: 'not acceptable' },
   408: { code: 'request_timeout', message: 'the request took too long' },
   413: { code: 'payload_too_large', message: 'the request body is too large' },
-  415: { code: 'unsupported_media_type', message: 'the request body must be application/json' },
+  // The same message for every route: JSON routes and the raw file uploads of the registry answer it alike.
+  415: {
+    code: 'unsupported_media_type',
+    message:
+      "this route does not accept the request body's content-type (application/json; file uploads application/octet-stream)",
+  },
   431: { code: 'headers_too_large', message: 'the request headers are too large' },
   503: { code: 'unavailable', message: 'the server is shutting down' },
 };

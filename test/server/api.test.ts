@@ -519,11 +519,10 @@ describe('KMS HTTP API: authentication, validation, TLS, logs, OpenAPI', () => {
       assert.match(r.json.error!.message, message, `${method} ${path}`);
       assert.doesNotMatch(r.json.error!.message, /not base64!|secret-in-broken-json|bad\*/);
     }
-    assertError(
-      await raw('POST', '/v1/kms/decrypt', { body: 'x', contentType: 'text/plain' }),
-      415,
-      'unsupported_media_type',
-    );
+    const unsupported = await raw('POST', '/v1/kms/decrypt', { body: 'x', contentType: 'text/plain' });
+    assertError(unsupported, 415, 'unsupported_media_type');
+    // One message for JSON routes and the registry's raw uploads alike: it names what each takes.
+    assert.match(unsupported.json.error!.message, /application\/json.*application\/octet-stream/);
     const huge = { plaintext: Buffer.alloc(1024 * 1024).toString('base64') };
     assertError(await raw('POST', '/v1/kms/random', { body: huge }), 413, 'payload_too_large');
     assertError(await raw('GET', '/v1/nope'), 404, 'not_found');
