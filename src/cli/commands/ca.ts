@@ -231,6 +231,13 @@ export function registerCaCommands(program: Command, io: Partial<KmsCliIo> = {})
             ).body,
           false,
         );
+        if (bundle.certificates.length === 0) {
+          throw new CliError(
+            'ca_not_initialised',
+            'the CA has no certificate yet: an administrator runs `warden ca init`',
+            ExitCode.unavailable,
+          );
+        }
         const file = options.out as string | undefined;
         if (file !== undefined) await writeOut(file, bundle.pem, 0o644, options.force === true);
         const human = bundle.certificates.map(describeCa).join('\n');

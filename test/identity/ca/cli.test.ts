@@ -147,3 +147,41 @@ describe('warden ca', async () => {
     assert.equal(anonymous.code, 8, anonymous.stderr);
   });
 });
+
+describe('warden ca show before warden ca init', async () => {
+  const f = await caFixture({ init: false });
+  const app = await createKmsServer({
+    kms: f.kms.service,
+    operator: new TestOperator(new TestRoot()),
+    authenticate: bootstrapTokenAuthenticator(token),
+    routes: [
+      (server) => {
+        caRoutes(server, { ca: f.ca });
+      },
+    ],
+  });
+  before(() => app.listen({ host: '127.0.0.1', port: 0 }));
+  after(async () => {
+    await app.close();
+    await f.close();
+  });
+
+  it('says the CA is not initialised and how to do it, exits 10, and writes no empty bundle', async () => {
+    const bundleFile = path.join(f.dir, 'bundle.pem');
+    let failure: { code?: number; stderr?: string } = {};
+    try {
+      await run(process.execPath, [MAIN, 'ca', 'show', '--out', bundleFile], {
+        env: {
+          PATH: process.env.PATH,
+          WARDEN_ADDR: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`,
+          WARDEN_TOKEN: '',
+        },
+      });
+    } catch (err) {
+      failure = err as typeof failure;
+    }
+    assert.equal(failure.code, 10);
+    assert.match(failure.stderr ?? '', /warden ca init/);
+    await assert.rejects(stat(bundleFile), { code: 'ENOENT' });
+  });
+});
