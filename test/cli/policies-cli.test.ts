@@ -50,5 +50,9 @@ describe('warden policies', async () => {
     assert.equal((await run(['policies', 'put', 'broken', bad])).code, ExitCode.malformed);
     assert.match((await run(['policies', 'delete', 'analysts-read'])).out, /^removed analysts-read$/m);
     assert.doesNotMatch((await run(['policies', 'list'])).out, /analysts-read/);
+    // Deleting what is not there is an error a script can see, not a success.
+    const again = await run(['policies', 'delete', 'analysts-read']);
+    assert.equal(again.code, ExitCode.usage);
+    assert.match(again.err, /no custom policy analysts-read/);
   });
 });

@@ -138,7 +138,10 @@ export function registerPolicyCommands(program: Command, ioOverrides: Partial<Km
             'DELETE',
             `/v1/policies/${encodeURIComponent(String(id))}`,
           );
-          out.result(r.removed ? `removed ${String(id)}` : `no custom policy ${String(id)}`, r);
+          if (!r.removed) {
+            throw new CliError('not_found', `no custom policy ${String(id)}`, ExitCode.usage);
+          }
+          out.result(`removed ${String(id)}`, r);
         } finally {
           await http.close();
         }
