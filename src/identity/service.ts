@@ -538,7 +538,12 @@ export class IdentityService {
         outcome: 'failure',
         reason: `totp_${result.reason}`,
       });
-      throw new InvalidCredentialsError();
+      // The caller is authenticated; the code only proves the authenticator was set up right.
+      throw new IdentityError(
+        'invalid_totp_code',
+        400,
+        'the code does not match: enter the current code of the authenticator you just set up (check its clock)',
+      );
     }
     const recovery = generateRecoveryCodes(this.#mac);
     if (!(await this.directory.confirmTotp(user.username, pending, result.step, recovery.hashes))) {

@@ -128,7 +128,7 @@ describe('identity SDK against warden server', () => {
     assert.ok(uri.includes(secret));
     const totp = totpOf(uri);
     const wrongCode = String((Number(totp.generate()) + 500_000) % 1_000_000).padStart(6, '0');
-    await rejectsWith(enrolling.confirmTotpEnrolment(wrongCode), 'invalid_credentials', 401);
+    await rejectsWith(enrolling.confirmTotpEnrolment(wrongCode), 'invalid_totp_code', 400);
     ({ recoveryCodes } = await enrolling.confirmTotpEnrolment(totp.generate()));
     assert.equal(recoveryCodes.length, 10);
 
