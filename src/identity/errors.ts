@@ -31,7 +31,7 @@ export class MfaRequiredError extends IdentityError {
 export class ThrottledError extends IdentityError {
   readonly retryAfterSeconds: number;
   constructor(retryAfterSeconds: number) {
-    super('too_many_attempts', 429, 'too many failed attempts: try again later');
+    super('too_many_attempts', 429, `too many failed attempts: try again in ${retryAfterSeconds} s`);
     this.retryAfterSeconds = retryAfterSeconds;
   }
 }

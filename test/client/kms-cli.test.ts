@@ -7,7 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { PassThrough } from 'node:stream';
-import { registerKmsCommands } from '../../src/cli/commands/kms.ts';
+import { kmsCliError, registerKmsCommands } from '../../src/cli/commands/kms.ts';
+import { KmsClientError } from '../../src/client/index.ts';
 import { ExitCode } from '../../src/cli/exit-codes.ts';
 import { startHarness } from '../server/fixture.ts';
 import type { Harness } from '../server/fixture.ts';
@@ -353,5 +354,16 @@ describe('warden keys / kms / operator', () => {
     for (const value of [h.token, h.userToken, ...outputs]) {
       assert.equal(logs.includes(value), false, `leaked ${value.slice(0, 8)}...`);
     }
+  });
+});
+
+describe('kmsCliError', () => {
+  it('maps a refusal for now (sealed, too many attempts) to exit 10 and other 4xx to usage', () => {
+    const exit = (code: string, status: number) =>
+      kmsCliError(new KmsClientError(code, status, 'm')).exitCode;
+    assert.equal(exit('sealed', 503), ExitCode.unavailable);
+    assert.equal(exit('too_many_attempts', 429), ExitCode.unavailable);
+    assert.equal(exit('invalid_request', 400), ExitCode.usage);
+    assert.equal(exit('unauthenticated', 401), ExitCode.unauthenticated);
   });
 });

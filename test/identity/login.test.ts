@@ -59,7 +59,11 @@ describe('local login', () => {
     await assert.rejects(attempt('', ''), InvalidCredentialsError);
     for (let i = 0; i < 4; i++) await assert.rejects(attempt('erin', `wrong ${i}`), InvalidCredentialsError);
     // Five failures: locked, even with the right password.
-    await assert.rejects(attempt('erin', PASSWORD), ThrottledError);
+    await assert.rejects(attempt('erin', PASSWORD), (err: unknown) => {
+      assert.ok(err instanceof ThrottledError);
+      assert.match(err.message, /try again in \d+ s$/);
+      return true;
+    });
     const reasons = f.audit.of('identity.login').map((e) => e.reason);
     assert.ok(
       reasons.includes('bad_password') && reasons.includes('unknown_user') && reasons.includes('throttled'),
