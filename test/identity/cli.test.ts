@@ -438,6 +438,14 @@ describe('warden identity CLI', () => {
     const session = saved();
     const ids = new IdentityClient(new WardenHttp({ address: warden.url, ca: readFileSync(caFile) }));
     await ids.revoke(session.refreshToken ?? '');
+    // Revoked on the server but not yet expired here: whoami asks the server and says what to do.
+    let who = await cli(['whoami']);
+    for (let i = 0; i < 30 && who.code === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      who = await cli(['whoami']);
+    }
+    assert.equal(who.code, ExitCode.unauthenticated, who.stderr);
+    assert.match(who.stderr, /not accepted .*run warden login/);
     writeFileSync(
       sessionPath({ XDG_CONFIG_HOME: configHome }),
       JSON.stringify({ ...session, expiresAt: Date.now() - 1000 }),

@@ -618,6 +618,13 @@ function registerSession(program: Command, io: KmsCliIo): void {
       try {
         await new IdentityClient(http).listOwnApiKeys();
       } catch (err) {
+        if (err instanceof KmsClientError && err.status === 401) {
+          throw new CliError(
+            'unauthenticated',
+            'the token or session is not accepted (expired, revoked or logged out): run warden login',
+            ExitCode.unauthenticated,
+          );
+        }
         if (!(err instanceof KmsClientError) || err.code !== 'mfa_enrolment_required') throw err;
         state = 'mfa-enrolment-only';
       } finally {
