@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -99,6 +99,8 @@ describe('warden model / dataset', () => {
     const download = await warden(['model', 'download', 'cli-victim@1', path.join(work.dir, 'out')]);
     assert.equal(download.code, 4, download.stderr);
     assert.match(download.stderr, /config\.json/);
+    // The directory the download created is gone with it: a retry does not find it "not empty".
+    assert.equal(existsSync(path.join(work.dir, 'out')), false);
   });
 
   it('says which file a download lost when the server cuts the body off mid-stream (exit 3, not "other side closed")', async () => {
@@ -117,11 +119,13 @@ describe('warden model / dataset', () => {
     await handle.write(byte, 0, 1, 200_000);
     await handle.close();
     const out = path.join(work.dir, 'out-cut');
+    mkdirSync(out);
     const download = await warden(['model', 'download', 'cli-cut@1', out, '--json']);
     assert.equal(download.code, 3, download.stderr);
     const { error } = JSON.parse(download.stderr) as { error: { code: string; message: string } };
     assert.equal(error.code, 'connection_failed');
     assert.match(error.message, /download of weights\.pkl .* was cut off/);
-    assert.ok(readdirSync(out).every((n) => !n.startsWith('weights.pkl')));
+    // It existed (empty) before: it stays, emptied of what the download had written.
+    assert.deepEqual(readdirSync(out), []);
   });
 });
