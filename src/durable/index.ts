@@ -68,11 +68,15 @@ export async function publishDurably(
   options: { readonly exclusive?: boolean } = {},
 ): Promise<void> {
   try {
-    if (options.exclusive === true) await link(temporary, file);
-    else await rename(temporary, file);
-  } finally {
-    // After a link, or a failure, the temporary name is still there.
+    if (options.exclusive === true) {
+      await link(temporary, file);
+      await unlink(temporary);
+    } else {
+      await rename(temporary, file);
+    }
+  } catch (err) {
     await unlink(temporary).catch(() => undefined);
+    throw err;
   }
   await syncDirectory(path.dirname(file));
 }
