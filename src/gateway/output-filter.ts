@@ -82,6 +82,24 @@ interface Scan {
   readonly tooDeep: () => void;
 }
 
+/** A one-shot scan of whole strings: findings counted into `counts`, `block()` on a block or an unscannable subtree. */
+function oneShot(
+  engine: PrivacyEngine,
+  policy: CompiledPolicy,
+  counts: FilterCounts,
+  block: () => void,
+): Scan {
+  return {
+    text: (text) => {
+      const r = engine.apply(text, policy);
+      count(counts, r.findings);
+      if (r.blocked) block();
+      return r.text;
+    },
+    tooDeep: block,
+  };
+}
+
 export class OutputFilter {
   readonly #engine: PrivacyEngine;
   readonly #policy: CompiledPolicy;
@@ -95,18 +113,10 @@ export class OutputFilter {
   filterJson(kind: RouteKind, body: unknown): FilteredJson {
     const counts: FilterCounts = new Map();
     let blocked = false;
-    const apply = (text: string): string => {
-      const r = this.#engine.apply(text, this.#policy);
-      count(counts, r.findings);
-      if (r.blocked) blocked = true;
-      return r.text;
-    };
-    const scan: Scan = {
-      text: apply,
-      tooDeep: () => {
-        blocked = true;
-      },
-    };
+    const scan = oneShot(this.#engine, this.#policy, counts, () => {
+      blocked = true;
+    });
+    const apply = scan.text;
     if (!isObj(body)) return { body, counts, blocked };
     switch (kind) {
       case 'chat':
@@ -248,21 +258,10 @@ export class StreamFilter {
    * joined (docs/gateway.md). False once the output is blocked.
    */
   #scanWhole(value: object): boolean {
-    walkStrings(
-      value,
-      {
-        text: (text) => {
-          const r = this.#engine.apply(text, this.#policy);
-          count(this.counts, r.findings);
-          if (r.blocked) this.#blocked = true;
-          return r.text;
-        },
-        tooDeep: () => {
-          this.#blocked = true;
-        },
-      },
-      0,
-    );
+    const scan = oneShot(this.#engine, this.#policy, this.counts, () => {
+      this.#blocked = true;
+    });
+    walkStrings(value, scan, 0);
     return !this.#blocked;
   }
 
