@@ -16,6 +16,20 @@ import { alice, fixture, makeModel, workDir, type Fixture } from '../registry/su
 const MAIN = path.resolve(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
 const run = promisify(execFile);
 
+/** Flips one bit of the byte at `offset` of `file` (counted from its end when negative). */
+async function flipByte(file: string, offset: number): Promise<void> {
+  const handle = await open(file, 'r+');
+  try {
+    const at = offset >= 0 ? offset : (await handle.stat()).size + offset;
+    const byte = Buffer.alloc(1);
+    await handle.read(byte, 0, 1, at);
+    byte[0] = byte[0]! ^ 0x01;
+    await handle.write(byte, 0, 1, at);
+  } finally {
+    await handle.close();
+  }
+}
+
 /** `warden model ...` / `warden dataset ...` as a user runs them, against a registry served in this process. */
 describe('warden model / dataset', () => {
   let f: Fixture;
@@ -78,24 +92,14 @@ describe('warden model / dataset', () => {
     await f.registry.sign(alice, 'cli-victim', '1');
     const { files } = await f.registry.getModelVersion(alice, 'cli-victim', '1');
     const weights = files.find((x) => x.path === 'weights.pkl')!;
-    const handle = await open(f.blobs.pathOf(weights.blobId), 'r+');
-    const byte = Buffer.alloc(1);
-    await handle.read(byte, 0, 1, 200_000);
-    byte[0] = byte[0]! ^ 0x01;
-    await handle.write(byte, 0, 1, 200_000);
-    await handle.close();
+    await flipByte(f.blobs.pathOf(weights.blobId), 200_000);
 
     const deep = await warden(['model', 'verify', 'cli-victim@1', '--deep']);
     assert.equal(deep.code, 4, deep.stderr);
     assert.match(deep.stderr, /weights\.pkl/);
     // Found before the response starts (single-chunk file): the server's error reaches the client.
     const config = files.find((x) => x.path === 'config.json')!;
-    const blob = await open(f.blobs.pathOf(config.blobId), 'r+');
-    const size = (await blob.stat()).size;
-    await blob.read(byte, 0, 1, size - 20);
-    byte[0] = byte[0] ^ 0x01;
-    await blob.write(byte, 0, 1, size - 20);
-    await blob.close();
+    await flipByte(f.blobs.pathOf(config.blobId), -20);
     const download = await warden(['model', 'download', 'cli-victim@1', path.join(work.dir, 'out')]);
     assert.equal(download.code, 4, download.stderr);
     assert.match(download.stderr, /config\.json/);
@@ -112,12 +116,7 @@ describe('warden model / dataset', () => {
     const { files } = await f.registry.getModelVersion(alice, 'cli-cut', '1');
     const weights = files.find((x) => x.path === 'weights.pkl')!;
     // Past the first 64 KiB chunk: the response has started when the server finds the damage.
-    const handle = await open(f.blobs.pathOf(weights.blobId), 'r+');
-    const byte = Buffer.alloc(1);
-    await handle.read(byte, 0, 1, 200_000);
-    byte[0] = byte[0]! ^ 0x01;
-    await handle.write(byte, 0, 1, 200_000);
-    await handle.close();
+    await flipByte(f.blobs.pathOf(weights.blobId), 200_000);
     const out = path.join(work.dir, 'out-cut');
     mkdirSync(out);
     const download = await warden(['model', 'download', 'cli-cut@1', out, '--json']);

@@ -12,9 +12,9 @@ import { caFixture, ecKeyPair, opensslCsr, run } from './support.ts';
 const MAIN = path.resolve(import.meta.dirname, '..', '..', '..', 'src', 'cli', 'main.ts');
 const token = randomBytes(24).toString('base64url');
 
-describe('warden ca', async () => {
-  const f = await caFixture();
-  const app = await createKmsServer({
+/** The KMS server with the CA routes of `f`, authenticating the bootstrap `token`. */
+function caServer(f: Awaited<ReturnType<typeof caFixture>>): ReturnType<typeof createKmsServer> {
+  return createKmsServer({
     kms: f.kms.service,
     operator: new TestOperator(new TestRoot()),
     authenticate: bootstrapTokenAuthenticator(token),
@@ -24,6 +24,11 @@ describe('warden ca', async () => {
       },
     ],
   });
+}
+
+describe('warden ca', async () => {
+  const f = await caFixture();
+  const app = await caServer(f);
   let env: NodeJS.ProcessEnv = {};
   before(async () => {
     await app.listen({ host: '127.0.0.1', port: 0 });
@@ -150,16 +155,7 @@ describe('warden ca', async () => {
 
 describe('warden ca show before warden ca init', async () => {
   const f = await caFixture({ init: false });
-  const app = await createKmsServer({
-    kms: f.kms.service,
-    operator: new TestOperator(new TestRoot()),
-    authenticate: bootstrapTokenAuthenticator(token),
-    routes: [
-      (server) => {
-        caRoutes(server, { ca: f.ca });
-      },
-    ],
-  });
+  const app = await caServer(f);
   before(() => app.listen({ host: '127.0.0.1', port: 0 }));
   after(async () => {
     await app.close();
