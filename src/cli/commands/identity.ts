@@ -598,13 +598,8 @@ function registerSession(program: Command, io: KmsCliIo): void {
         try {
           await http.json('GET', '/v1/policies');
         } catch (err) {
-          if (err instanceof KmsClientError && err.status === 401) {
-            throw new CliError(
-              'unauthenticated',
-              'the bootstrap token is not accepted (already redeemed?): run warden login',
-              ExitCode.unauthenticated,
-            );
-          }
+          if (err instanceof KmsClientError && err.status === 401)
+            throw notAccepted('the bootstrap token', 'already redeemed?');
           if (!(err instanceof KmsClientError) || err.status !== 403) throw err;
         } finally {
           await http.close();
@@ -618,13 +613,8 @@ function registerSession(program: Command, io: KmsCliIo): void {
       try {
         await new IdentityClient(http).listOwnApiKeys();
       } catch (err) {
-        if (err instanceof KmsClientError && err.status === 401) {
-          throw new CliError(
-            'unauthenticated',
-            'the token or session is not accepted (expired, revoked or logged out): run warden login',
-            ExitCode.unauthenticated,
-          );
-        }
+        if (err instanceof KmsClientError && err.status === 401)
+          throw notAccepted('the token or session', 'expired, revoked or logged out');
         if (!(err instanceof KmsClientError) || err.code !== 'mfa_enrolment_required') throw err;
         state = 'mfa-enrolment-only';
       } finally {
@@ -1183,4 +1173,13 @@ export function registerIdentityCommands(program: Command, io: Partial<KmsCliIo>
   registerServiceAccounts(program, resolved);
   registerApiKeys(program, resolved);
   registerRoles(program, resolved);
+}
+
+/** `whoami`'s answer when the server refuses the credential: what it was, the likely reason, what to do. */
+function notAccepted(credential: string, likely: string): CliError {
+  return new CliError(
+    'unauthenticated',
+    `${credential} is not accepted (${likely}): run warden login`,
+    ExitCode.unauthenticated,
+  );
 }
