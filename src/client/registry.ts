@@ -254,30 +254,9 @@ export class RegistryClient {
     onProgress?: TransferProgress,
   ): Promise<{ files: number; bytes: number }> {
     const root = path.resolve(outDir);
-    const existed = (await lstat(root).catch(() => undefined)) !== undefined;
     await makeDirectoryDurably(root);
     if ((await readdir(root)).length > 0)
       throw new KmsClientError('invalid_input', 0, 'the output directory is not empty');
-    try {
-      return await this.#downloadInto(root, base, files, onProgress);
-    } catch (err) {
-      // The directory was empty or absent: what is in it now is this download's, and a retry needs it empty.
-      if (existed) {
-        for (const entry of await readdir(root))
-          await rm(path.join(root, entry), { recursive: true, force: true });
-      } else {
-        await rm(root, { recursive: true, force: true });
-      }
-      throw err;
-    }
-  }
-
-  async #downloadInto(
-    root: string,
-    base: string,
-    files: readonly FileRecord[],
-    onProgress?: TransferProgress,
-  ): Promise<{ files: number; bytes: number }> {
     const total = files.reduce((n, f) => n + f.size, 0);
     let done = 0;
     for (const f of files) {
