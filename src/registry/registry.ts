@@ -1301,6 +1301,11 @@ export class Registry {
 
   // ---------------------------------------------------------------- promotion
 
+  /**
+   * Clean, or waived for this very scan. A waiver is bound to the rules version of the scan it was granted for:
+   * the stored bytes never change, so a scan under the same rules finds the same, but a rescan under newer rules
+   * may find what nobody has looked at yet, and must be waived again (or fixed).
+   */
   async #scanAccepted(v: ModelVersionRecord): Promise<boolean> {
     if (v.scan.verdict === null) return false;
     if (v.scan.verdict === 'clean') return true;
@@ -1308,7 +1313,9 @@ export class Registry {
     const verdict = v.scan.verdict;
     return (await this.#repo.waivers(v.id)).some(
       (w) =>
-        (w.expiresAt === null || w.expiresAt > now) && VERDICT_RANK[w.coversVerdict] >= VERDICT_RANK[verdict],
+        (w.expiresAt === null || w.expiresAt > now) &&
+        w.rulesVersion === v.scan.rulesVersion &&
+        VERDICT_RANK[w.coversVerdict] >= VERDICT_RANK[verdict],
     );
   }
 

@@ -4,7 +4,7 @@ import { open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as CDX from '@cyclonedx/cyclonedx-library';
-import { RULES_VERSION, scanFile } from '../../src/scanner/index.ts';
+import { RULES_VERSION, scanFile, scanSource } from '../../src/scanner/index.ts';
 import { rootDigest, serializeModel, verifyModel } from '../../src/signing/index.ts';
 import {
   AuditFailedError,
@@ -455,6 +455,50 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       assert.equal(v.version.scan.verdict, 'suspicious');
       assert.equal((await newer.servable('sentiment', '1.0.0')).reasons.includes('scan_not_clean'), true);
       assert.equal((await newer.rescanOutdated(bob)).rescanned.length, 0);
+    });
+
+    it('binds a waiver to the rules version of the scan it accepted: a rescan under newer rules needs a new one', async () => {
+      const dir = makeModel(work, { malicious: true });
+      await f.registry.registerModelVersion(alice, { model: 'waived-risk', version: '1', dir });
+      await f.registry.sign(alice, 'waived-risk', '1');
+      const waiver = await f.registry.waive(bob, 'waived-risk', '1', { reason: 'red-team fixture' });
+      assert.equal(waiver.rulesVersion, RULES_VERSION);
+      assert.equal((await f.registry.promote(alice, 'waived-risk', '1', 'dev')).status, 'promoted');
+      // The new rules find something more in the weights, and the verdict stays malicious: a verdict-only
+      // waiver would cover it although nobody has looked at the new finding.
+      const newer = f.reopen({
+        scanner: {
+          rulesVersion: 'test-rules-3',
+          scanFile: (file) => scanFile(file).then((r) => ({ ...r, rulesVersion: 'test-rules-3' })),
+          scanSource: async (source, name) => {
+            const r = await scanSource(source, name);
+            return name !== 'weights.pkl'
+              ? { ...r, rulesVersion: 'test-rules-3' }
+              : {
+                  ...r,
+                  verdict: 'malicious',
+                  findings: [
+                    ...r.findings,
+                    { severity: 'critical', rule: 'test.new-rule', message: 'a backdoor', path: '' },
+                  ],
+                  rulesVersion: 'test-rules-3',
+                };
+          },
+        },
+      });
+      // Upgrading the scanner alone takes nothing offline: the waived scan is still the version's scan.
+      assert.equal((await newer.servable('waived-risk', '1')).servable, true);
+      const summary = await newer.scan(alice, 'waived-risk', '1');
+      assert.deepEqual([summary.verdict, summary.rulesVersion], ['malicious', 'test-rules-3']);
+      await rejectsWith(newer.promote(alice, 'waived-risk', '1', 'staging'), GateError, 'gate_scan');
+      assert.deepEqual((await newer.servable('waived-risk', '1')).reasons, ['scan_not_clean']);
+      // A waiver of the new scan accepts it again.
+      assert.equal(
+        (await newer.waive(bob, 'waived-risk', '1', { reason: 'new finding reviewed' })).rulesVersion,
+        'test-rules-3',
+      );
+      assert.equal((await newer.promote(alice, 'waived-risk', '1', 'staging')).status, 'promoted');
+      assert.equal((await newer.servable('waived-risk', '1')).servable, true);
     });
 
     it('stages uploads file by file, then finalizes; refuses traversal and oversized files', async () => {
