@@ -26,7 +26,7 @@ import type {
 } from '../registry/index.ts';
 import { KmsClientError } from './errors.ts';
 import type { WardenHttp } from './http.ts';
-import { makeDirectoryDurably, renameDurably } from '../durable/index.ts';
+import { CreatedEntries, renameDurably } from '../durable/index.ts';
 
 /** Byte progress of an upload or download: done so far, and the total when known. */
 export type TransferProgress = (done: number, total: number) => void;
@@ -235,7 +235,8 @@ export class RegistryClient {
 
   /**
    * Downloads every file of a model version into `outDir` (created; must be empty), each written to a temp
-   * file, checked against the recorded size and SHA-256, then renamed into place.
+   * file, checked against the recorded size and SHA-256, then renamed into place. A download that fails
+   * removes the directories and files it created (never `outDir` when it existed before).
    */
   async downloadModel(
     model: string,
@@ -254,7 +255,25 @@ export class RegistryClient {
     onProgress?: TransferProgress,
   ): Promise<{ files: number; bytes: number }> {
     const root = path.resolve(outDir);
-    await makeDirectoryDurably(root);
+    // A failed download (a quarantined version, a cut-off body) takes back what it created, so that a re-run
+    // does not find a directory that is "not empty".
+    const created = new CreatedEntries();
+    await created.makeDirectory(root);
+    try {
+      return await this.#downloadInto(root, base, files, created, onProgress);
+    } catch (err) {
+      await created.remove();
+      throw err;
+    }
+  }
+
+  async #downloadInto(
+    root: string,
+    base: string,
+    files: readonly FileRecord[],
+    created: CreatedEntries,
+    onProgress?: TransferProgress,
+  ): Promise<{ files: number; bytes: number }> {
     if ((await readdir(root)).length > 0)
       throw new KmsClientError('invalid_input', 0, 'the output directory is not empty');
     const total = files.reduce((n, f) => n + f.size, 0);
@@ -264,7 +283,7 @@ export class RegistryClient {
       // The server validates paths; a client still never writes outside the directory it was given.
       if (!dest.startsWith(root + path.sep))
         throw new KmsClientError('invalid_response', 0, 'a file path leaves the output directory');
-      await makeDirectoryDurably(path.dirname(dest));
+      await created.makeDirectory(path.dirname(dest));
       const tmp = `${dest}.partial`;
       const handle = await open(tmp, 'wx', 0o600);
       const hash = createHash('sha256');
@@ -294,6 +313,7 @@ export class RegistryClient {
         );
       }
       await handle.close();
+      created.add(dest);
       await renameDurably(tmp, dest);
     }
     return { files: files.length, bytes: done };

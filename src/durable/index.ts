@@ -9,7 +9,7 @@
  * been destroyed). The same holds for a directory just created: its entry lives in its parent.
  */
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, rename, unlink } from 'node:fs/promises';
+import { link, mkdir, open, rename, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 /** Makes the entries of `dir` (files created, renamed or removed in it) durable. */
@@ -84,16 +84,49 @@ export async function publishDurably(
 /**
  * Creates `dir` and any missing ancestors (`mkdir -p`), and makes each new entry durable by fsyncing the
  * directories that gained one, so that a file later made durable inside `dir` cannot lose its path to a power
- * loss. Costs nothing when `dir` already exists.
+ * loss. Costs nothing when `dir` already exists. Returns the topmost directory it created (absolute), or
+ * undefined when `dir` existed.
  */
-export async function makeDirectoryDurably(dir: string, mode = 0o700): Promise<void> {
+export async function makeDirectoryDurably(dir: string, mode = 0o700): Promise<string | undefined> {
   const target = path.resolve(dir);
   const first = await mkdir(target, { recursive: true, mode });
-  if (first === undefined) return;
+  if (first === undefined) return undefined;
   // Every directory from the parent of `dir` up to the parent of the first one created gained an entry.
-  const top = path.dirname(path.resolve(first));
+  const created = path.resolve(first);
+  const top = path.dirname(created);
   for (let d = path.dirname(target); ; d = path.dirname(d)) {
     await syncDirectory(d);
-    if (d === top || d === path.dirname(d)) return;
+    if (d === top || d === path.dirname(d)) return created;
+  }
+}
+
+/**
+ * The directories and files one run (a download into a directory, say) created, so that when the run fails it
+ * can take back exactly those: never an entry that was there before it started, so a re-run finds the state
+ * the first run found.
+ */
+export class CreatedEntries {
+  readonly #entries: string[] = [];
+
+  /** `makeDirectoryDurably`, remembering the topmost directory it created. */
+  async makeDirectory(dir: string, mode?: number): Promise<void> {
+    const created = await makeDirectoryDurably(dir, mode);
+    if (created !== undefined) this.#entries.push(created);
+  }
+
+  /** Remembers a file the run is about to put in place (before it does: a failure half-way is taken back too). */
+  add(entry: string): void {
+    this.#entries.push(path.resolve(entry));
+  }
+
+  /**
+   * Removes every remembered entry, newest first. Best effort: it runs on a failure path, where the failure
+   * that got there is what the caller must see.
+   */
+  async remove(): Promise<void> {
+    for (const entry of this.#entries.reverse()) {
+      await rm(entry, { recursive: true, force: true }).catch(() => undefined);
+    }
+    this.#entries.length = 0;
   }
 }

@@ -60,7 +60,7 @@ import type {
   SubjectKind,
   WaiverRecord,
 } from './types.ts';
-import { makeDirectoryDurably, renameDurably } from '../durable/index.ts';
+import { CreatedEntries, makeDirectoryDurably, renameDurably } from '../durable/index.ts';
 
 /**
  * The model and dataset registry: every operation takes the caller, is authorised through one injected call-out
@@ -1658,7 +1658,8 @@ export class Registry {
 
   /**
    * Decrypts every file of a version into `outDir` (which must be empty or absent), checking each file's size
-   * and SHA-256 against the record before it is renamed into place. Quarantined models are not handed out.
+   * and SHA-256 against the record before it is renamed into place. Quarantined models are not handed out. A
+   * download that fails removes the directories and files it created (never `outDir` when it existed before).
    */
   async download(
     principal: Principal,
@@ -1676,49 +1677,68 @@ export class Registry {
       async () => {
         const subject = await this.#subject(kind, name, version);
         const files = await this.#repo.files(kind, subject.id);
-        await makeDirectoryDurably(outDir);
-        if ((await readdir(outDir)).length > 0)
-          throw new InvalidInputError('the download directory is not empty');
-        let bytes = 0;
-        for (const f of files) {
-          const dest = path.join(outDir, ...f.path.split('/'));
-          await makeDirectoryDurably(path.dirname(dest));
-          const tmp = `${dest}.${randomUUID()}.partial`;
-          const handle = await open(
-            tmp,
-            constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-            0o600,
-          );
-          const hash = createHash('sha256');
-          let size = 0;
-          try {
-            for await (const chunk of this.#vault.decrypt(f.blobId, this.#binding(subject, f))) {
-              hash.update(chunk);
-              size += chunk.length;
-              let done = 0;
-              while (done < chunk.length)
-                done += (await handle.write(chunk, done, chunk.length - done)).bytesWritten;
-              options.onProgress?.(bytes + size);
-            }
-            if (size !== f.size || hash.digest('hex') !== f.sha256) {
-              throw new IntegrityError(
-                `stored file ${JSON.stringify(f.path)} does not match its recorded digest`,
-              );
-            }
-            await handle.sync();
-          } catch (err) {
-            await handle.close().catch(() => undefined);
-            await rm(tmp, { force: true });
-            throw err;
-          }
-          await handle.close();
-          await renameDurably(tmp, dest);
-          bytes += size;
+        // A failed download takes back what it created, so that a re-run does not find a directory that is
+        // "not empty".
+        const created = new CreatedEntries();
+        await created.makeDirectory(outDir);
+        try {
+          return await this.#downloadInto(subject, files, outDir, created, options);
+        } catch (err) {
+          await created.remove();
+          throw err;
         }
-        return { files: files.length, bytes };
       },
       (r) => ({ files: r.files, bytes: r.bytes }),
     );
+  }
+
+  async #downloadInto(
+    subject: Subject,
+    files: readonly FileRecord[],
+    outDir: string,
+    created: CreatedEntries,
+    options: { onProgress?: (bytes: number) => void },
+  ): Promise<{ files: number; bytes: number }> {
+    if ((await readdir(outDir)).length > 0)
+      throw new InvalidInputError('the download directory is not empty');
+    let bytes = 0;
+    for (const f of files) {
+      const dest = path.join(outDir, ...f.path.split('/'));
+      await created.makeDirectory(path.dirname(dest));
+      const tmp = `${dest}.${randomUUID()}.partial`;
+      const handle = await open(
+        tmp,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+        0o600,
+      );
+      const hash = createHash('sha256');
+      let size = 0;
+      try {
+        for await (const chunk of this.#vault.decrypt(f.blobId, this.#binding(subject, f))) {
+          hash.update(chunk);
+          size += chunk.length;
+          let done = 0;
+          while (done < chunk.length)
+            done += (await handle.write(chunk, done, chunk.length - done)).bytesWritten;
+          options.onProgress?.(bytes + size);
+        }
+        if (size !== f.size || hash.digest('hex') !== f.sha256) {
+          throw new IntegrityError(
+            `stored file ${JSON.stringify(f.path)} does not match its recorded digest`,
+          );
+        }
+        await handle.sync();
+      } catch (err) {
+        await handle.close().catch(() => undefined);
+        await rm(tmp, { force: true });
+        throw err;
+      }
+      await handle.close();
+      created.add(dest);
+      await renameDurably(tmp, dest);
+      bytes += size;
+    }
+    return { files: files.length, bytes };
   }
 
   /**

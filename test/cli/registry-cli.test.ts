@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -121,6 +121,34 @@ describe('warden model / dataset', () => {
     const { error } = JSON.parse(download.stderr) as { error: { code: string; message: string } };
     assert.equal(error.code, 'connection_failed');
     assert.match(error.message, /download of weights\.pkl .* was cut off/);
-    assert.ok(readdirSync(out).every((n) => !n.startsWith('weights.pkl')));
+    // config.json and tokenizer/ may have arrived before the cut: the failed run took them back with the directory.
+    assert.equal(existsSync(out), false);
+  });
+
+  it('leaves no directory behind when a download fails, and never removes one that was there before', async () => {
+    await f.registry.registerModelVersion(alice, {
+      model: 'cli-quarantined',
+      version: '1',
+      dir: makeModel(work.dir, { seed: 73 }),
+    });
+    await f.registry.quarantine(alice, 'cli-quarantined', '1', 'incident 7');
+    // Parents created by the run go too.
+    const fresh = path.join(work.dir, 'new-parent', 'dl');
+    for (const attempt of [1, 2]) {
+      const refused = await warden(['model', 'download', 'cli-quarantined@1', fresh]);
+      assert.equal(refused.code, 2, `attempt ${attempt}: ${refused.stderr}`);
+      assert.match(refused.stderr, /quarantined/);
+      assert.equal(existsSync(path.join(work.dir, 'new-parent')), false);
+    }
+    const existing = path.join(work.dir, 'existing-dl');
+    mkdirSync(existing);
+    const refused = await warden(['model', 'download', 'cli-quarantined@1', existing]);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.deepEqual(readdirSync(existing), []);
+    // Released, the same command succeeds into the directory the failed runs left as they found it.
+    await f.registry.release(alice, 'cli-quarantined', '1');
+    const ok = await warden(['model', 'download', 'cli-quarantined@1', fresh]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.deepEqual(readdirSync(fresh).sort(), ['config.json', 'tokenizer', 'weights.pkl']);
   });
 });

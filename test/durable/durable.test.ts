@@ -13,12 +13,13 @@ import {
   readdirSync,
   readFileSync,
   realpathSync,
+  existsSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { writeFileDurably } from '../../src/durable/index.ts';
+import { CreatedEntries, writeFileDurably } from '../../src/durable/index.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
@@ -185,5 +186,24 @@ describe('writeFileDurably', () => {
     await writeFileDurably(file, 'third', { mode: 0o644 });
     assert.equal(readFileSync(file, 'utf8'), 'third');
     assert.deepEqual(readdirSync(dir), ['token']);
+  });
+});
+
+describe('CreatedEntries', () => {
+  it('removes exactly what the run created: its directories (new ancestors included) and files, nothing older', async () => {
+    const dir = tempDir();
+    const keep = path.join(dir, 'keep');
+    mkdirSync(keep);
+    writeFileSync(path.join(keep, 'old.txt'), 'there before');
+    const created = new CreatedEntries();
+    await created.makeDirectory(keep);
+    await created.makeDirectory(path.join(keep, 'a', 'b'));
+    writeFileSync(path.join(keep, 'a', 'b', 'new.bin'), 'x');
+    created.add(path.join(keep, 'new.txt'));
+    writeFileSync(path.join(keep, 'new.txt'), 'x');
+    await created.makeDirectory(path.join(dir, 'fresh', 'out'));
+    await created.remove();
+    assert.deepEqual(readdirSync(keep), ['old.txt']);
+    assert.equal(existsSync(path.join(dir, 'fresh')), false);
   });
 });

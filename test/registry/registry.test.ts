@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -394,8 +394,12 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       await rejectsWith(f.registry.verify(alice, 'victim', '1', { deep: true }), IntegrityError);
       const out = path.join(work, 'download-tampered');
       await rejectsWith(f.registry.download(alice, 'model', 'victim', '1', out), IntegrityError);
-      assert.ok(!readdirSync(out).includes('weights.pkl'));
-      assert.ok(readdirSync(out).every((n) => !n.endsWith('.partial')));
+      // The failed download takes back what it created (the directory, files verified before weights.pkl) ...
+      assert.equal(existsSync(out), false);
+      // ... but never a directory that was there before it started.
+      mkdirSync(out);
+      await rejectsWith(f.registry.download(alice, 'model', 'victim', '1', out), IntegrityError);
+      assert.deepEqual(readdirSync(out), []);
       await rejectsWith(f.registry.scan(alice, 'victim', '1'), IntegrityError);
 
       // Swap two intact blobs between paths: the envelope context binds the path, so both fail to open.
