@@ -20,6 +20,8 @@ describe('registry over HTTP (routes + SDK)', () => {
   let nobody: RegistryClient;
   const https: WardenHttp[] = [];
   let work: { dir: string; cleanup: () => void };
+  let address: string;
+  let aliceToken: string;
 
   before(async () => {
     f = await fixture('sqlite', { limits: { maxFileBytes: 4 * 1024 * 1024, maxFiles: 100 } });
@@ -40,7 +42,8 @@ describe('registry over HTTP (routes + SDK)', () => {
       ],
     });
     await app.listen({ host: '127.0.0.1', port: 0 });
-    const address = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    address = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    aliceToken = tokens[0]!;
     const client = (token: string): RegistryClient => {
       const http = new WardenHttp({ address, token });
       https.push(http);
@@ -160,5 +163,18 @@ describe('registry over HTTP (routes + SDK)', () => {
         bad,
       );
     }
+  });
+
+  it('answers an upload sent with another content-type 415, naming application/octet-stream (not "must be JSON")', async () => {
+    const r = await fetch(`${address}/v1/models/typed/versions/1/files/a`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${aliceToken}`, 'content-type': 'text/plain' },
+      body: 'x',
+    });
+    assert.equal(r.status, 415);
+    const { error } = (await r.json()) as { error: { code: string; message: string } };
+    assert.equal(error.code, 'unsupported_media_type');
+    assert.match(error.message, /application\/octet-stream/);
+    assert.doesNotMatch(error.message, /must be application\/json/);
   });
 });
