@@ -233,7 +233,8 @@ export function registerCaCommands(program: Command, io: Partial<KmsCliIo> = {})
         );
         if (bundle.certificates.length === 0) {
           throw new CliError(
-            'ca_not_initialised',
+            // The code the server's CA gives the same condition (`warden ca issue` before init).
+            'ca_not_initialized',
             'the CA has no certificate yet: an administrator runs `warden ca init`',
             ExitCode.unavailable,
           );

@@ -180,4 +180,22 @@ describe('warden ca show before warden ca init', async () => {
     assert.match(failure.stderr ?? '', /warden ca init/);
     await assert.rejects(stat(bundleFile), { code: 'ENOENT' });
   });
+
+  it('reports the condition under the code the server gives it (ca_not_initialized) with --json', async () => {
+    let failure: { code?: number; stderr?: string } = {};
+    try {
+      await run(process.execPath, [MAIN, 'ca', 'show', '--json'], {
+        env: {
+          PATH: process.env.PATH,
+          WARDEN_ADDR: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`,
+          WARDEN_TOKEN: '',
+        },
+      });
+    } catch (err) {
+      failure = err as typeof failure;
+    }
+    assert.equal(failure.code, 10);
+    const { error } = JSON.parse(failure.stderr ?? '') as { error: { code: string } };
+    assert.equal(error.code, 'ca_not_initialized');
+  });
 });
