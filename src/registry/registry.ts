@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, open, readdir, rm, rmdir } from 'node:fs/promises';
+import { lstat, open, readdir, rm, rmdir, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { AuditEvent, AuditRecorder } from '../audit/index.ts';
 import type { Principal } from '../kms/index.ts';
@@ -786,12 +786,7 @@ export class Registry {
         const replacing = (await lstat(dest).catch(() => undefined)) !== undefined;
         if (!replacing && count >= this.#limits.maxFiles)
           throw new TooLargeError(`more than ${this.#limits.maxFiles} files`);
-        const tmp = `${dest}.${randomUUID()}.partial`;
-        const handle = await open(
-          tmp,
-          constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-          0o600,
-        );
+        const { tmp, handle } = await createPartial(dest);
         const hash = createHash('sha256');
         let size = 0;
         try {
@@ -1705,12 +1700,7 @@ export class Registry {
     for (const f of files) {
       const dest = path.join(outDir, ...f.path.split('/'));
       await created.makeDirectory(path.dirname(dest));
-      const tmp = `${dest}.${randomUUID()}.partial`;
-      const handle = await open(
-        tmp,
-        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-        0o600,
-      );
+      const { tmp, handle } = await createPartial(dest);
       const hash = createHash('sha256');
       let size = 0;
       try {
@@ -1863,4 +1853,18 @@ async function removePartials(root: string): Promise<void> {
 async function removeStaged(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
   await rmdir(path.dirname(dir)).catch(() => undefined);
+}
+
+/**
+ * A new private temporary file beside `dest` (`<dest>.<uuid>.partial`, the suffix finalize sweeps): created
+ * exclusively and never through a symbolic link, for content to be checked before it is renamed into place.
+ */
+async function createPartial(dest: string): Promise<{ tmp: string; handle: FileHandle }> {
+  const tmp = `${dest}.${randomUUID()}.partial`;
+  const handle = await open(
+    tmp,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    0o600,
+  );
+  return { tmp, handle };
 }

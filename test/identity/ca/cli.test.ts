@@ -162,11 +162,10 @@ describe('warden ca show before warden ca init', async () => {
     await f.close();
   });
 
-  it('says the CA is not initialised and how to do it, exits 10, and writes no empty bundle', async () => {
-    const bundleFile = path.join(f.dir, 'bundle.pem');
-    let failure: { code?: number; stderr?: string } = {};
+  /** Runs `warden ca show` against this uninitialised CA, anonymously; returns how it failed. */
+  async function showFails(args: string[]): Promise<{ code?: number; stderr?: string }> {
     try {
-      await run(process.execPath, [MAIN, 'ca', 'show', '--out', bundleFile], {
+      await run(process.execPath, [MAIN, 'ca', 'show', ...args], {
         env: {
           PATH: process.env.PATH,
           WARDEN_ADDR: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`,
@@ -174,26 +173,21 @@ describe('warden ca show before warden ca init', async () => {
         },
       });
     } catch (err) {
-      failure = err as typeof failure;
+      return err as { code?: number; stderr?: string };
     }
+    return {};
+  }
+
+  it('says the CA is not initialised and how to do it, exits 10, and writes no empty bundle', async () => {
+    const bundleFile = path.join(f.dir, 'bundle.pem');
+    const failure = await showFails(['--out', bundleFile]);
     assert.equal(failure.code, 10);
     assert.match(failure.stderr ?? '', /warden ca init/);
     await assert.rejects(stat(bundleFile), { code: 'ENOENT' });
   });
 
   it('reports the condition under the code the server gives it (ca_not_initialized) with --json', async () => {
-    let failure: { code?: number; stderr?: string } = {};
-    try {
-      await run(process.execPath, [MAIN, 'ca', 'show', '--json'], {
-        env: {
-          PATH: process.env.PATH,
-          WARDEN_ADDR: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`,
-          WARDEN_TOKEN: '',
-        },
-      });
-    } catch (err) {
-      failure = err as typeof failure;
-    }
+    const failure = await showFails(['--json']);
     assert.equal(failure.code, 10);
     const { error } = JSON.parse(failure.stderr ?? '') as { error: { code: string } };
     assert.equal(error.code, 'ca_not_initialized');
