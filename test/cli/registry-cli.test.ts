@@ -76,6 +76,28 @@ describe('warden model / dataset', () => {
     }
   }
 
+  it('promote --waive records no waiver for a clean scan, and says a recorded waiver stays when the gates refuse', async () => {
+    await f.registry.registerModelVersion(alice, {
+      model: 'cli-clean',
+      version: '1',
+      dir: makeModel(work.dir),
+    });
+    await f.registry.sign(alice, 'cli-clean', '1');
+    const clean = await warden(['model', 'promote', 'cli-clean@1', 'dev', '--waive', 'not needed']);
+    assert.equal(clean.code, 0, clean.stderr);
+    assert.deepEqual((await f.registry.getModelVersion(alice, 'cli-clean', '1')).waivers, []);
+
+    await f.registry.registerModelVersion(alice, {
+      model: 'cli-evil',
+      version: '1',
+      dir: makeModel(work.dir, { malicious: true }),
+    });
+    const refused = await warden(['model', 'promote', 'cli-evil@1', 'staging', '--waive', 'reviewed']);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, /signature.*the waiver [0-9a-f-]{36} was recorded and stays/);
+    assert.equal((await f.registry.getModelVersion(alice, 'cli-evil', '1')).waivers.length, 1);
+  });
+
   it('exits 4 when a signature or a stored file does not verify (not 1 or 2)', async () => {
     await f.registry.registerModelVersion(alice, {
       model: 'cli-victim',

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { RegistryClient } from '../../client/index.ts';
+import { KmsClientError, RegistryClient } from '../../client/index.ts';
 import type { DatasetReference, LineageInput, Sensitivity, Stage } from '../../registry/index.ts';
 import { CliError, ExitCode } from '../exit-codes.ts';
 import type { Output } from '../output.ts';
@@ -222,15 +222,34 @@ function registerModel(program: Command, io: KmsCliIo): void {
     .command('promote <name@version> <stage>')
     .description('move a stage alias (dev|staging|prod) to the version; prod files an approval request')
     .option('--approve <id>', 'approve a pending request instead (as a second person)')
-    .option('--waive <reason>', 'first record an audited waiver of the current scan verdict')
+    .option(
+      '--waive <reason>',
+      'first record an audited waiver of the current scan verdict (none when the scan is clean)',
+    )
     .option('--json', 'JSON output')
     .action(
       action(async (out, options, [target, stage]) => {
         const { name, version } = ref(target);
         const r = await withRegistry(io, options, out, async (c) => {
           if (options['approve'] !== undefined) return c.approve(name, options['approve'] as string);
-          if (options['waive'] !== undefined) await c.waive(name, version, options['waive'] as string);
-          return c.promote(name, version, need(stage, 'STAGE') as Stage);
+          const waiver =
+            options['waive'] !== undefined &&
+            (await c.getVersion(name, version)).version.scan.verdict !== 'clean'
+              ? await c.waive(name, version, options['waive'] as string)
+              : undefined;
+          try {
+            return await c.promote(name, version, need(stage, 'STAGE') as Stage);
+          } catch (err) {
+            // The waiver is an audited decision of its own: it stays, and the user must know it does.
+            if (waiver !== undefined && err instanceof KmsClientError) {
+              throw new KmsClientError(
+                err.code,
+                err.status,
+                `${err.message} (the waiver ${waiver.id} was recorded and stays)`,
+              );
+            }
+            throw err;
+          }
         });
         out.result(
           r.status === 'promoted'
