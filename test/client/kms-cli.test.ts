@@ -358,11 +358,12 @@ describe('warden keys / kms / operator', () => {
 });
 
 describe('kmsCliError', () => {
-  it('maps a refusal for now (sealed, too many attempts) to exit 10 and other 4xx to usage', () => {
+  it('maps a refusal for now (sealed, too many attempts, no CA yet) to exit 10 and other 4xx to usage', () => {
     const exit = (code: string, status: number) =>
       kmsCliError(new KmsClientError(code, status, 'm')).exitCode;
     assert.equal(exit('sealed', 503), ExitCode.unavailable);
     assert.equal(exit('too_many_attempts', 429), ExitCode.unavailable);
+    assert.equal(exit('ca_not_initialized', 409), ExitCode.unavailable);
     assert.equal(exit('invalid_request', 400), ExitCode.usage);
     assert.equal(exit('unauthenticated', 401), ExitCode.unauthenticated);
   });

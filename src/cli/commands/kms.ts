@@ -60,8 +60,9 @@ export function kmsCliError(err: KmsClientError): CliError {
           : ExitCode.io;
   else if (status === 401) exitCode = ExitCode.unauthenticated;
   else if (status === 403) exitCode = ExitCode.forbidden;
-  // Sealed, audit unavailable, or too many attempts: the server cannot serve this now, later it may.
-  else if (status === 503 || status === 429) exitCode = ExitCode.unavailable;
+  // Sealed, audit unavailable, too many attempts, a CA not set up yet: the server cannot serve this now, later
+  // it may.
+  else if (status === 503 || status === 429 || code === 'ca_not_initialized') exitCode = ExitCode.unavailable;
   else if (code === 'decryption_failed') exitCode = ExitCode.authentication;
   else if (code === 'key_not_found' || code === 'version_unavailable' || code === 'not_exportable')
     exitCode = ExitCode.keyUnavailable;
