@@ -93,7 +93,7 @@ describe('warden model / dataset', () => {
       dir: makeModel(work.dir, { malicious: true }),
     });
     const refused = await warden(['model', 'promote', 'cli-evil@1', 'staging', '--waive', 'reviewed']);
-    assert.equal(refused.code, 2, refused.stderr);
+    assert.equal(refused.code, 9, refused.stderr);
     assert.match(refused.stderr, /signature.*the waiver [0-9a-f-]{36} was recorded and stays/);
     assert.equal((await f.registry.getModelVersion(alice, 'cli-evil', '1')).waivers.length, 1);
   });
@@ -158,14 +158,14 @@ describe('warden model / dataset', () => {
     const fresh = path.join(work.dir, 'new-parent', 'dl');
     for (const attempt of [1, 2]) {
       const refused = await warden(['model', 'download', 'cli-quarantined@1', fresh]);
-      assert.equal(refused.code, 2, `attempt ${attempt}: ${refused.stderr}`);
+      assert.equal(refused.code, 9, `attempt ${attempt}: ${refused.stderr}`);
       assert.match(refused.stderr, /quarantined/);
       assert.equal(existsSync(path.join(work.dir, 'new-parent')), false);
     }
     const existing = path.join(work.dir, 'existing-dl');
     mkdirSync(existing);
     const refused = await warden(['model', 'download', 'cli-quarantined@1', existing]);
-    assert.equal(refused.code, 2, refused.stderr);
+    assert.equal(refused.code, 9, refused.stderr);
     assert.deepEqual(readdirSync(existing), []);
     // Released, the same command succeeds into the directory the failed runs left as they found it.
     await f.registry.release(alice, 'cli-quarantined', '1');

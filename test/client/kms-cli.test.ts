@@ -365,6 +365,7 @@ describe('kmsCliError', () => {
     assert.equal(exit('too_many_attempts', 429), ExitCode.unavailable);
     assert.equal(exit('ca_not_initialized', 409), ExitCode.unavailable);
     assert.equal(exit('invalid_request', 400), ExitCode.usage);
+    assert.equal(exit('gate_signature', 409), ExitCode.forbidden);
     assert.equal(exit('unauthenticated', 401), ExitCode.unauthenticated);
   });
 });
