@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { DecryptionError } from '../../crypto/index.ts';
@@ -12,6 +12,7 @@ import {
   inspectFile,
 } from '../../envelope/index.ts';
 import { LocalKeyring, defaultKeyringPath } from '../../keyring/index.ts';
+import { CliError, ExitCode } from '../exit-codes.ts';
 import { createOutput, formatBytes } from '../output.ts';
 
 /**
@@ -24,8 +25,8 @@ async function runDemo(options: { dir: string; size: string; json?: boolean }): 
   const dir = path.resolve(options.dir);
   const sizeMiB = Number(options.size);
   if (!Number.isInteger(sizeMiB) || sizeMiB < 1 || sizeMiB > 4096)
-    throw new Error('--size must be 1-4096 (MiB)');
-  await rm(dir, { recursive: true, force: true });
+    throw new CliError('usage', '--size must be 1-4096 (MiB)', ExitCode.usage);
+  await prepareDemoDirectory(dir);
   await mkdir(path.join(dir, 'training-data', 'shard-a'), { recursive: true });
   const keyringFile = defaultKeyringPath();
   const { keyring, created } = await LocalKeyring.open(keyringFile, { create: true });
@@ -117,11 +118,41 @@ async function runDemo(options: { dir: string; size: string; json?: boolean }): 
   if (!tensorOk || !roundTrip || !tamperCaught) process.exitCode = 1;
 }
 
+/** Marks a directory `warden demo` made, so that a later run replaces it and never anything else. */
+const DEMO_MARKER = '.warden-demo';
+
+/**
+ * Empties the demo directory of an earlier run, or creates it. A directory that exists, is not empty and was not
+ * made by `warden demo` is refused: `--dir` names a path, and a mistyped one must not cost anyone their files.
+ */
+async function prepareDemoDirectory(dir: string): Promise<void> {
+  const entries = await readdir(dir).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (entries !== undefined && entries.length > 0) {
+    if (!entries.includes(DEMO_MARKER)) {
+      throw new CliError(
+        'output_exists',
+        `${dir} exists and was not made by warden demo: choose another --dir, or remove it yourself`,
+        ExitCode.io,
+      );
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, DEMO_MARKER), 'made by `warden demo`, which replaces this directory\n');
+}
+
 export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
     .description('run the main job end to end on embedded defaults (dev keyring, local files)')
-    .option('--dir <path>', 'working directory for the demo (replaced)', 'warden-demo')
+    .option(
+      '--dir <path>',
+      'working directory for the demo (replaced when an earlier demo made it; any other non-empty directory is refused)',
+      'warden-demo',
+    )
     .option('--size <MiB>', 'size of the synthetic model file', '256')
     .option('--json', 'machine-readable output')
     .action(runDemo);
