@@ -72,10 +72,19 @@ export function classify(err: unknown): { exitCode: ExitCode; code: string; mess
       EISDIR: 'is a directory',
       ENOTDIR: 'not a directory',
       ENOSPC: 'no space left on device',
+      EADDRINUSE: 'address already in use (another server listening there?)',
+      EADDRNOTAVAIL: 'address not available on this machine',
       // `warden decrypt - | head`: the reader stopped early; what it read was authenticated.
       EPIPE: 'the output was closed before all of it was written',
     };
-    const where = errno.path === undefined ? '' : `${errno.path}: `;
+    // A listening socket's error names its address and port instead of a path.
+    const { address, port } = errno as NodeJS.ErrnoException & { address?: string; port?: number };
+    const where =
+      errno.path !== undefined
+        ? `${errno.path}: `
+        : address !== undefined
+          ? `${address}${port === undefined ? '' : `:${port}`}: `
+          : '';
     return {
       exitCode: ExitCode.io,
       code: 'io_error',

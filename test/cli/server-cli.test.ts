@@ -1,8 +1,9 @@
 // `warden server` as a process: what its start-up message tells an operator whose root of trust starts sealed.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { Agent, request } from 'undici';
@@ -75,4 +76,23 @@ describe('warden server with a Shamir root', () => {
       );
     },
   );
+});
+
+describe('warden server on an address already in use', () => {
+  it('exits 3 naming the address, not a bare EADDRINUSE', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as net.AddressInfo;
+    try {
+      const run = spawnSync(process.execPath, [MAIN, 'server', '--listen', `127.0.0.1:${port}`], {
+        env: { ...process.env, WARDEN_DATA_DIR: tempDir('warden-server-busy-') },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      assert.equal(run.status, 3, run.stderr);
+      assert.match(run.stderr, new RegExp(`127\\.0\\.0\\.1:${port}: address already in use`));
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+  });
 });
