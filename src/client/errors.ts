@@ -49,9 +49,18 @@ export function transportError(err: unknown, origin: string): KmsClientError {
   if (code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') {
     return new KmsClientError('invalid_response', 0, `the response from ${origin} is too large`);
   }
+  const reason = CONNECTION_REASONS[code];
   return new KmsClientError(
     'connection_failed',
     0,
-    `cannot reach ${origin}${code === '' ? '' : `: ${code}`}`,
+    `cannot reach ${origin}${code === '' ? '' : `: ${reason === undefined ? code : `${reason} (${code})`}`}`,
   );
 }
+
+/** The usual connection failures in words (the code stays, for searching). */
+const CONNECTION_REASONS: Partial<Record<string, string>> = {
+  ECONNREFUSED: 'nothing is listening there',
+  ENOTFOUND: 'no such host',
+  EHOSTUNREACH: 'the host is unreachable',
+  ECONNRESET: 'the connection was reset',
+};

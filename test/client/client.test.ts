@@ -63,6 +63,7 @@ describe('KmsClient', () => {
     const refused = new KmsClient({ address: 'https://127.0.0.1:1', token: h.token, timeoutMs: 2000 });
     const connectionError = await clientError(refused.listKeys());
     assert.deepEqual([connectionError.code, connectionError.status], ['connection_failed', 0]);
+    assert.match(connectionError.message, /nothing is listening there \(ECONNREFUSED\)/);
     assert.equal(connectionError.message.includes(h.token), false);
     await refused.close();
 
