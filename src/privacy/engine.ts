@@ -1,6 +1,7 @@
 import { contextConfidence, DEFAULT_THRESHOLD } from './context.ts';
 import { defaultDetectors } from './detectors/index.ts';
 import { compilePolicy, type Action, type CompiledPolicy, type Policy } from './policy.ts';
+import { FoldedText } from './fold.ts';
 import type { Detector, Finding } from './types.ts';
 
 /** What callers get back: where, what and how sure, and what was done. Never the matched value. */
@@ -78,29 +79,38 @@ export interface Rendered {
   readonly blocked: boolean;
 }
 
-/** Applies the policy to text[from, to) given resolved, non-overlapping findings inside that range. */
+/**
+ * Applies the policy to `folded.source[from, to)` (source indices) given resolved, non-overlapping findings on the
+ * folded text inside that range. Replacements are computed from the folded value (so a masked fullwidth digit is
+ * masked, and a pseudonym does not depend on invisible characters) and replace the finding's source span; the
+ * returned findings are in source indices.
+ */
 export function render(
-  text: string,
+  folded: FoldedText,
   from: number,
   to: number,
   findings: readonly Finding[],
   policy: CompiledPolicy,
   detectors: ReadonlyMap<string, Detector>,
 ): Rendered {
+  const text = folded.source;
   let out = '';
   let pos = from;
   let blocked = false;
   const applied: AppliedFinding[] = [];
   for (const f of findings) {
+    const start = folded.sourceStart(f.start);
+    const end = folded.sourceEnd(f.end);
     const action = policy.actionFor(f.entity);
-    applied.push({ ...f, action });
-    const replacement = policy.replacement(f.entity, text.slice(f.start, f.end), detectors.get(f.detector));
+    applied.push({ ...f, start, end, action });
+    const value = folded.text.slice(f.start, f.end);
+    const replacement = policy.replacement(f.entity, value, detectors.get(f.detector));
     if (replacement === undefined) {
       blocked = true;
       continue;
     }
-    out += text.slice(pos, f.start) + replacement;
-    pos = f.end;
+    out += text.slice(pos, Math.max(pos, start)) + replacement;
+    pos = Math.max(pos, end);
   }
   return { text: blocked ? '' : out + text.slice(pos, to), findings: applied, blocked };
 }
@@ -125,9 +135,22 @@ export class PrivacyEngine {
     this.maxLength = Math.max(...this.detectors.map((d) => d.maxLength));
   }
 
-  /** Reported findings: context-adjusted, at or above the threshold, overlaps resolved, sorted by start. */
+  /**
+   * Reported findings: context-adjusted, at or above the threshold, overlaps resolved, sorted by start; offsets
+   * into `text`. Detection runs on the text's folded view (see fold.ts), so a value spelled with invisible,
+   * fullwidth or other-script characters is found, and its span covers those characters.
+   */
   detect(text: string): Finding[] {
-    return this.resolve(scoredCandidates(this.detectors, text, 0));
+    const folded = FoldedText.of(text);
+    return this.#detectFolded(folded).map((f) => ({
+      ...f,
+      start: folded.sourceStart(f.start),
+      end: folded.sourceEnd(f.end),
+    }));
+  }
+
+  #detectFolded(folded: FoldedText): Finding[] {
+    return this.resolve(scoredCandidates(this.detectors, folded.text, 0));
   }
 
   /** Thresholds and resolves candidates; exposed for the streaming filter, which works on windows. */
@@ -140,12 +163,13 @@ export class PrivacyEngine {
 
   apply(text: string, policy: Policy | CompiledPolicy): ApplyResult {
     const compiled = compilePolicy(policy);
-    return render(text, 0, text.length, this.detect(text), compiled, this.#byId);
+    const folded = FoldedText.of(text);
+    return render(folded, 0, text.length, this.#detectFolded(folded), compiled, this.#byId);
   }
 
-  /** For the streaming filter: renders text[from, to) with already-resolved findings. */
+  /** For the streaming filter: renders source[from, to) with already-resolved findings on the folded text. */
   renderRange(
-    text: string,
+    text: FoldedText,
     from: number,
     to: number,
     findings: readonly Finding[],

@@ -1,5 +1,6 @@
 import { CONTEXT_AFTER, CONTEXT_BEFORE } from './context.ts';
 import { scoredCandidates, type AppliedFinding, type PrivacyEngine } from './engine.ts';
+import { FoldedText } from './fold.ts';
 import { compilePolicy, type CompiledPolicy, type Policy } from './policy.ts';
 import { MAX_LOOKBEHIND } from './scan.ts';
 
@@ -104,33 +105,39 @@ export class PrivacyStream {
   }
 
   #release(final: boolean): string {
-    const off = this.#context.length;
     const window = this.#context + this.#held;
-    const base = this.#offset - off;
-    const candidates = scoredCandidates(this.#engine.detectors, window, off);
-    const cut = final ? window.length : this.#safeCut(window, off, candidates);
+    const base = this.#offset - this.#context.length;
+    // Detection runs on the folded view (fold.ts); cuts are made there and mapped back to the window.
+    const folded = FoldedText.of(window);
+    const off = folded.foldedIndex(this.#context.length);
+    const candidates = scoredCandidates(this.#engine.detectors, folded.text, off);
+    const cut = final ? folded.text.length : this.#safeCut(folded, off, candidates);
+    const cutAt = final ? window.length : folded.sourceStart(cut);
     const settled = this.#engine.resolve(candidates.filter((f) => f.end <= cut));
-    const rendered = this.#engine.renderRange(window, off, cut, settled, this.#policy);
+    const rendered = this.#engine.renderRange(folded, this.#context.length, cutAt, settled, this.#policy);
     for (const f of rendered.findings)
       this.#findings.push({ ...f, start: f.start + base, end: f.end + base });
     if (rendered.blocked) {
       this.#stop('policy');
       return '';
     }
-    this.#context = window.slice(Math.max(0, cut - CONTEXT_KEEP), cut);
-    this.#held = window.slice(cut);
-    this.#offset += cut - off;
+    // Context is counted in folded characters, which is what lookbehind and context words see.
+    const keepFrom = folded.sourceStart(Math.max(0, cut - CONTEXT_KEEP));
+    this.#context = window.slice(Math.min(keepFrom, cutAt), cutAt);
+    this.#held = window.slice(cutAt);
+    this.#offset = base + cutAt;
     if (this.#held.length > this.maxHoldBack) this.#stop('overflow');
     return rendered.text;
   }
 
-  #safeCut(window: string, off: number, candidates: readonly { start: number; end: number }[]): number {
-    let cut = window.length;
-    for (const d of this.#engine.detectors) cut = Math.min(cut, d.pendingFrom(window));
-    for (const f of candidates) if (f.end + CONTEXT_AFTER + 1 > window.length) cut = Math.min(cut, f.start);
+  #safeCut(folded: FoldedText, off: number, candidates: readonly { start: number; end: number }[]): number {
+    const text = folded.text;
+    let cut = text.length;
+    for (const d of this.#engine.detectors) cut = Math.min(cut, d.pendingFrom(text));
+    for (const f of candidates) if (f.end + CONTEXT_AFTER + 1 > text.length) cut = Math.min(cut, f.start);
     for (let changed = true; changed;) {
       changed = false;
-      if (cut > off && isHighSurrogate(window.charCodeAt(cut - 1))) {
+      if (cut > off && (isHighSurrogate(text.charCodeAt(cut - 1)) || !folded.isBoundary(cut))) {
         cut--;
         changed = true;
       }

@@ -458,6 +458,22 @@ describe('streamed tool calls and other generated fields', () => {
     }
   });
 
+  it('catches a card number spelled with zero-width spaces and fullwidth digits, streamed and not', () => {
+    const spelled = `${Array.from('4111111111111111').join('\u200b')} and ４１１１ １１１１ １１１１ １１１１`;
+    const whole = new OutputFilter(engine, redact).filterJson('chat', {
+      choices: [{ index: 0, message: { role: 'assistant', content: `cards ${spelled}.` } }],
+    });
+    const message = (whole.body as { choices: { message: { content: string } }[] }).choices[0]?.message;
+    assert.equal(message?.content, 'cards [REDACTED:CREDIT_CARD] and [REDACTED:CREDIT_CARD].');
+    const pieces = `cards ${spelled}.`.match(/[\s\S]{1,2}/g) ?? [];
+    const chunks = [
+      ...pieces.map((p) => chunkOf({ index: 0, delta: { content: p }, finish_reason: null })),
+      chunkOf({ index: 0, delta: {}, finish_reason: 'stop' }),
+    ];
+    const { out } = runStream(new OutputFilter(engine, redact).stream('chat'), chunks);
+    assert.equal(assemble(out).get(0)?.content, 'cards [REDACTED:CREDIT_CARD] and [REDACTED:CREDIT_CARD].');
+  });
+
   it('scans streamed content parts, and catches PII split across audio transcript deltas', () => {
     const parts = chunkOf({
       index: 0,

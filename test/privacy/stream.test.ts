@@ -97,6 +97,23 @@ describe('PrivacyStream equals one-shot apply', () => {
       ),
       fc.string({ maxLength: 12 }),
       fc.constantFrom(' ', '\n', '. ', ', ', '-', ':', '@', '(', ')', '+'),
+      // Characters the detectors see folded (fold.ts): invisible, compatibility forms, other scripts,
+      // expansions to several characters, surrogate halves.
+      fc.constantFrom(
+        '\u200b',
+        '\u00ad',
+        '\u00a0',
+        '\u2013',
+        '４',
+        '𝟏',
+        '४',
+        '\u0301',
+        '⑴',
+        '\ufdfa',
+        '\ud83d',
+        '\ude00',
+      ),
+      fc.constantFrom(...PII_SAMPLES).map((s) => Array.from(s).join('\u200b')),
     );
     const text = fc.array(piece, { maxLength: 12 }).map((parts) => parts.join(''));
     const cuts = fc.array(fc.nat({ max: 1000 }), { maxLength: 12 });
