@@ -13,6 +13,7 @@ import { RouteNotFoundError, UnauthenticatedError, sendError } from './errors.ts
 import type { OperatorControl } from './operator.ts';
 import { cedarRouteAuthorizer, routeAuthzOf } from './route-authz.ts';
 import type { RouteAuthz } from './route-authz.ts';
+import { API_DESCRIPTION, API_TAGS, API_TITLE, withOperationIds } from './openapi.ts';
 import { SHARED_SCHEMAS } from './schemas.ts';
 import { dataKeyRoutes } from './routes/datakey.ts';
 import { decryptRoutes } from './routes/decrypt.ts';
@@ -210,24 +211,15 @@ export async function createKmsServer(options: KmsServerOptions): Promise<Fastif
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
-      info: {
-        title: 'Warden KMS API',
-        version: API_VERSION,
-        description:
-          'Key management: named, versioned keys and the operations on them. Errors are ' +
-          '`{ "error": { "code", "message" } }`. Bytes are standard base64.',
-      },
+      info: { title: API_TITLE, version: API_VERSION, description: API_DESCRIPTION },
       components: {
         securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } },
       },
       security: [{ bearerAuth: [] }],
-      tags: [
-        { name: 'keys', description: 'key administration' },
-        { name: 'crypto', description: 'cryptographic operations' },
-        { name: 'operator', description: 'root of trust: init, unseal, seal' },
-        { name: 'system', description: 'health and this document' },
-      ],
+      tags: [...API_TAGS],
     },
+    transformObject: (document) =>
+      'openapiObject' in document ? withOperationIds(document.openapiObject) : document.swaggerObject,
     refResolver: {
       buildLocalReference: (json, _baseUri, _fragment, i) =>
         typeof json.$id === 'string' ? json.$id : `def-${i}`,
