@@ -318,8 +318,8 @@ export function actionFor(io: KmsCliIo) {
 
 export function withConnectionOptions(command: Command): Command {
   return command
-    .option('--addr <url>', `KMS address (default: $WARDEN_ADDR or ${DEFAULT_ADDRESS})`)
-    .option('--ca-cert <path>', 'PEM certificate to trust for the KMS (default: $WARDEN_CACERT)')
+    .option('--addr <url>', `Warden server address (default: $WARDEN_ADDR or ${DEFAULT_ADDRESS})`)
+    .option('--ca-cert <path>', 'PEM CA certificate to trust for the server (default: $WARDEN_CACERT)')
     .option('--token-file <path>', 'file holding the token (default: $WARDEN_TOKEN or $WARDEN_TOKEN_FILE)');
 }
 
