@@ -231,7 +231,9 @@ export function validateBody(kind: RouteKind, body: unknown): void {
 /**
  * Refuses the parameters that expose token probabilities or steer them (`logprobs`, `top_logprobs`,
  * `logit_bias`): they make model extraction and membership inference far cheaper. A neutral value (false, 0,
- * an empty bias map) is accepted.
+ * an empty bias map) is accepted — except a completion's `logprobs: 0`, which is not neutral: legacy completions
+ * return the sampled tokens with their logprobs for any value (0 only means no alternatives), and with `echo`
+ * the prompt's too.
  */
 export function checkParameters(
   kind: RouteKind,
@@ -240,7 +242,8 @@ export function checkParameters(
 ): void {
   if (kind !== 'chat' && kind !== 'completions') return;
   const logprobs = body.logprobs;
-  if (!allow.logprobs && logprobs !== undefined && logprobs !== false && logprobs !== 0) {
+  // Chat's `logprobs` is a boolean (false asks for nothing); a completion's is a count, and 0 still asks for some.
+  if (!allow.logprobs && logprobs !== undefined && logprobs !== false) {
     throw parameterNotAllowed('logprobs');
   }
   const top = body.top_logprobs;

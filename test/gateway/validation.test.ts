@@ -100,6 +100,19 @@ describe('request validation', () => {
     checkParameters('kserve-v2', { logprobs: true }, {});
   });
 
+  it('refuses logprobs: 0 on completions: it is not neutral there (the sampled tokens and their logprobs)', () => {
+    // Legacy completions return the logprob of every sampled token (and, with echo, of every prompt token)
+    // plus the token strings for any `logprobs` value, 0 included: only its absence asks for none.
+    assert.throws(
+      () => {
+        checkParameters('completions', { model: 'm', prompt: 'p', logprobs: 0 }, {});
+      },
+      { code: 'parameter_not_allowed', message: /logprobs/ },
+    );
+    checkParameters('completions', { model: 'm', prompt: 'p', logprobs: 0 }, { logprobs: true });
+    checkParameters('completions', { model: 'm', prompt: 'p' }, {});
+  });
+
   it('counts every input the model reads towards the prompt length, not only message content', () => {
     const chat = (extra: Record<string, unknown>, message: Record<string, unknown> = {}) => {
       const b = { messages: [{ role: 'user', content: 'hi', ...message }], ...extra };
