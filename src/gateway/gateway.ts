@@ -588,8 +588,11 @@ export class Gateway {
         : (typeof usage.prompt_tokens === 'number' ? usage.prompt_tokens : 0) +
           (typeof usage.completion_tokens === 'number' ? usage.completion_tokens : 0);
     if (!Number.isInteger(total) || total < 0) return;
+    // Some servers report the running usage in every streamed chunk: each report corrects the previous one, so
+    // the reservation is settled once in all (against the last report), never refunded once per chunk.
+    const charged = trace.tokensUsed ?? trace.reservation.reserved;
     trace.tokensUsed = total;
-    await this.limits.settle(trace.reservation, total);
+    await this.limits.settle({ ...trace.reservation, reserved: charged }, total);
   }
 
   /**

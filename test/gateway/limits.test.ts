@@ -140,4 +140,50 @@ describe('rate limits and token budgets (in memory)', () => {
     assert.equal(last.details.stream, true);
     assert.equal(last.details.tokensUsed, 10);
   });
+
+  it('settles a streamed reservation once, even when the upstream reports usage in several chunks', async () => {
+    // Some OpenAI-compatible servers report the running usage in every chunk. Each report used to be settled
+    // against the whole reservation again, refunding it once per chunk: the budget grew past its own limit.
+    const chunk = (i: number): string =>
+      `data: ${JSON.stringify({
+        id: 'c',
+        object: 'chat.completion.chunk',
+        created: 1,
+        model: 'm',
+        choices: [{ index: 0, delta: { content: 'ab ' }, finish_reason: i === 5 ? 'stop' : null }],
+        usage: { prompt_tokens: 5, completion_tokens: i, total_tokens: 5 + i },
+      })}\n\n`;
+    upstream.script = {
+      raw: (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        for (let i = 1; i <= 5; i++) res.write(chunk(i));
+        res.end('data: [DONE]\n\n');
+      },
+    };
+    try {
+      for (let i = 0; i < 2; i++) {
+        const res = await post(
+          `${gw.url}/v1/chat/completions`,
+          { ...chatBody('hello', { stream: true }), model: 'budget-stream' },
+          { token: 'token-carol' },
+        );
+        assert.equal(res.status, 200);
+      }
+      const events = (await settledEvents(gw)).slice(-2) as { details: Record<string, unknown> }[];
+      assert.deepEqual(
+        events.map((e) => e.details.tokensUsed),
+        [10, 10],
+      );
+      // 10 tokens per call (the last report), nothing more and nothing less: 1000 - 2 × 10 left.
+      const limits = gatewayOf(gw.app).limits;
+      const { states } = await limits.reserve(
+        limits.keyFor('user:carol', 'budget-stream'),
+        [{ points: 1000, durationSeconds: 3600 }],
+        1,
+      );
+      assert.equal(states[0]?.remaining, 1000 - 20 - 1);
+    } finally {
+      upstream.script = { totalTokens: 10 };
+    }
+  });
 });

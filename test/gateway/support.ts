@@ -215,6 +215,7 @@ export const PRINCIPALS: Record<string, Principal> = {
   'token-alice': { id: 'user:alice', roles: ['user'], authMethod: 'token' },
   'token-bob': { id: 'user:bob', roles: ['user'], authMethod: 'token' },
   'token-eve': { id: 'user:eve', roles: [], authMethod: 'token' },
+  'token-carol': { id: 'user:carol', roles: ['user'], authMethod: 'token' },
 };
 
 export function bearerAuthenticate(request: FastifyRequest): Principal | undefined {
