@@ -48,6 +48,9 @@ export const upstreamError = (status: number): GatewayError =>
   status >= 400 && status < 500
     ? new GatewayError('upstream_rejected', status, `the model server refused the request (${status})`)
     : new GatewayError('upstream_error', 502, `the model server failed (${status})`);
+/** An error event in place of output after a 200 (the server failed mid-stream); its text is never forwarded. */
+export const upstreamStreamError = (): GatewayError =>
+  new GatewayError('upstream_error', 502, 'the model server reported an error during the stream');
 export const upstreamMalformed = (): GatewayError =>
   new GatewayError('upstream_malformed', 502, 'the model server sent a response the gateway cannot filter');
 export const outputBlocked = (): GatewayError =>

@@ -29,6 +29,7 @@ import {
   unauthenticated,
   upstreamError,
   upstreamMalformed,
+  upstreamStreamError,
 } from './errors.ts';
 import type { ExtractionObserver, ExtractionResult } from './extraction-port.ts';
 import { estimateTokens, Limits } from './limits.ts';
@@ -656,6 +657,9 @@ export class Gateway {
               throw upstreamMalformed();
             }
             if (!isObject(parsed)) throw upstreamMalformed();
+            // A failure reported after the headers (`{error}`, or vLLM's older `{object: 'error', message}`):
+            // the stream failed, and the message, which can echo the prompt, is not passed on.
+            if (parsed.error !== undefined || parsed.object === 'error') throw upstreamStreamError();
             if (isObject(parsed.usage)) await settleUsage(parsed);
             if (filter !== undefined && !filter.chunk(parsed)) throw outputBlocked();
             yield emit(formatSseEvent(JSON.stringify(parsed)));

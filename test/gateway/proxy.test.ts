@@ -260,6 +260,34 @@ describe('gateway proxy against a real upstream', () => {
     }
   });
 
+  it('an error event from upstream mid-stream ends the stream as an upstream error, its text never forwarded', async () => {
+    // OpenAI-compatible servers report a failure after the headers as an SSE event: `{"error": {...}}` or, in
+    // older vLLM, `{"object": "error", "message": ...}`. Its message can echo the prompt, like a non-200 body.
+    for (const event of [
+      { error: { message: `bad input from ${EMAIL}`, type: 'BadRequestError', code: 400 } },
+      { object: 'error', message: `bad input from ${EMAIL}`, type: 'BadRequestError', code: 400 },
+    ]) {
+      upstream.script = {
+        raw: (_req, res) => {
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.end(
+            `data: {"choices":[{"index":0,"delta":{"content":"ok "}}]}\n\ndata: ${JSON.stringify(event)}\n\ndata: [DONE]\n\n`,
+          );
+        },
+      };
+      try {
+        const res = await post(`${gw.url}/v1/chat/completions`, chatBody('x', { stream: true }));
+        assert.ok(!res.text.includes(EMAIL), 'the upstream error text is not forwarded');
+        assert.ok(!res.text.includes('BadRequestError'));
+        const events = sseData(res.text);
+        assert.ok(!events.includes('[DONE]'), 'a failed stream does not end with [DONE]');
+        assert.equal((events.at(-1) as { error: { code: string } }).error.code, 'upstream_error');
+      } finally {
+        upstream.script = {};
+      }
+    }
+  });
+
   it('retries idempotent calls after 503, never generation calls', async () => {
     upstream.received.length = 0;
     upstream.script = { failFirst: { count: 2, status: 503 } };
