@@ -118,4 +118,27 @@ export class ContentHasher {
   hash(value: string | Uint8Array): string {
     return `hmac-sha256:${createHmac('sha256', this.#key).update(value).digest('hex')}`;
   }
+
+  /**
+   * A hash of content that arrives in pieces (a streamed response), equal to `hash()` of their concatenation,
+   * without keeping the pieces. Pieces given after `digest()` are ignored.
+   */
+  start(): IncrementalHash {
+    const hmac = createHmac('sha256', this.#key);
+    let digest: string | undefined;
+    return {
+      update(value) {
+        if (digest === undefined) hmac.update(value);
+      },
+      digest() {
+        digest ??= `hmac-sha256:${hmac.digest('hex')}`;
+        return digest;
+      },
+    };
+  }
+}
+
+export interface IncrementalHash {
+  update(value: string | Uint8Array): void;
+  digest(): string;
 }

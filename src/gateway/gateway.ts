@@ -617,14 +617,14 @@ export class Gateway {
       throw upstreamMalformed();
     }
     const filter: StreamFilter | undefined = prepared.filter?.stream(kind);
-    const hmac = this.#hasher;
+    // Hashed as it is sent, not kept: a long or endless stream must not grow memory.
+    const hmac = this.#hasher.start();
     const trail = this.#trail;
-    const chunks: string[] = [];
     let sent = 0;
     let finished = false;
     const emit = (text: string): string => {
       sent += Buffer.byteLength(text);
-      chunks.push(text);
+      hmac.update(text);
       return text;
     };
     const finish = (outcome: AuditOutcome, reason: string | undefined, status: number): Promise<boolean> => {
@@ -632,7 +632,7 @@ export class Gateway {
       trace.filter = filter?.counts;
       if (filter !== undefined) this.#countFilter(prepared.endpoint, filter.counts);
       trace.responseBytes = sent;
-      trace.responseHash = hmac.hash(chunks.join(''));
+      trace.responseHash = hmac.digest();
       return this.#audit(request, trace, outcome, reason, status, started);
     };
     const errorEvent = (err: GatewayError): string =>

@@ -5,7 +5,7 @@
  */
 export { createGateway, Gateway, gatewayOf, GATEWAY_ROUTES, registerGatewayRoutes } from './gateway.ts';
 export { AuditTrail, ContentHasher, DEFAULT_MAX_PENDING_AUDIT } from './audit-trail.ts';
-export type { AuditTrailOptions } from './audit-trail.ts';
+export type { AuditTrailOptions, IncrementalHash } from './audit-trail.ts';
 export type {
   Authenticate,
   Authorize,

@@ -300,6 +300,17 @@ describe('audit trail bounds and shutdown', () => {
     assert.notEqual(new ContentHasher(Buffer.alloc(32, 2)).hash('x'), h);
     assert.equal(new AuditHasher(Buffer.alloc(32, 1)).hash('x'), h);
   });
+
+  it('hashes content given in pieces as its concatenation, ignoring pieces after the digest', () => {
+    const hasher = new ContentHasher(Buffer.alloc(32, 1));
+    const pieces = ['data: {"a":"é"}\n\n', '', Buffer.from('data: 😀\n\n').toString(), 'tail'];
+    const incremental = hasher.start();
+    for (const piece of pieces) incremental.update(piece);
+    const digest = incremental.digest();
+    assert.equal(digest, hasher.hash(pieces.join('')));
+    incremental.update('data: [DONE]\n\n');
+    assert.equal(incremental.digest(), digest);
+  });
 });
 
 function sampleEvent(): AuditEvent {

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { Agent, request } from 'undici';
 import { ensureDevTls } from '../../src/app/index.ts';
 import { JsonLinesAuditRecorder } from '../../src/audit/index.ts';
@@ -373,6 +375,69 @@ describe('gateway upstream timeouts, TLS and failures', () => {
       });
       assert.equal(down.status, 502);
       assert.equal(down.json.error?.code, 'upstream_unavailable');
+    } finally {
+      await gw.close();
+      await upstream.close();
+    }
+  });
+
+  it('keeps memory bounded while a long stream runs: what was sent is hashed, not kept', async () => {
+    // The audit record's responseHash covers the whole stream; the sent text used to be kept until its end
+    // to hash it then, so an upstream streaming without end grew the gateway's memory without end.
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const heapUsed = (): number => {
+      gc();
+      gc();
+      return process.memoryUsage().heapUsed;
+    };
+    const EVENTS = 32_000;
+    const piece = `${'x'.repeat(999)} `;
+    let finish = (): void => undefined;
+    const finished = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    const upstream = await startUpstream({
+      raw: (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        let i = 0;
+        const pump = (): void => {
+          while (i < EVENTS) {
+            i++;
+            if (!res.write(`data: {"choices":[{"index":0,"delta":{"content":"${piece}"}}]}\n\n`)) {
+              res.once('drain', pump);
+              return;
+            }
+          }
+          void finished.then(() => res.end('data: [DONE]\n\n'));
+        };
+        pump();
+      },
+    });
+    const gw = await startGateway([endpoint('raw', upstream.url, { outputPolicy: false })]);
+    try {
+      const before = heapUsed();
+      const res = await request(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: 'Bearer token-alice' },
+        body: JSON.stringify(chatBody('x', { model: 'raw', stream: true })),
+      });
+      let received = 0;
+      res.body.on('data', (chunk: Buffer) => {
+        received += chunk.length;
+      });
+      const ended = new Promise((resolve) => res.body.on('end', resolve));
+      while (received < EVENTS * piece.length) await new Promise((resolve) => setTimeout(resolve, 20));
+      // 32 MB went through; the stream is still open.
+      const grown = heapUsed() - before;
+      finish();
+      await ended;
+      assert.ok(grown < 12_000_000, `heap grew by ${grown} bytes while streaming 32 MB`);
+      await gatewayOf(gw.app).auditSettled();
+      const event = gw.auditEvents().at(-1) as { outcome: string; details: Record<string, unknown> };
+      assert.equal(event.outcome, 'success');
+      assert.ok((event.details.responseBytes as number) > EVENTS * piece.length);
+      assert.match(String(event.details.responseHash), /^hmac-sha256:[0-9a-f]{64}$/);
     } finally {
       await gw.close();
       await upstream.close();
