@@ -40,7 +40,7 @@ import type { FilterCounts, StreamFilter } from './output-filter.ts';
 import { ServableCache } from './servable.ts';
 import type { ServableSource } from './servable.ts';
 import { formatSseEvent, SseParser } from './sse.ts';
-import { Upstream } from './upstream.ts';
+import { streamFailure, Upstream } from './upstream.ts';
 import type { UpstreamResponse } from './upstream.ts';
 import {
   checkParameters,
@@ -681,7 +681,7 @@ export class Gateway {
         void finish('success', undefined, 200);
         yield emit('data: [DONE]\n\n');
       } catch (err) {
-        const failure = err instanceof GatewayError ? err : upstreamMalformed();
+        const failure = streamFailure(err);
         denials.inc({ endpoint: prepared.endpoint.name, reason: failure.code });
         if (!finished) void finish('failure', failure.code, failure.httpStatus);
         yield errorEvent(failure);

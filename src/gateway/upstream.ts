@@ -258,6 +258,18 @@ export class Upstream {
   }
 }
 
+/**
+ * Why a streamed answer's body failed after its headers: a stall longer than the idle timeout is
+ * `upstream_timeout`, a connection lost mid-body `upstream_unavailable` (as for buffered answers); anything else
+ * (an unparseable or oversized event) `upstream_malformed`.
+ */
+export function streamFailure(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  if (err instanceof undiciErrors.BodyTimeoutError) return upstreamTimeout();
+  if (err instanceof undiciErrors.UndiciError) return upstreamUnavailable();
+  return upstreamMalformed();
+}
+
 /** Short jittered backoff: retries exist to ride over a restarting replica, not to queue behind an outage. */
 function backoff(attempt: number): Promise<void> {
   const ms = Math.min(250, 25 * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);

@@ -381,6 +381,45 @@ describe('gateway upstream timeouts, TLS and failures', () => {
     }
   });
 
+  it('ends a stream whose upstream stalls with upstream_timeout, and one cut off with upstream_unavailable', async () => {
+    // As for non-streamed answers (test/gateway/upstream.test.ts): neither is a malformed answer.
+    const first = 'data: {"choices":[{"index":0,"delta":{"content":"hello there "}}]}\n\n';
+    const upstream = await startUpstream({
+      raw: (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(first);
+      },
+    });
+    const gw = await startGateway([
+      endpoint('chat', upstream.url, { upstream: { url: upstream.url, idleTimeoutMs: 300, retries: 0 } }),
+    ]);
+    try {
+      const stalled = await post(`${gw.url}/v1/chat/completions`, chatBody('x', { stream: true }));
+      assert.deepEqual(sseData(stalled.text).at(-1), {
+        error: { code: 'upstream_timeout', message: 'the model server did not answer in time' },
+      });
+      upstream.script = {
+        raw: (_req, res) => {
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.write(first);
+          setTimeout(() => res.socket?.destroy(), 50);
+        },
+      };
+      const cut = await post(`${gw.url}/v1/chat/completions`, chatBody('x', { stream: true }));
+      assert.deepEqual(sseData(cut.text).at(-1), {
+        error: { code: 'upstream_unavailable', message: 'the model server is unreachable' },
+      });
+      await gatewayOf(gw.app).auditSettled();
+      assert.deepEqual(
+        gw.auditEvents().map((e) => e.reason),
+        ['upstream_timeout', 'upstream_unavailable'],
+      );
+    } finally {
+      await gw.close();
+      await upstream.close();
+    }
+  });
+
   it('keeps memory bounded while a long stream runs: what was sent is hashed, not kept', async () => {
     // The audit record's responseHash covers the whole stream; the sent text used to be kept until its end
     // to hash it then, so an upstream streaming without end grew the gateway's memory without end.
