@@ -348,6 +348,7 @@ export class Gateway {
       attempts: 0,
       stream: false,
     };
+    let upstreamCalled = false;
     try {
       // Fail closed: nothing is served while the audit trail cannot record.
       if (!this.#trail.accepts()) throw auditUnavailable();
@@ -459,6 +460,7 @@ export class Gateway {
         headers: { 'x-request-id': request.id, ...(stream ? { accept: 'text/event-stream' } : {}) },
       };
       const upstreamStarted = performance.now();
+      upstreamCalled = true;
       if (stream) {
         const res = await prepared.upstream.post(call);
         this.#upstreamAnswered(trace, endpoint, res.attempts, upstreamStarted);
@@ -509,6 +511,11 @@ export class Gateway {
       void this.#audit(request, trace, 'success', undefined, 200, started);
       reply.code(200).header('content-type', 'application/json; charset=utf-8').send(out);
     } catch (err) {
+      // Refused before the model was called (the extraction monitor): nothing was generated, nothing stays charged.
+      if (!upstreamCalled && trace.reservation !== undefined && trace.tokensUsed === undefined) {
+        await this.limits.settle(trace.reservation, 0);
+        trace.tokensUsed = 0;
+      }
       await this.fail(request, reply, err, trace, started);
     }
   }

@@ -589,6 +589,41 @@ describe('gateway upstream timeouts, TLS and failures', () => {
     }
   });
 
+  it('a chat request the extraction monitor refuses gives its token reservation back', async () => {
+    // The monitor decides after the reservation and before the model is called: nothing was generated, so
+    // nothing may stay charged (a throttled caller's budget used to drain by max_tokens per refused request).
+    const upstream = await startUpstream();
+    let action: 'none' | 'throttle' | 'step-up' | 'block' = 'throttle';
+    const monitor: ExtractionObserver = {
+      observe: () => ({ verdicts: [{ detector: 'burst', score: 0.9, reason: 'probing' }], action }),
+    };
+    const budget = [{ points: 1000, durationSeconds: 3600 }];
+    const gw = await startGateway(
+      [endpoint('chat', upstream.url, { limits: { tokens: budget, maxTokens: 300 } })],
+      { extraction: () => monitor },
+    );
+    try {
+      for (const refused of ['throttle', 'step-up', 'block'] as const) {
+        action = refused;
+        for (let i = 0; i < 3; i++) {
+          const res = await post(`${gw.url}/v1/chat/completions`, chatBody('hello'));
+          assert.ok([429, 401, 403].includes(res.status), `${refused}: ${res.status}`);
+        }
+      }
+      assert.equal(upstream.received.length, 0);
+      const events = (await settledEvents(gw)) as { details: Record<string, unknown> }[];
+      assert.ok(events.every((e) => e.details.tokensUsed === 0));
+      const limits = gatewayOf(gw.app).limits;
+      const { states } = await limits.reserve(limits.keyFor('user:alice', 'chat'), budget, 1);
+      assert.equal(states[0]?.remaining, 1000 - 1);
+      action = 'none';
+      assert.equal((await post(`${gw.url}/v1/chat/completions`, chatBody('hello'))).status, 200);
+    } finally {
+      await gw.close();
+      await upstream.close();
+    }
+  });
+
   it('puts the demo model behind the gateway: KServe, predict and chat with redacted echo', async () => {
     const demo = await startDemoModel();
     const gw = await startGateway([
