@@ -377,6 +377,7 @@ export async function startStandaloneGateway(config: StandaloneConfig): Promise<
   const audit = await JsonLinesAuditRecorder.open(config.auditFile);
   let redis: Redis | undefined;
   let limiter: LimiterStore = { kind: 'memory' };
+  let app: FastifyInstance | undefined;
   try {
     await Promise.all([policies.start(), certificates?.start(), link.issuer().catch(() => undefined)]);
     if (config.redis !== undefined) {
@@ -393,7 +394,7 @@ export async function startStandaloneGateway(config: StandaloneConfig): Promise<
       if (principal !== undefined) policies.notePurpose(principal, request);
       return principal;
     };
-    const app = await createGateway({
+    app = await createGateway({
       endpoints: config.endpoints,
       authenticate,
       authorize: policies.authorize,
@@ -422,6 +423,7 @@ export async function startStandaloneGateway(config: StandaloneConfig): Promise<
       config.metricsListen === undefined
         ? undefined
         : await startMetricsServer(gatewayOf(app).metrics.registry, config.metricsListen);
+    const started = app;
     return {
       app,
       url,
@@ -432,13 +434,15 @@ export async function startStandaloneGateway(config: StandaloneConfig): Promise<
         policies.stop();
         certificates?.stop();
         await metrics?.close();
-        await app.close();
+        await started.close();
         redis?.disconnect();
         await link.close();
         await audit.close();
       },
     };
   } catch (err) {
+    // A listener already open (the metrics one failed after it) would keep the process running half-started.
+    await app?.close().catch(() => undefined);
     policies.stop();
     certificates?.stop();
     redis?.disconnect();

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import fc from 'fast-check';
 import type { FastifyRequest } from 'fastify';
@@ -474,6 +476,61 @@ describe('warden gateway as a member of a Warden deployment', async () => {
       await assert.rejects(source.servable('credit-score', '1'));
     } finally {
       await link.close();
+    }
+  });
+});
+
+describe('warden gateway start-up failures', () => {
+  it('a metrics address already in use stops the start and releases the gateway listener', async () => {
+    // The gateway listener was already open when the metrics listener failed; it stayed open, so
+    // `warden gateway` printed the error and then kept running (serving, but never exiting).
+    const dir = tempDir('warden-gw-start-');
+    writeFileSync(path.join(dir, 'audit.key'), randomBytes(32));
+    writeFileSync(path.join(dir, 'gateway.secret'), 'wcs_0123456789abcdef0123456789abcdef');
+    const file = path.join(dir, 'gateway.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        insecureHttp: true,
+        audit: { file: 'audit.jsonl', keyFile: 'audit.key' },
+        // Nothing listens there: the gateway starts anyway, refusing everyone until the server answers.
+        warden: {
+          url: `https://127.0.0.1:${await freePort()}`,
+          clientId: 'gateway',
+          clientSecretFile: 'gateway.secret',
+          timeoutMs: 200,
+        },
+        endpoints: [
+          {
+            name: 'chat',
+            protocol: 'openai',
+            upstream: { url: 'http://127.0.0.1:9' },
+            model: 'demo-chat',
+            version: '1',
+            environment: 'prod',
+          },
+        ],
+      }),
+    );
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const busyPort = (busy.address() as AddressInfo).port;
+    const port = await freePort();
+    try {
+      const config = loadStandaloneConfig(file, {
+        WARDEN_GATEWAY_LISTEN: `127.0.0.1:${port}`,
+        WARDEN_GATEWAY_METRICS_LISTEN: `127.0.0.1:${busyPort}`,
+      });
+      await assert.rejects(startStandaloneGateway(config), { code: 'EADDRINUSE' });
+      // Nothing of the failed start is left listening.
+      const probe = createServer();
+      await new Promise<void>((resolve, reject) => {
+        probe.once('error', reject);
+        probe.listen(port, '127.0.0.1', resolve);
+      });
+      await new Promise((resolve) => probe.close(resolve));
+    } finally {
+      await new Promise((resolve) => busy.close(resolve));
     }
   });
 });
