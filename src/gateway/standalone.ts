@@ -158,6 +158,10 @@ function millis(value: unknown, what: string, fallback: number, min: number, max
   return value;
 }
 
+function isLoopbackHost(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+}
+
 const ENVIRONMENTS = ['dev', 'staging', 'prod'] as const;
 const CLIENT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -174,6 +178,10 @@ function parseWarden(raw: ConfigFile['warden'], env: NodeJS.ProcessEnv, base: st
   }
   if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') {
     throw new GatewayConfigError('warden.url must be https://host:port');
+  }
+  // The gateway's client secret and every caller's credential go there (the server's SDK refuses the same).
+  if (parsed.protocol === 'http:' && !isLoopbackHost(parsed.hostname)) {
+    throw new GatewayConfigError('warden.url must be https://host:port (plain http:// only to loopback)');
   }
   if (typeof raw.clientId !== 'string' || !CLIENT_ID.test(raw.clientId)) {
     throw new GatewayConfigError('warden.clientId must be the client id of the gateway’s service account');

@@ -359,6 +359,10 @@ describe('warden gateway as a member of a Warden deployment', async () => {
     refuses({ ...base, redis: { url: 'redis://x' } }, /keyFile/);
     refuses({ ...base, warden: undefined }, /warden\.url/);
     refuses({ ...base, warden: { ...base.warden, url: 'ftp://x' } }, /warden\.url/);
+    // The gateway sends its client secret and every caller's credential there: plain HTTP only to loopback.
+    refuses({ ...base, warden: { ...base.warden, url: 'http://10.1.2.3:8443' } }, /warden\.url.*loopback/);
+    refuses({ ...base, warden: { ...base.warden, url: 'http://warden.internal' } }, /warden\.url.*loopback/);
+
     refuses({ ...base, warden: { ...base.warden, clientId: 'no spaces' } }, /clientId/);
     refuses({ ...base, warden: { ...base.warden, clientSecretFile: 'missing' } }, /clientSecretFile/);
     refuses({ ...base, warden: { ...base.warden, statusCacheMs: 60_000 } }, /statusCacheMs/);
@@ -391,6 +395,10 @@ describe('warden gateway as a member of a Warden deployment', async () => {
     refuses({ ...base, endpoints, extraction: { policy: { rules: [{ action: 'nuke' }] } } }, /^extraction: /);
     refuses({ ...base, endpoints, extraction: { polcy: {} } }, /polcy/);
     refuses({ ...base, endpoints: [{ ...endpoints[0], upstrem: {} }] }, /upstrem/);
+    for (const url of ['http://127.0.0.1:8443', 'http://localhost:8443', 'http://[::1]:8443']) {
+      const cfg = loadStandaloneConfig(write({ ...base, endpoints, warden: { ...base.warden, url } }), {});
+      assert.equal(cfg.warden.url, url);
+    }
     const monitorOnly = { policy: { rules: [{ action: 'alert' }] } };
     assert.deepEqual(
       loadStandaloneConfig(write({ ...base, endpoints, extraction: monitorOnly }), {}).extraction,
