@@ -120,7 +120,10 @@ export interface StandaloneOptions extends GatewayOptions {
     /** Ask clients for a certificate without verifying it in the handshake: `authenticate` verifies it. */
     readonly requestClientCertificate?: boolean;
   };
-  /** Trust `X-Forwarded-For` from a fronting proxy for the source address. Default false. */
+  /**
+   * Behind one fronting proxy: the source address is the last `X-Forwarded-For` entry (the one the proxy
+   * appended), never one the client wrote. Default false.
+   */
   readonly trustProxy?: boolean;
   readonly logger?: boolean;
 }
@@ -879,7 +882,9 @@ export async function createGateway(options: StandaloneOptions): Promise<Fastify
     requestTimeout: 0,
     connectionTimeout: 0,
     keepAliveTimeout: 65_000,
-    trustProxy: options.trustProxy ?? false,
+    // One hop: the entry the fronting proxy appended to X-Forwarded-For. Trusting every hop would take the
+    // left-most entry, which the client writes itself.
+    trustProxy: options.trustProxy === true ? (_address: string, hop: number) => hop === 0 : false,
     routerOptions: { maxParamLength: 256 },
   } satisfies FastifyServerOptions;
   const app = (options.tls === undefined

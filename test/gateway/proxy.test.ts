@@ -483,6 +483,30 @@ describe('gateway upstream timeouts, TLS and failures', () => {
     }
   });
 
+  it('behind a trusted proxy, takes the address the proxy appended, not one the client wrote', async () => {
+    // A fronting proxy appends the peer it saw to the client's X-Forwarded-For. Trusting every hop took the
+    // left-most entry, which the client chooses: any caller could pick the source address that Cedar conditions,
+    // the extraction monitor's per-network grouping and the audit record see.
+    const upstream = await startUpstream();
+    const gw = await startGateway([endpoint('chat', upstream.url)], { trustProxy: true });
+    try {
+      const forwarded = async (xff: string | undefined): Promise<unknown> => {
+        const res = await post(`${gw.url}/v1/chat/completions`, chatBody('x'), {
+          headers: xff === undefined ? {} : { 'x-forwarded-for': xff },
+        });
+        assert.equal(res.status, 200);
+        await gatewayOf(gw.app).auditSettled();
+        return gw.auditEvents().at(-1)?.sourceIp;
+      };
+      assert.equal(await forwarded('6.6.6.6, 10.0.0.7'), '10.0.0.7');
+      assert.equal(await forwarded('10.0.0.8'), '10.0.0.8');
+      assert.equal(await forwarded(undefined), '127.0.0.1');
+    } finally {
+      await gw.close();
+      await upstream.close();
+    }
+  });
+
   it('serves TLS 1.3 only and reaches an HTTPS upstream with a configured CA', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'warden-gw-tls-'));
     const tls = await ensureDevTls(dir);
