@@ -130,10 +130,17 @@ export class OutputFilter {
         }
         break;
       case 'kserve-v2':
+        // The strings of `outputs[].data`; outputs of the wrong shape (data not an array, an output that is not
+        // an object, outputs not an array) are scanned whole rather than released unscanned.
         if (Array.isArray(body.outputs)) {
-          for (const output of body.outputs as unknown[]) {
-            if (isObj(output) && Array.isArray(output.data)) output.data = walkStrings(output.data, scan, 0);
+          const outputs = body.outputs as unknown[];
+          for (let i = 0; i < outputs.length; i++) {
+            const output = outputs[i];
+            if (!isObj(output)) outputs[i] = walkStrings(output, scan, 0);
+            else if ('data' in output) output.data = walkStrings(output.data, scan, 0);
           }
+        } else if ('outputs' in body) {
+          body.outputs = walkStrings(body.outputs, scan, 0);
         }
         break;
       case 'predict':

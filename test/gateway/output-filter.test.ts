@@ -42,6 +42,29 @@ describe('output filter on tensors', () => {
     assert.equal(r.counts.get('EMAIL:redact'), 1);
   });
 
+  it('scans KServe outputs of the wrong shape too, rather than releasing them unscanned', () => {
+    // A server that breaks the v2 shape (data not an array, outputs not an array of objects) still has its
+    // strings scanned: the filter used to look only inside well-formed outputs[].data arrays.
+    for (const body of [
+      { outputs: [{ name: 'label', datatype: 'BYTES', shape: [1], data: 'mail jane.doe@example.com' }] },
+      { outputs: [{ name: 'label', datatype: 'BYTES', data: { text: 'mail jane.doe@example.com' } }] },
+      { outputs: { label: { datatype: 'BYTES', data: ['mail jane.doe@example.com'] } } },
+      { outputs: ['mail jane.doe@example.com'] },
+      { outputs: 'mail jane.doe@example.com' },
+    ]) {
+      const r = filter.filterJson('kserve-v2', body);
+      assert.ok(!JSON.stringify(r.body).includes('jane.doe@example.com'), JSON.stringify(r.body));
+      assert.equal(r.counts.get('EMAIL:redact'), 1);
+    }
+    // Names and datatypes of well-formed outputs are left alone.
+    const ok = filter.filterJson('kserve-v2', {
+      outputs: [{ name: 'label', datatype: 'BYTES', shape: [1], data: ['approve'] }],
+    });
+    assert.deepEqual(ok.body, {
+      outputs: [{ name: 'label', datatype: 'BYTES', shape: [1], data: ['approve'] }],
+    });
+  });
+
   it('blocks output nested deeper than it scans', () => {
     let deep: unknown = 'jane.doe@example.com';
     for (let i = 0; i < 40; i++) deep = [deep];
