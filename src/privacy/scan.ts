@@ -12,11 +12,11 @@ export type CharTest = (code: number) => boolean;
  * Builds a membership test from the body of a regex character class, so that the class a detector's regex
  * consumes and the class its streaming hold-back reasons about are written once. ASCII is tabulated;
  * other code units (negated classes include them) are tested with the same class, one UTF-16 unit at a time
- * as a non-unicode regex sees them.
+ * as a non-unicode regex sees them (with the `v` flag, a class of BMP code points sees them the same way).
  */
-export function charClass(body: string): CharTest {
+export function charClass(body: string, flags = ''): CharTest {
   const table = new Uint8Array(128);
-  const re = new RegExp(`^[${body}]$`);
+  const re = new RegExp(`^[${body}]$`, flags);
   for (let c = 0; c < 128; c++) if (re.test(String.fromCharCode(c))) table[c] = 1;
   return (code) =>
     code < 128 ? table[code] === 1 : !Number.isNaN(code) && re.test(String.fromCharCode(code));

@@ -127,6 +127,17 @@ describe('e-mail detector', () => {
     assertFinds(d, 'root@localhost', []);
     assertFinds(d, `${'a'.repeat(65)}@example.com`, []);
   });
+  it('finds internationalised addresses (RFC 6531) in any script, and leaves @-mentions alone', () => {
+    assertFinds(d, 'mail jäne@exämple.de, please', ['jäne@exämple.de']);
+    assertFinds(d, 'write to δοκιμή@παράδειγμα.δοκιμή.', ['δοκιμή@παράδειγμα.δοκιμή']);
+    assertFinds(d, 'x 用户@例子.广告 y', ['用户@例子.广告']);
+    assertFinds(d, 'Ünïcødé@bücher.example', ['Ünïcødé@bücher.example']);
+    assertFinds(d, '请联系我@微信 谢谢', []);
+    // A character outside the BMP ends the local part: the bounds are in UTF-16 units.
+    assertFinds(d, 'a😀b@c.de', ['b@c.de']);
+    const pending = d.pendingFrom('mail jäne');
+    assert.equal(pending, 'mail '.length);
+  });
 });
 
 describe('phone detector (libphonenumber-js, max metadata)', () => {

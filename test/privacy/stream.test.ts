@@ -94,6 +94,8 @@ describe('PrivacyStream equals one-shot apply', () => {
         '0x',
         '+1 ',
         'NHS ',
+        'jäne@exämple.de',
+        'δοκιμή@παράδειγμα.δοκιμή',
       ),
       fc.string({ maxLength: 12 }),
       fc.constantFrom(' ', '\n', '. ', ', ', '-', ':', '@', '(', ')', '+'),
