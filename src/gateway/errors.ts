@@ -44,6 +44,9 @@ export const upstreamTimeout = (): GatewayError =>
   new GatewayError('upstream_timeout', 504, 'the model server did not answer in time');
 export const upstreamUnavailable = (): GatewayError =>
   new GatewayError('upstream_unavailable', 502, 'the model server is unreachable');
+/** A stream that ended without `[DONE]`: the answer may be cut short, so it is not passed off as complete. */
+export const upstreamStreamCut = (): GatewayError =>
+  new GatewayError('upstream_unavailable', 502, 'the model server ended the stream before it finished');
 export const upstreamError = (status: number): GatewayError =>
   status >= 400 && status < 500
     ? new GatewayError('upstream_rejected', status, `the model server refused the request (${status})`)

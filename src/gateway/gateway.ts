@@ -29,6 +29,7 @@ import {
   unauthenticated,
   upstreamError,
   upstreamMalformed,
+  upstreamStreamCut,
   upstreamStreamError,
 } from './errors.ts';
 import type { ExtractionObserver, ExtractionResult } from './extraction-port.ts';
@@ -676,6 +677,9 @@ export class Gateway {
           }
           if (done) break;
         }
+        // OpenAI-compatible servers end a complete stream with `[DONE]`; without it the answer may be cut off
+        // (a crash, a proxy timeout), and the client must not take it as whole.
+        if (!done) throw upstreamStreamCut();
         parser.end();
         const tail = filter?.finish();
         if (filter?.blocked === true) throw outputBlocked();

@@ -290,6 +290,23 @@ describe('gateway proxy against a real upstream', () => {
     }
   });
 
+  it('a stream the upstream ends without [DONE] is reported cut off, not passed off as complete', async () => {
+    upstream.script = {
+      raw: (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.end('data: {"choices":[{"index":0,"delta":{"content":"The answer is "}}]}\n\n');
+      },
+    };
+    try {
+      const res = await post(`${gw.url}/v1/chat/completions`, chatBody('x', { stream: true }));
+      const events = sseData(res.text);
+      assert.ok(!events.includes('[DONE]'));
+      assert.equal((events.at(-1) as { error: { code: string } }).error.code, 'upstream_unavailable');
+    } finally {
+      upstream.script = {};
+    }
+  });
+
   it('retries idempotent calls after 503, never generation calls', async () => {
     upstream.received.length = 0;
     upstream.script = { failFirst: { count: 2, status: 503 } };
