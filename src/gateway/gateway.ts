@@ -814,7 +814,8 @@ export class Gateway {
       ...(reason === undefined ? {} : { reason }),
       requestId: request.id,
       sourceIp: request.ip,
-      ...(userAgent === undefined ? {} : { userAgent }),
+      // As the server records it: a 16 KiB header must not make every audit record 16 KiB.
+      ...(userAgent === undefined ? {} : { userAgent: userAgent.slice(0, 256) }),
       latencyMs: Math.round(latency * 1000) / 1000,
       details,
     });

@@ -140,6 +140,17 @@ describe('write-behind audit with a breaker', () => {
     assert.match(await gateway.metrics.registry.metrics(), /warden_gateway_audit_breaker_open 0/);
   });
 
+  it('keeps at most 256 characters of the User-Agent, as the server does', async () => {
+    const res = await post(`${gw.url}/v1/chat/completions`, chatBody('ua'), {
+      headers: { 'user-agent': `probe/${'x'.repeat(8000)}` },
+    });
+    assert.equal(res.status, 200);
+    await gatewayOf(gw.app).auditSettled();
+    const last = events(file).at(-1);
+    assert.equal(String(last?.userAgent).length, 256);
+    assert.match(String(last?.userAgent), /^probe\/x+$/);
+  });
+
   it('writes no content in clear, whatever happened to the records', () => {
     const text = readFileSync(file, 'utf8');
     for (const needle of [SECRET, 'hello', 'after recovery', 'token-alice']) {
