@@ -134,13 +134,34 @@ const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 const DEFAULT_POLICY: Policy = { defaultAction: 'redact' };
 
 /** One route of the gateway: method POST, URL, the kind of request it takes. */
-export const GATEWAY_ROUTES: readonly { readonly url: string; readonly kind: RouteKind }[] = [
-  { url: '/v1/chat/completions', kind: 'chat' },
-  { url: '/v1/completions', kind: 'completions' },
-  { url: '/v1/embeddings', kind: 'embeddings' },
-  { url: '/v2/models/:model/infer', kind: 'kserve-v2' },
+export const GATEWAY_ROUTES: readonly {
+  readonly url: string;
+  readonly kind: RouteKind;
+  /** For the OpenAPI document. */
+  readonly summary: string;
+}[] = [
+  {
+    url: '/v1/chat/completions',
+    kind: 'chat',
+    summary: 'OpenAI-compatible chat completion (streamed with `stream: true`), answer filtered for PII',
+  },
+  {
+    url: '/v1/completions',
+    kind: 'completions',
+    summary: 'OpenAI-compatible text completion, filtered for PII',
+  },
+  { url: '/v1/embeddings', kind: 'embeddings', summary: 'OpenAI-compatible embeddings' },
+  {
+    url: '/v2/models/:model/infer',
+    kind: 'kserve-v2',
+    summary: 'KServe v2 (Open Inference Protocol) inference',
+  },
   // A regex-bounded parameter followed by `::` (find-my-way's escaped literal colon): `/v1/models/credit:predict`.
-  { url: '/v1/models/:model(^[^:/]+)::predict', kind: 'predict' },
+  {
+    url: '/v1/models/:model(^[^:/]+)::predict',
+    kind: 'predict',
+    summary: 'KServe v1 / TensorFlow Serving style predict',
+  },
 ];
 
 interface Prepared {
@@ -1000,6 +1021,7 @@ export function registerGatewayRoutes(
       bodyLimit: gateway.bodyLimit,
       schema: {
         tags: ['gateway'],
+        summary: route.summary,
         body: REQUEST_SCHEMAS[route.kind],
         ...(params === undefined ? {} : { params }),
       },

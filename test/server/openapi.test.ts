@@ -8,6 +8,7 @@ import { tempDir } from '../envelope/support.ts';
 
 interface Operation {
   operationId?: string;
+  summary?: string;
   tags?: string[];
 }
 interface Document {
@@ -62,10 +63,11 @@ describe('the OpenAPI document of warden server', async () => {
     }
   });
 
-  it('declares, with a description, every tag its operations use', () => {
+  it('gives every operation a summary and declares, with a description, every tag its operations use', () => {
     const declared = new Map(doc.tags.map((t) => [t.name, t.description ?? '']));
     for (const { key, operation } of operations) {
       assert.ok((operation.tags ?? []).length > 0, `${key} has no tag`);
+      assert.ok((operation.summary ?? '').length > 0, `${key} has no summary`);
       for (const tag of operation.tags ?? [])
         assert.ok(declared.get(tag), `${key}: tag ${tag} is not declared`);
     }
