@@ -27,6 +27,7 @@ import {
   selfServiceAuthorizer,
   oauthRoutes,
   caRoutes,
+  policyChangeCheck,
   policyRoutes,
   principalOf,
   registryRoutes,
@@ -274,7 +275,11 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
         });
       },
       (app) => {
-        policyRoutes(app, { policies: policyStore, persistence: customPolicies });
+        policyRoutes(app, {
+          policies: policyStore,
+          persistence: customPolicies,
+          checkChange: policyChangeCheck(policy, config.environment),
+        });
         caRoutes(app, { ca });
       },
       (app) => {

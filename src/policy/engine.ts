@@ -98,6 +98,14 @@ function loadSchema(): void {
   schemaLoaded = true;
 }
 
+interface Prepared {
+  readonly context: Record<string, CedarValueJson>;
+  readonly principalAttrs: Record<string, CedarValueJson>;
+  readonly resourceAttrs: Record<string, CedarValueJson>;
+  readonly roles: readonly string[];
+  readonly groups: readonly string[];
+}
+
 const DAYS: Readonly<Record<string, number>> = { Mon: 1, Tue: 2, Wed: 3, Thu: 4, Fri: 5, Sat: 6, Sun: 7 };
 
 /** The `Clock` of an instant in a time zone. */
@@ -196,12 +204,9 @@ export class PolicyEngine {
     }
     const version = this.#loadedVersion;
     const { principal, resource } = request;
-    const context = this.#context(request.context, errors);
-    const principalAttrs = cedarAttrs(principal.attrs, errors, 'principal');
-    const resourceAttrs = cedarAttrs(resource.attrs, errors, 'resource');
-    const roles = [...new Set(principal.roles ?? [])].sort();
-    const groups = [...new Set(principal.groups ?? [])].sort();
-    if (errors.length > 0) return { decision: 'deny', reasons: [], errors, version, cached: false };
+    const prepared = this.#prepare(request, errors);
+    if (prepared === undefined) return { decision: 'deny', reasons: [], errors, version, cached: false };
+    const { context, principalAttrs, resourceAttrs, roles, groups } = prepared;
 
     const bypass = request.context?.mfaAgeSeconds !== undefined || !this.#cache.enabled;
     const key = bypass
@@ -227,36 +232,11 @@ export class PolicyEngine {
       if (hit !== undefined) return { ...hit, cached: true };
     }
 
-    const principalUid = { type: `${NAMESPACE}::${principal.type}`, id: principal.id };
-    const resourceUid = { type: `${NAMESPACE}::${resource.type}`, id: resource.id };
-    const entities: EntityJson[] = [
-      {
-        uid: principalUid,
-        attrs: principalAttrs,
-        parents: [
-          ...roles.map((id) => ({ type: `${NAMESPACE}::Role`, id })),
-          ...(principal.type === 'User' ? groups.map((id) => ({ type: `${NAMESPACE}::Group`, id })) : []),
-        ],
-      },
-    ];
-    // Principal and resource types never overlap, so the two entities are always distinct.
-    entities.push({
-      uid: resourceUid,
-      attrs: resourceAttrs,
-      parents:
-        resource.type === 'ModelVersion' && resource.model !== undefined
-          ? [{ type: `${NAMESPACE}::Model`, id: resource.model }]
-          : [],
-    });
-    const decision = this.#evaluate(
-      principalUid,
-      request.action,
-      resourceUid,
-      context,
-      entities,
+    const decision = this.#evaluate(request, prepared, {
+      policySetId: this.#policySetId,
       version,
       errors,
-    );
+    });
     if (!bypass && decision.errors.length === 0) this.#cache.set(key, decision);
     return decision;
   }
@@ -266,25 +246,79 @@ export class PolicyEngine {
     return this.authorize(request).decision === 'allow';
   }
 
+  /**
+   * The decision `candidate` (this engine's store with a change applied: `PolicyStore.withChange`) would make,
+   * uncached, without installing it: to refuse a change that would take away the right to undo it.
+   */
+  authorizeAgainst(candidate: PolicyStore, request: AuthzRequest): Decision {
+    const errors: string[] = [];
+    const deny = (message: string): Decision => ({
+      decision: 'deny',
+      reasons: [],
+      errors: [...errors, message],
+      version: candidate.version,
+      cached: false,
+    });
+    const candidateId = `${this.#policySetId}:candidate`;
+    const answer = preparsePolicySet(candidateId, { staticPolicies: candidate.policies() });
+    if (answer.type === 'failure') return deny(answer.errors.map((e) => e.message).join('; '));
+    const prepared = this.#prepare(request, errors);
+    if (prepared === undefined) return deny('invalid request');
+    return this.#evaluate(request, prepared, {
+      policySetId: candidateId,
+      version: candidate.version,
+      errors,
+    });
+  }
+
+  /** What Cedar is given besides the uids; undefined (with `errors` filled) when the request cannot be encoded. */
+  #prepare(request: AuthzRequest, errors: string[]): Prepared | undefined {
+    const context = this.#context(request.context, errors);
+    const principalAttrs = cedarAttrs(request.principal.attrs, errors, 'principal');
+    const resourceAttrs = cedarAttrs(request.resource.attrs, errors, 'resource');
+    const roles = [...new Set(request.principal.roles ?? [])].sort();
+    const groups = [...new Set(request.principal.groups ?? [])].sort();
+    return errors.length > 0 ? undefined : { context, principalAttrs, resourceAttrs, roles, groups };
+  }
+
   #evaluate(
-    principal: { type: string; id: string },
-    action: string,
-    resource: { type: string; id: string },
-    context: Record<string, CedarValueJson>,
-    entities: EntityJson[],
-    version: number,
-    errors: string[],
+    request: AuthzRequest,
+    { context, principalAttrs, resourceAttrs, roles, groups }: Prepared,
+    against: { readonly policySetId: string; readonly version: number; readonly errors: string[] },
   ): Decision {
+    const { principal: p, resource: r } = request;
+    const { version, errors } = against;
+    const principalUid = { type: `${NAMESPACE}::${p.type}`, id: p.id };
+    const resourceUid = { type: `${NAMESPACE}::${r.type}`, id: r.id };
+    const entities: EntityJson[] = [
+      {
+        uid: principalUid,
+        attrs: principalAttrs,
+        parents: [
+          ...roles.map((id) => ({ type: `${NAMESPACE}::Role`, id })),
+          ...(p.type === 'User' ? groups.map((id) => ({ type: `${NAMESPACE}::Group`, id })) : []),
+        ],
+      },
+    ];
+    // Principal and resource types never overlap, so the two entities are always distinct.
+    entities.push({
+      uid: resourceUid,
+      attrs: resourceAttrs,
+      parents:
+        r.type === 'ModelVersion' && r.model !== undefined
+          ? [{ type: `${NAMESPACE}::Model`, id: r.model }]
+          : [],
+    });
     try {
       const answer = statefulIsAuthorized({
-        principal,
-        action: { type: ACTION_TYPE, id: action },
-        resource,
+        principal: principalUid,
+        action: { type: ACTION_TYPE, id: request.action },
+        resource: resourceUid,
         context,
         entities,
         preparsedSchemaName: SCHEMA_ID,
         validateRequest: true,
-        preparsedPolicySetId: this.#policySetId,
+        preparsedPolicySetId: against.policySetId,
       });
       if (answer.type === 'failure') {
         return {

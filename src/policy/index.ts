@@ -32,7 +32,7 @@ export {
 } from './schema.ts';
 export type { ActionId, PrincipalType, ResourceType } from './schema.ts';
 export { CUSTOM_POLICY_ID, PolicyStore, PolicyStoreError } from './store.ts';
-export type { PolicyEntry, PolicySource, PolicyStoreOptions } from './store.ts';
+export type { PolicyChange, PolicyEntry, PolicySource, PolicyStoreOptions } from './store.ts';
 export { MAX_POLICY_TEXT_CHARS, PolicyValidationError, validatePolicies } from './validate.ts';
 export type { PolicyDiagnostic, PolicyDiagnosticKind, PolicyValidationResult } from './validate.ts';
 export {

@@ -25,6 +25,10 @@ export interface PolicyStoreOptions {
 export const CUSTOM_POLICY_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const RESERVED_PREFIXES = ['role.', 'guardrail.'];
 
+/** Installing (or replacing) a custom policy, or removing one. */
+export type PolicyChange =
+  { readonly put: { readonly id: string; readonly text: string } } | { readonly remove: string };
+
 export class PolicyStoreError extends Error {
   override readonly name = 'PolicyStoreError';
 }
@@ -102,6 +106,19 @@ export class PolicyStore {
     this.#entries.delete(id);
     this.#bump();
     return true;
+  }
+
+  /**
+   * A copy of this set with one change applied (validated as `add` validates), to see what the change would
+   * decide before making it; this store is not touched.
+   */
+  withChange(change: PolicyChange): PolicyStore {
+    const copy = new PolicyStore({ builtInRoles: false });
+    for (const [id, entry] of this.#entries) copy.#entries.set(id, entry);
+    copy.#version = this.#version;
+    if ('remove' in change) copy.remove(change.remove);
+    else copy.add(change.put.id, change.put.text);
+    return copy;
   }
 
   /** Called with the new version after every change. Returns an unsubscribe function. */

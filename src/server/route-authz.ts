@@ -2,7 +2,14 @@ import type { FastifyRequest, RouteOptions } from 'fastify';
 import type { AuditRecorder } from '../audit/index.ts';
 import type { Principal } from '../kms/index.ts';
 import { isActionId, kmsPrincipal, principalContext } from '../policy/index.ts';
-import type { ActionId, AuthzContext, AuthzResource, PolicyEngine } from '../policy/index.ts';
+import type {
+  ActionId,
+  AuthzContext,
+  AuthzResource,
+  Decision,
+  PolicyEngine,
+  PolicyStore,
+} from '../policy/index.ts';
 import { PermissionDeniedError } from './errors.ts';
 
 /**
@@ -138,5 +145,22 @@ export function selfServiceAuthorizer(
     authorizer.check(request, principal, {
       action: 'identity.self',
       resource: () => ({ type: 'Identity', id: principal.id }),
+    });
+}
+
+/**
+ * What a candidate policy set (the installed one with a change applied) would decide about the caller writing the
+ * policy it changes: the right it needs to undo the change. The policies routes refuse a change that takes it away.
+ */
+export function policyChangeCheck(
+  engine: PolicyEngine,
+  environment: string,
+): (request: FastifyRequest, principal: Principal, candidate: PolicyStore, policyId: string) => Decision {
+  return (request, principal, candidate, policyId) =>
+    engine.authorizeAgainst(candidate, {
+      principal: kmsPrincipal(principal),
+      action: 'policy.write',
+      resource: { type: 'Policy', id: policyId },
+      context: requestContext(request, principal, environment),
     });
 }

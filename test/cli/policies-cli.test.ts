@@ -55,4 +55,23 @@ describe('warden policies', async () => {
     assert.equal(again.code, ExitCode.usage);
     assert.match(again.err, /no custom policy analysts-read/);
   });
+
+  it('refuses a change that would leave the caller unable to undo it, and allows one that does not', async () => {
+    const forbidAll = path.join(dir, 'forbid-all.cedar');
+    writeFileSync(forbidAll, 'forbid (principal, action, resource);\n');
+    const refused = await run(['policies', 'put', 'lockout', forbidAll]);
+    assert.equal(refused.code, ExitCode.forbidden, refused.err);
+    assert.match(
+      refused.err,
+      /no longer be allowed policy\.write on lockout \(denied by lockout\), so you could not undo it/,
+    );
+    assert.doesNotMatch((await run(['policies', 'list'])).out, /lockout/);
+    // The administrator can still do everything else.
+    assert.equal((await run(['policies', 'list'])).code, 0);
+    // A forbid that spares policy administration is installed, and removed again.
+    const spares = path.join(dir, 'no-deletes.cedar');
+    writeFileSync(spares, 'forbid (principal, action == Warden::Action::"kms.keys.destroy", resource);\n');
+    assert.equal((await run(['policies', 'put', 'no-destroy', spares])).code, 0);
+    assert.equal((await run(['policies', 'delete', 'no-destroy'])).code, 0);
+  });
 });

@@ -59,8 +59,10 @@ export function kmsCliError(err: KmsClientError): CliError {
           ? ExitCode.internal
           : ExitCode.io;
   else if (status === 401) exitCode = ExitCode.unauthenticated;
-  // A registry promotion gate (quarantine, signature, scan) refuses like a policy does.
-  else if (status === 403 || code.startsWith('gate_')) exitCode = ExitCode.forbidden;
+  // A registry promotion gate (quarantine, signature, scan), or a policy change that would lock the caller out,
+  // refuses like a policy does.
+  else if (status === 403 || code.startsWith('gate_') || code === 'policy_lockout')
+    exitCode = ExitCode.forbidden;
   // Sealed, audit unavailable, too many attempts, a CA not set up yet: the server cannot serve this now, later
   // it may.
   else if (status === 503 || status === 429 || code === 'ca_not_initialized') exitCode = ExitCode.unavailable;

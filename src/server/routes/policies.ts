@@ -1,11 +1,19 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Principal } from '../../kms/index.ts';
 import {
   CUSTOM_POLICY_ID,
   PolicyStoreError,
   PolicyValidationError,
   validatePolicies,
 } from '../../policy/index.ts';
-import type { AuthzResource, PolicyDiagnostic, PolicyStore, SqlPolicies } from '../../policy/index.ts';
+import type {
+  AuthzResource,
+  Decision,
+  PolicyChange,
+  PolicyDiagnostic,
+  PolicyStore,
+  SqlPolicies,
+} from '../../policy/index.ts';
 import { principalOf } from '../context.ts';
 import { errorResponses, object } from '../schemas.ts';
 import type { JsonSchema } from '../schemas.ts';
@@ -14,6 +22,13 @@ import type { JsonSchema } from '../schemas.ts';
 export interface PolicyRouteDeps {
   readonly policies: PolicyStore;
   readonly persistence: SqlPolicies;
+  /** What `candidate` would decide about the caller writing policy `policyId` (`policyChangeCheck`). */
+  readonly checkChange: (
+    request: FastifyRequest,
+    principal: Principal,
+    candidate: PolicyStore,
+    policyId: string,
+  ) => Decision;
 }
 
 class PolicyRouteError extends Error {
@@ -65,6 +80,21 @@ function describe(diagnostics: readonly PolicyDiagnostic[]): string {
 export function policyRoutes(app: FastifyInstance, deps: PolicyRouteDeps): void {
   const { policies, persistence } = deps;
 
+  /**
+   * Refuses a change after which the caller could not write this policy any more: a `forbid` on everyone, or
+   * removing the permit its own access came through, would otherwise leave nobody able to undo it over the API.
+   */
+  const refuseLockout = (request: FastifyRequest, id: string, change: PolicyChange): void => {
+    const decision = deps.checkChange(request, principalOf(request), policies.withChange(change), id);
+    if (decision.decision === 'allow') return;
+    const why = decision.reasons.length > 0 ? ` (denied by ${decision.reasons.join(', ')})` : '';
+    throw new PolicyRouteError(
+      'policy_lockout',
+      409,
+      `refused: after this change you would no longer be allowed policy.write on ${id}${why}, so you could not undo it`,
+    );
+  };
+
   app.get(
     '/v1/policies',
     {
@@ -113,6 +143,9 @@ export function policyRoutes(app: FastifyInstance, deps: PolicyRouteDeps): void 
     },
     async (request) => {
       try {
+        refuseLockout(request, request.params.id, {
+          put: { id: request.params.id, text: request.body.text },
+        });
         const version = await persistence.put(request.params.id, request.body.text, principalOf(request).id);
         return { version, policy: policies.get(request.params.id) };
       } catch (err) {
@@ -142,6 +175,9 @@ export function policyRoutes(app: FastifyInstance, deps: PolicyRouteDeps): void 
     },
     async (request) => {
       try {
+        if (policies.get(request.params.id) !== undefined) {
+          refuseLockout(request, request.params.id, { remove: request.params.id });
+        }
         return { removed: await persistence.remove(request.params.id) };
       } catch (err) {
         if (err instanceof PolicyStoreError) throw new PolicyRouteError('invalid_request', 400, err.message);
