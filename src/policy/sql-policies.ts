@@ -129,7 +129,9 @@ export class SqlPolicies {
         `policy ids starting with ${FILE_POLICY_PREFIX} come from the policy directory`,
       );
     }
-    const version = this.#policies.add(id, text);
+    // Validated first, installed only once stored: a failed write must not leave this node enforcing a policy
+    // that no other node (and no restart) knows.
+    this.#policies.withChange({ put: { id, text } });
     const now = (this.#options.now ?? Date.now)();
     await this.#store.transaction(async (trx) => {
       await trx
@@ -139,7 +141,7 @@ export class SqlPolicies {
         .execute();
       await this.#bump(trx);
     });
-    return version;
+    return this.#policies.add(id, text);
   }
 
   /** Removes a custom policy; false when there was none. */
@@ -147,12 +149,12 @@ export class SqlPolicies {
     if (id.startsWith(FILE_POLICY_PREFIX)) {
       throw new PolicyPersistenceError(`policy ${id} comes from the policy directory: remove the file`);
     }
-    const existed = this.#policies.remove(id);
+    if (this.#policies.get(id) !== undefined) this.#policies.withChange({ remove: id });
     await this.#store.transaction(async (trx) => {
       await trx.deleteFrom('policy_custom').where('id', '=', id).execute();
       await this.#bump(trx);
     });
-    return existed;
+    return this.#policies.remove(id);
   }
 
   async #bump(trx: Kysely<PoliciesDB>): Promise<void> {

@@ -103,6 +103,28 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       }
     });
 
+    it('installs nothing and removes nothing on this node when the store cannot be written', async () => {
+      const store = await openStore<PoliciesDB>(config);
+      const policies = new PolicyStore();
+      const sql = await SqlPolicies.open(store, policies, { pollMs: 60_000 });
+      await sql.put('kept', ANALYSTS_READ, 'admin');
+      sql.close();
+      await store.close();
+      await assert.rejects(sql.put('analysts-read-2', ANALYSTS_READ, 'admin'));
+      assert.equal(
+        policies.get('analysts-read-2'),
+        undefined,
+        'not enforced here while no other node knows it',
+      );
+      await assert.rejects(sql.remove('kept'));
+      assert.ok(policies.get('kept'), 'still enforced, as it still is everywhere else');
+      const reopened = await openStore<PoliciesDB>(config);
+      const cleanup = await SqlPolicies.open(reopened, new PolicyStore(), { pollMs: 60_000 });
+      await cleanup.remove('kept');
+      cleanup.close();
+      await reopened.close();
+    });
+
     it('survives a restart: a new node loads every stored policy', async () => {
       const first = await twoNodes(config);
       await first.a.put('analysts-read', ANALYSTS_READ, 'admin');
