@@ -254,7 +254,7 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
           audit.signer.load().catch(() => undefined);
           openIdentity();
           openServices().catch((err: unknown) => {
-            log(`registry and gateway not started: ${err instanceof Error ? err.message : String(err)}`);
+            log(servicesNotStarted(err));
           });
         }
         return status;
@@ -314,16 +314,42 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
   const url = `https://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
   issuer = config.publicUrl ?? url;
-  if (!root.status().sealed) {
-    await identity.open(issuer);
-    await openServices();
-  }
   const purge = setInterval(() => {
     identity.ready?.purgeExpired().catch((err: unknown) => {
       log(`identity purge failed: ${err instanceof Error ? err.message : String(err)}`);
     });
   }, 3_600_000);
   purge.unref();
+  const close = async (): Promise<void> => {
+    clearInterval(purge);
+    clientTrust.stop();
+    customPolicies.close();
+    await server.close();
+    await factors.close();
+    await opening?.catch(() => undefined);
+    await services.gateway?.close();
+    await services.registry?.close();
+    await scheduler.stop();
+    // The audit log signs a last checkpoint through the KMS as it closes.
+    await audit.close();
+    await identityStore.close();
+    await kms.close();
+    await root.close();
+  };
+  if (!root.status().sealed) {
+    try {
+      await identity.open(issuer);
+    } catch (err) {
+      // Nothing half-started: a listener left open would keep the process serving without its identity service.
+      await close().catch(() => undefined);
+      throw err;
+    }
+    // As after an unseal: the KMS, identity and policy API keep serving, so that what stopped the registry (a
+    // custom policy denying Warden's own principals, most likely) can be put right over the API.
+    await openServices().catch((err: unknown) => {
+      log(servicesNotStarted(err));
+    });
+  }
   return {
     url,
     caPath: tls.caPath,
@@ -343,23 +369,19 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
     },
     policy,
     server,
-    async close() {
-      clearInterval(purge);
-      clientTrust.stop();
-      customPolicies.close();
-      await server.close();
-      await factors.close();
-      await opening?.catch(() => undefined);
-      await services.gateway?.close();
-      await services.registry?.close();
-      await scheduler.stop();
-      // The audit log signs a last checkpoint through the KMS as it closes.
-      await audit.close();
-      await identityStore.close();
-      await kms.close();
-      await root.close();
-    },
+    close,
   };
+}
+
+/** The operator's message when the registry and gateway could not start; the server goes on without them. */
+function servicesNotStarted(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const denied =
+    (err as { code?: unknown } | null)?.code === 'forbidden'
+      ? " (a Cedar policy denies one of Warden's own principals — service:registry, system:demo, system:ca: " +
+        'check the custom policies with `warden policies list`, fix them, and restart)'
+      : '';
+  return `registry and gateway not started: ${message}${denied}`;
 }
 
 async function openRoot(
