@@ -10,7 +10,12 @@ export type { OperatorControl } from './operator.ts';
 export { BOOTSTRAP_PRINCIPAL, bearerToken, bootstrapTokenAuthenticator, firstOf } from './auth.ts';
 export type { Authenticate, AuthenticationInput } from './auth.ts';
 export { PermissionDeniedError } from './errors.ts';
-export { RouteDeclarationError, policyChangeCheck, requestContext, selfServiceAuthorizer } from './route-authz.ts';
+export {
+  RouteDeclarationError,
+  policyChangeCheck,
+  requestContext,
+  selfServiceAuthorizer,
+} from './route-authz.ts';
 export type { RouteAuthz } from './route-authz.ts';
 export { kmsRoute, principalOf } from './context.ts';
 export { mapError } from './errors.ts';
