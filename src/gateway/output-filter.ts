@@ -121,12 +121,24 @@ export class OutputFilter {
     switch (kind) {
       case 'chat':
       case 'completions':
+        // The generated fields of each choice; parts of the wrong shape (choices not an array, a choice that is
+        // not an object, a message that is not an object, a text that is not a string) are scanned whole rather
+        // than released unscanned.
         if (Array.isArray(body.choices)) {
-          for (const choice of body.choices as unknown[]) {
-            if (!isObj(choice)) continue;
+          const choices = body.choices as unknown[];
+          for (let i = 0; i < choices.length; i++) {
+            const choice = choices[i];
+            if (!isObj(choice)) {
+              choices[i] = walkStrings(choice, scan, 0);
+              continue;
+            }
             if (typeof choice.text === 'string') choice.text = apply(choice.text);
+            else if ('text' in choice) choice.text = walkStrings(choice.text, scan, 0);
             if (isObj(choice.message)) filterMessage(choice.message, scan);
+            else if ('message' in choice) choice.message = walkStrings(choice.message, scan, 0);
           }
+        } else if ('choices' in body) {
+          body.choices = walkStrings(body.choices, scan, 0);
         }
         break;
       case 'kserve-v2':
@@ -260,15 +272,19 @@ export class StreamFilter {
   }
 
   /**
-   * Scans every string inside a delta's non-string text field (content parts) in place, each string on its own:
-   * parts carry no order across chunks that a stream could follow, so PII split between two chunks' parts is not
-   * joined (docs/gateway.md). False once the output is blocked.
+   * Scans every string inside `holder[key]` in place, each string on its own (a delta's content parts, or a part of
+   * the wrong shape): parts carry no order across chunks that a stream could follow, so PII split between two
+   * chunks' parts is not joined (docs/gateway.md). False once the output is blocked.
    */
-  #scanWhole(value: object): boolean {
+  #scanWhole(holder: Record<string, unknown> | unknown[], key: string | number): boolean {
     const scan = oneShot(this.#engine, this.#policy, this.counts, () => {
       this.#blocked = true;
     });
-    walkStrings(value, scan, 0);
+    (holder as Record<string | number, unknown>)[key] = walkStrings(
+      (holder as Record<string | number, unknown>)[key],
+      scan,
+      0,
+    );
     return !this.#blocked;
   }
 
@@ -283,9 +299,22 @@ export class StreamFilter {
   chunk(chunk: Obj): boolean {
     if (this.#blocked) return false;
     this.#template ??= { id: chunk.id, object: chunk.object, created: chunk.created, model: chunk.model };
-    if (!Array.isArray(chunk.choices)) return true;
-    for (const [position, choice] of (chunk.choices as unknown[]).entries()) {
-      if (!isObj(choice)) continue;
+    // Parts of the wrong shape (choices not an array, a choice not an object, a delta not an object, a text not
+    // a string) are scanned whole, each string on its own, rather than released unscanned.
+    if (!Array.isArray(chunk.choices)) return !('choices' in chunk) || this.#scanWhole(chunk, 'choices');
+    const choices = chunk.choices as unknown[];
+    for (const [position, choice] of choices.entries()) {
+      if (!isObj(choice)) {
+        if (!this.#scanWhole(choices, position)) return false;
+        continue;
+      }
+      if (
+        this.#kind === 'chat'
+          ? 'delta' in choice && !isObj(choice.delta)
+          : 'text' in choice && typeof choice.text !== 'string'
+      ) {
+        if (!this.#scanWhole(choice, this.#kind === 'chat' ? 'delta' : 'text')) return false;
+      }
       const index = typeof choice.index === 'number' ? choice.index : position;
       const streams = this.#choice(index);
       if (this.#choices.size > MAX_OPEN_STREAMS) {
@@ -315,7 +344,7 @@ export class StreamFilter {
     for (const field of CHAT_TEXT_FIELDS) {
       const value = delta[field];
       if (typeof value === 'object' && value !== null) {
-        if (!this.#scanWhole(value)) return false;
+        if (!this.#scanWhole(delta, field)) return false;
         continue;
       }
       if (typeof value !== 'string') continue;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { CompiledPolicy, PrivacyEngine } from '../../src/privacy/index.ts';
 import { OutputFilter } from '../../src/gateway/index.ts';
-import type { StreamFilter } from '../../src/gateway/index.ts';
+import type { RouteKind, StreamFilter } from '../../src/gateway/index.ts';
 import { MAX_OPEN_STREAMS } from '../../src/gateway/output-filter.ts';
 import { chatBody, endpoint, post, sseData, startGateway, startUpstream } from './support.ts';
 
@@ -340,6 +340,38 @@ const toolDelta = (choice: number, ...calls: Obj[]): Obj => ({
 function released(chunks: readonly Obj[]): string {
   return JSON.stringify(chunks);
 }
+
+describe('responses of the wrong shape', () => {
+  const text = `mail ${EMAIL}`;
+  it('are scanned whole when not streamed, not released unscanned', () => {
+    const bodies: [RouteKind, Obj][] = [
+      ['chat', { choices: { 0: { message: { content: text } } } }],
+      ['chat', { choices: [text] }],
+      ['chat', { choices: [{ index: 0, message: [text] }] }],
+      ['completions', { choices: [{ index: 0, text: [text] }] }],
+      ['completions', { choices: text }],
+    ];
+    for (const [kind, body] of bodies) {
+      const r = new OutputFilter(engine, redact).filterJson(kind, body);
+      assert.ok(!JSON.stringify(r.body).includes(EMAIL), JSON.stringify(r.body));
+      assert.equal(r.counts.get('EMAIL:redact'), 1);
+    }
+  });
+  it('are scanned whole when streamed', () => {
+    const chunks: ['chat' | 'completions', Obj][] = [
+      ['chat', { id: 's', choices: { 0: { delta: { content: text } } } }],
+      ['chat', { id: 's', choices: [text] }],
+      ['chat', { id: 's', choices: [{ index: 0, delta: [text] }] }],
+      ['completions', { id: 's', choices: [{ index: 0, text: { t: text } }] }],
+    ];
+    for (const [kind, chunk] of chunks) {
+      const { out, blocked } = runStream(new OutputFilter(engine, redact).stream(kind), [chunk]);
+      assert.equal(blocked, false);
+      assert.ok(!released(out).includes(EMAIL), released(out));
+      assert.match(released(out), /REDACTED:EMAIL/);
+    }
+  });
+});
 
 describe('streamed tool calls and other generated fields', () => {
   it('catches a card number split across argument fragments of one tool call', () => {
