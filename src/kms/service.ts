@@ -86,6 +86,20 @@ export const SYSTEM_PRINCIPAL: Principal = {
 /** Warden's own keys (audit checkpoints, token signing, the internal CA) are named `warden.*`. */
 export const SYSTEM_KEY_PREFIX = 'warden.';
 
+/** What only Warden's own components may do with a `warden.*` key (`KmsService.#allowed`). */
+const SYSTEM_KEY_RESERVED_ACTIONS: ReadonlySet<KmsAction> = new Set<KmsAction>([
+  'keys.import',
+  'keys.export',
+  'crypto.encrypt',
+  'crypto.decrypt',
+  'crypto.generate-data-key',
+  'crypto.decrypt-data-key',
+  'crypto.rewrap',
+  'crypto.sign',
+  'crypto.hmac',
+  'crypto.verify-hmac',
+]);
+
 /** The principal under which Warden's own key management (system keys) is audited. */
 const WARDEN_PRINCIPAL: Principal = { id: 'system:warden', roles: ['system'], authMethod: 'internal' };
 
@@ -891,7 +905,7 @@ export class KmsService {
     options: { readonly trusted?: boolean } = {},
   ): Promise<T> {
     const started = performance.now();
-    if (options.trusted !== true && !this.#authz.authorize(principal, action, resource)) {
+    if (options.trusted !== true && !this.#allowed(principal, action, resource)) {
       const denied = auditEvent(principal, action, resource, started, 'denied');
       denied.reason = 'forbidden';
       await this.#audited(denied);
@@ -978,7 +992,7 @@ export class KmsService {
     const keys = items.map((item, i) => plan.keyOf(item, i));
     const allowed = new Map<string, boolean>();
     for (const key of keys) {
-      if (!allowed.has(key)) allowed.set(key, this.#authz.authorize(principal, action, `key:${key}`));
+      if (!allowed.has(key)) allowed.set(key, this.#allowed(principal, action, `key:${key}`));
     }
     const tally: BatchTally = { errors: new Map(), used: new Set() };
     let unexpected: { readonly error: unknown } | undefined;
@@ -1011,6 +1025,24 @@ export class KmsService {
       throw err;
     }
     return results;
+  }
+
+  /**
+   * The authorizer's decision, except that Warden's own keys (`warden.*`) are used (every cryptographic operation
+   * but signature verification), imported into and exported only by Warden's components (`internal` principals),
+   * whatever a policy grants: a caller that could sign with the token-signing, checkpoint or registry key, decrypt
+   * with the identity secrets key, compute with the hasher key or import material of its choosing could mint
+   * tokens, forge checkpoints and signatures, and read what those keys protect.
+   */
+  #allowed(principal: Principal, action: KmsAction, resource: string): boolean {
+    if (
+      resource.startsWith(`key:${SYSTEM_KEY_PREFIX}`) &&
+      principal.authMethod !== 'internal' &&
+      SYSTEM_KEY_RESERVED_ACTIONS.has(action)
+    ) {
+      return false;
+    }
+    return this.#authz.authorize(principal, action, resource);
   }
 
   async #audited(event: AuditEvent): Promise<void> {

@@ -99,3 +99,52 @@ describe('Warden system keys', () => {
     await assert.rejects(service.deriveAsSystem('ordinary', 'x'), { code: 'forbidden' });
   });
 });
+
+describe('Warden system keys from the API', () => {
+  const allowAll: Authorizer = { authorize: () => true };
+  const apiAdmin: Principal = { id: 'user:alice', roles: ['admin'], authMethod: 'jwt' };
+  const internal: Principal = { id: 'system:identity', roles: ['key-user'], authMethod: 'internal' };
+
+  it('refuses cryptographic use, import and export of warden.* keys to every API principal', async () => {
+    const { service, audit } = await kms(allowAll);
+    await service.ensureSystemKey({ name: 'warden.test-sign', type: 'ecdsa-p256' });
+    await service.ensureSystemKey({ name: 'warden.test-mac', type: 'hmac-sha256' });
+    await service.ensureSystemKey({ name: 'warden.test-enc', type: 'aes256-gcm', exportable: true });
+    const message = Buffer.from('{"alg":"ES256"}.{"sub":"user:root"}');
+    const sealed = await service.encrypt(internal, 'warden.test-enc', Buffer.from('totp seed'));
+    const wrappedKey = (await service.generateDataKey(internal, 'warden.test-enc')).ciphertext;
+    const refused = { code: 'forbidden' };
+    await assert.rejects(service.sign(apiAdmin, 'warden.test-sign', message), refused);
+    await assert.rejects(service.hmac(apiAdmin, 'warden.test-mac', message), refused);
+    await assert.rejects(service.verifyHmac(apiAdmin, 'warden.test-mac', message, Buffer.alloc(32)), refused);
+    await assert.rejects(service.encrypt(apiAdmin, 'warden.test-enc', message), refused);
+    await assert.rejects(service.decrypt(apiAdmin, sealed), refused);
+    await assert.rejects(service.rewrap(apiAdmin, sealed), refused);
+    await assert.rejects(service.generateDataKey(apiAdmin, 'warden.test-enc'), refused);
+    await assert.rejects(service.decryptDataKey(apiAdmin, wrappedKey), refused);
+    await assert.rejects(service.exportKey(apiAdmin, 'warden.test-enc'), refused);
+    await assert.rejects(
+      service.importKey(apiAdmin, { name: 'warden.test-sign', type: 'ecdsa-p256', blob: Buffer.alloc(600) }),
+      refused,
+    );
+    const signed = await service.signBatch(apiAdmin, 'warden.test-sign', [{ message }]);
+    assert.equal(signed[0]?.ok, false);
+    const opened = await service.decryptBatch(apiAdmin, [{ ciphertext: sealed }]);
+    assert.deepEqual(opened[0], {
+      ok: false,
+      error: { code: 'forbidden', message: 'not allowed to crypto.decrypt' },
+    });
+    const denials = audit.events.filter(
+      (e) => e.outcome === 'denied' && e.resource === 'key:warden.test-sign',
+    );
+    assert.ok(denials.length >= 2, 'denials are audited');
+
+    // What stays open: metadata, public keys, verification, and the lifecycle (rotation, states).
+    assert.equal((await service.getKey(apiAdmin, 'warden.test-sign')).key.name, 'warden.test-sign');
+    await service.publicKey(apiAdmin, 'warden.test-sign');
+    const { signature } = await service.sign(internal, 'warden.test-sign', message);
+    assert.equal(await service.verify(apiAdmin, 'warden.test-sign', message, signature), true);
+    assert.equal((await service.rotateKey(apiAdmin, 'warden.test-sign')).version, 2);
+    assert.deepEqual(await service.decrypt(internal, sealed), Buffer.from('totp seed'));
+  });
+});
