@@ -283,10 +283,14 @@ export class KmsService {
     });
   }
 
-  async #rotate(name: string, imported: Buffer | undefined): Promise<VersionRecord> {
+  /** Adds a version; with `dueBy` (the scheduler), only while the key's rotation is still due by then. */
+  async #rotate(name: string, imported: Buffer | undefined, dueBy?: number): Promise<VersionRecord> {
     for (let attempt = 0; attempt < 5; attempt++) {
       const key = await this.#repo.getKey(name);
       if (key === undefined) throw new KeyNotFoundError(name);
+      if (dueBy !== undefined && (key.nextRotationAt === null || key.nextRotationAt > dueBy)) {
+        throw new KmsError('conflict', 409, `key ${name} is no longer due for rotation`);
+      }
       const generated =
         imported === undefined
           ? generateMaterial(key.type, await this.#seed())
@@ -864,8 +868,13 @@ export class KmsService {
     const now = this.#now();
     const rotated: string[] = [];
     for (const name of await this.#repo.dueRotations(now)) {
-      await this.rotateKey(SYSTEM_PRINCIPAL, name);
-      rotated.push(name);
+      const done = await skipIfOvertaken(
+        this.#run(SYSTEM_PRINCIPAL, 'keys.rotate', `key:${name}`, async () => {
+          const version = await this.#withKeyLock(name, () => this.#rotate(name, undefined, now));
+          return { result: version, keyVersion: version.version };
+        }),
+      );
+      if (done) rotated.push(name);
     }
     const floorsRaised: string[] = [];
     for (const key of await this.#repo.listKeys()) {
@@ -884,8 +893,19 @@ export class KmsService {
     }
     const destroyed: string[] = [];
     for (const { name, version } of await this.#repo.dueDestructions(now)) {
-      await this.scheduleDestruction(SYSTEM_PRINCIPAL, name, version, 0);
-      destroyed.push(`${name}:${version}`);
+      const done = await skipIfOvertaken(
+        this.#run(SYSTEM_PRINCIPAL, 'keys.destroy', `key:${name}`, async () => {
+          await this.#withKeyLock(name, async () => {
+            const [v] = await this.#versionsFor(name, version);
+            if (v?.state !== 'scheduled_destruction' || v.destroyAt === null || v.destroyAt > now)
+              throw new VersionUnavailableError(name, version, 'no longer due for destruction');
+            await this.#repo.destroyVersion(name, version, this.#now());
+            this.#forget(name);
+          });
+          return { result: true, keyVersion: version };
+        }),
+      );
+      if (done) destroyed.push(`${name}:${version}`);
     }
     await this.#repo.flushPendingScrub();
     return { rotated, floorsRaised, destroyed };
@@ -1194,6 +1214,22 @@ export class KmsService {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/**
+ * A scheduled rotation or destruction, which resolves false instead of failing when someone acted first between
+ * the listing of what is due and the act (another node's scheduler rotated or destroyed, an operator cancelled):
+ * the other due work still runs, and the refusal is audited.
+ */
+async function skipIfOvertaken(work: Promise<unknown>): Promise<boolean> {
+  try {
+    await work;
+    return true;
+  } catch (err) {
+    if (err instanceof KmsError && (err.code === 'conflict' || err.code === 'version_unavailable'))
+      return false;
+    throw err;
+  }
+}
 
 function aadFor(name: string, version: number, context: Uint8Array): Buffer {
   checkSize(context, MAX_CONTEXT_BYTES, 'context');
