@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -149,6 +149,13 @@ describe('warden keys / kms / operator', () => {
     assert.deepEqual(readFileSync(out), binary);
     assert.equal(statSync(out).mode & 0o777, 0o600);
     assert.equal((await warden(['kms', 'decrypt', ct2, '-o', out])).code, ExitCode.io);
+    // --force over a file others can read: the plaintext does not inherit its mode.
+    const shared = path.join(dir, 'shared.out');
+    writeFileSync(shared, 'old contents, longer than the plaintext will be', { mode: 0o644 });
+    chmodSync(shared, 0o644);
+    await ok(['kms', 'decrypt', ct2, '-o', shared, '--force']);
+    assert.deepEqual(readFileSync(shared), binary);
+    assert.equal(statSync(shared).mode & 0o777, 0o600);
     const { plaintext: b64 } = await json<{ plaintext: string }>(['kms', 'decrypt', ct2]);
     assert.deepEqual(Buffer.from(b64, 'base64'), binary);
 
@@ -213,6 +220,10 @@ describe('warden keys / kms / operator', () => {
     await ok(['keys', 'export', 'byok', '--key-version', '1', '-o', out]);
     assert.deepEqual(readFileSync(out), material);
     assert.equal(statSync(out).mode & 0o777, 0o600);
+    chmodSync(out, 0o644);
+    await ok(['keys', 'export', 'byok', '--key-version', '1', '-o', out, '-f']);
+    assert.deepEqual(readFileSync(out), material);
+    assert.equal(statSync(out).mode & 0o777, 0o600, 'exported key material is never left readable by others');
 
     const pemFile = path.join(dir, 'ed.pem');
     writeFileSync(

@@ -1,5 +1,6 @@
 import { createPrivateKey } from 'node:crypto';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { KmsClient, KmsClientError, WardenHttp } from '../../client/index.ts';
 import type { Key, KeyInfo, KeyType, KeyVersion, RootStatus } from '../../client/index.ts';
@@ -202,13 +203,25 @@ export function promptHidden(io: KmsCliIo, prompt: string): Promise<string> {
   });
 }
 
+/**
+ * Writes a plaintext or key material readable by its owner only. A file replaced with --force keeps its inode,
+ * so its mode is set through the open handle before anything is written: `mode` alone applies only to a file
+ * the open creates, and an existing 0644 file would have been left readable by everyone.
+ */
 async function writeSecretFile(path: string, data: Uint8Array, force: boolean | undefined): Promise<void> {
+  let handle: FileHandle;
   try {
-    await writeFile(path, data, { mode: 0o600, flag: force === true ? 'w' : 'wx' });
+    handle = await open(path, force === true ? 'w' : 'wx', 0o600);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST')
       throw new CliError('output_exists', `${path} already exists (use --force to replace it)`, ExitCode.io);
     throw err;
+  }
+  try {
+    await handle.chmod(0o600);
+    await handle.writeFile(data);
+  } finally {
+    await handle.close();
   }
 }
 
