@@ -867,14 +867,21 @@ export class KmsService {
   async runMaintenance(): Promise<{ rotated: string[]; floorsRaised: string[]; destroyed: string[] }> {
     const now = this.#now();
     const rotated: string[] = [];
-    for (const name of await this.#repo.dueRotations(now)) {
-      const done = await skipIfOvertaken(
-        this.#run(SYSTEM_PRINCIPAL, 'keys.rotate', `key:${name}`, async () => {
-          const version = await this.#withKeyLock(name, () => this.#rotate(name, undefined, now));
-          return { result: version, keyVersion: version.version };
-        }),
-      );
-      if (done) rotated.push(name);
+    // Rotations need the root; floors and destructions do not. A rotation that fails (a sealed root) ends the
+    // rotations of this run, but erasure deadlines are still kept; the failure is reported once they ran.
+    let rotationFailure: { readonly error: unknown } | undefined;
+    try {
+      for (const name of await this.#repo.dueRotations(now)) {
+        const done = await skipIfOvertaken(
+          this.#run(SYSTEM_PRINCIPAL, 'keys.rotate', `key:${name}`, async () => {
+            const version = await this.#withKeyLock(name, () => this.#rotate(name, undefined, now));
+            return { result: version, keyVersion: version.version };
+          }),
+        );
+        if (done) rotated.push(name);
+      }
+    } catch (error) {
+      rotationFailure = { error };
     }
     const floorsRaised: string[] = [];
     for (const key of await this.#repo.listKeys()) {
@@ -908,6 +915,7 @@ export class KmsService {
       if (done) destroyed.push(`${name}:${version}`);
     }
     await this.#repo.flushPendingScrub();
+    if (rotationFailure !== undefined) throw rotationFailure.error;
     return { rotated, floorsRaised, destroyed };
   }
 

@@ -102,3 +102,18 @@ describe('KMS maintenance', () => {
     assert.deepEqual(result.destroyed, ['two:1', 'three:1']);
   });
 });
+
+describe('KMS maintenance while sealed', () => {
+  it('still destroys due versions (no root needed) when due rotations cannot run, and reports the failure', async () => {
+    const { clock, a } = await twoNodes();
+    await a.createKey(admin, { name: 'rotating', type: 'aes256-gcm', rotationPeriodDays: 1 });
+    await a.createKey(admin, { name: 'erased', type: 'aes256-gcm', rotationPeriodDays: 0 });
+    await a.scheduleDestruction(admin, 'erased', 1, 1);
+    clock.now += 2 * DAY;
+    a.root.seal();
+    await assert.rejects(a.runMaintenance(), { code: 'sealed' });
+    const [v1] = (await a.getKey(admin, 'erased')).versions;
+    assert.equal(v1?.state, 'destroyed', 'the erasure deadline is kept while the root is sealed');
+    assert.equal((await a.getKey(admin, 'rotating')).key.latestVersion, 1);
+  });
+});
