@@ -89,6 +89,9 @@ export interface StartOptions {
  * warden.db and keystore.db (separate), audit.db, identity.db, registry.db with blobs/, webauthn.db, tls/, and the
  * bootstrap token. Services that need KMS keys open once the root is unsealed.
  */
+/** The internal CA's KMS key: used only by the CA (`componentKeys`). */
+const CA_KEY = 'internal-ca';
+
 export async function startWarden(config: WardenConfig, options: StartOptions = {}): Promise<RunningWarden> {
   const log = options.log ?? (() => undefined);
   await makeDirectoryDurably(config.dataDir);
@@ -126,6 +129,8 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
     root,
     audit: audit.recorder,
     authorizer: cedarKmsAuthorizer(policy, { context: () => ({ environment: config.environment }) }),
+    // Whoever could sign with the CA's key could issue certificates, mTLS client identities included.
+    componentKeys: [CA_KEY],
   });
   audit.attach(kms.service);
   // Learns the checkpoint key now when the root is unsealed (dev mode); otherwise after the unseal.
@@ -145,7 +150,7 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
   const identityStore = await openStore<IdentityDB & PoliciesDB & CaSchema>(stores.identity);
   const ca = new CertificateAuthority({
     kms: kms.service,
-    keyName: 'internal-ca',
+    keyName: CA_KEY,
     repository: await SqlCaRepository.open(identityStore),
     audit: audit.recorder,
   });

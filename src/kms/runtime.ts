@@ -17,6 +17,8 @@ export interface KmsRuntimeOptions {
   readonly audit: AuditRecorder;
   readonly authorizer?: Authorizer;
   readonly now?: () => number;
+  /** Keys besides `warden.*` that only Warden's components use (`KmsServiceOptions.componentKeys`). */
+  readonly componentKeys?: readonly string[];
 }
 
 export interface KmsRuntime {
@@ -40,6 +42,7 @@ export async function openKmsRuntime(options: KmsRuntimeOptions): Promise<KmsRun
     audit: options.audit,
     authorizer: options.authorizer ?? new BuiltInRoleAuthorizer(),
     now: options.now,
+    ...(options.componentKeys === undefined ? {} : { componentKeys: options.componentKeys }),
   });
   return {
     service,

@@ -74,6 +74,11 @@ export interface KmsServiceOptions {
   readonly audit: AuditRecorder;
   readonly authorizer: Authorizer;
   readonly now?: () => number;
+  /**
+   * Names of keys, besides `warden.*`, that belong to Warden's components and are used only by them (the internal
+   * CA's key, created by `warden ca init` under a name of its own).
+   */
+  readonly componentKeys?: readonly string[];
 }
 
 /** The principal the scheduler acts as: rotations and destructions it performs are audited under it. */
@@ -120,6 +125,7 @@ export class KmsService {
   readonly #root: RootOfTrust;
   readonly #audit: AuditRecorder;
   readonly #authz: Authorizer;
+  readonly #componentKeys: ReadonlySet<string>;
   readonly #now: () => number;
   readonly #loaded = new Map<string, LoadedKey>();
   readonly #metadata = new Map<string, CachedMetadata>();
@@ -132,6 +138,7 @@ export class KmsService {
     this.#audit = options.audit;
     this.#authz = options.authorizer;
     this.#now = options.now ?? Date.now;
+    this.#componentKeys = new Set(options.componentKeys ?? []);
   }
 
   get root(): RootOfTrust {
@@ -1063,8 +1070,10 @@ export class KmsService {
    * tokens, forge checkpoints and signatures, and read what those keys protect.
    */
   #allowed(principal: Principal, action: KmsAction, resource: string): boolean {
+    const name = resource.startsWith('key:') ? resource.slice(4) : undefined;
     if (
-      resource.startsWith(`key:${SYSTEM_KEY_PREFIX}`) &&
+      name !== undefined &&
+      (name.startsWith(SYSTEM_KEY_PREFIX) || this.#componentKeys.has(name)) &&
       principal.authMethod !== 'internal' &&
       SYSTEM_KEY_RESERVED_ACTIONS.has(action)
     ) {

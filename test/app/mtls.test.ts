@@ -71,6 +71,17 @@ describe('warden server: mutual TLS with certificates from the internal CA', asy
     assert.equal((await token(foreign.chain)).status, 401, 'another identity of the same CA');
   });
 
+  it("refuses the CA's key to everyone but the CA: an administrator cannot sign a certificate of their own", async () => {
+    const tbs = Buffer.from('a tbsCertificate naming service:pipeline').toString('base64');
+    const signed = await warden.kms.service
+      .sign(BOOTSTRAP_PRINCIPAL, 'internal-ca', Buffer.from(tbs, 'base64'))
+      .then(
+        () => 'signed',
+        (err: unknown) => (err as { code?: string }).code,
+      );
+    assert.equal(signed, 'forbidden');
+  });
+
   it('stops vouching for a revoked certificate', async () => {
     await warden.ca.revoke(BOOTSTRAP_PRINCIPAL, issued.serial, 'keyCompromise');
     await warden.clientTrust.refresh();

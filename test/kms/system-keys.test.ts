@@ -148,3 +148,29 @@ describe('Warden system keys from the API', () => {
     assert.deepEqual(await service.decrypt(internal, sealed), Buffer.from('totp seed'));
   });
 });
+
+describe('component keys outside warden.* (the internal CA key)', () => {
+  it('are refused to API principals like warden.* keys, and stay ordinary for everyone else', async () => {
+    const root = await SoftwareRootOfTrust.openDevMode(
+      path.join(tempDir('warden-component-keys-'), 'dev-root.key'),
+    );
+    const service = new KmsService({
+      repository: new MemoryKmsRepository(),
+      root,
+      audit: new Events(),
+      authorizer: { authorize: () => true },
+      componentKeys: ['internal-ca'],
+    });
+    const apiAdmin: Principal = { id: 'user:alice', roles: ['admin'], authMethod: 'jwt' };
+    const ca: Principal = { id: 'system:ca', roles: ['key-user'], authMethod: 'internal' };
+    // `warden ca init` creates it as the administrator who runs it; only the CA signs with it.
+    await service.createKey(apiAdmin, { name: 'internal-ca', type: 'ecdsa-p256' });
+    await service.createKey(apiAdmin, { name: 'team-signing', type: 'ecdsa-p256' });
+    const tbs = Buffer.from('tbsCertificate of a client certificate for service:payments');
+    await assert.rejects(service.sign(apiAdmin, 'internal-ca', tbs), { code: 'forbidden' });
+    const { signature } = await service.sign(ca, 'internal-ca', tbs);
+    assert.equal(await service.verify(apiAdmin, 'internal-ca', tbs, signature), true);
+    assert.equal((await service.rotateKey(apiAdmin, 'internal-ca')).version, 2);
+    await service.sign(apiAdmin, 'team-signing', tbs);
+  });
+});
