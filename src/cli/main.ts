@@ -47,7 +47,12 @@ const groupOf: Record<string, string> = {
   roles: 'identity',
 };
 
+const VERSION = '0.1.0';
 const args = process.argv.slice(2);
+if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
+  process.stdout.write(`${VERSION}\n`);
+  process.exit(ExitCode.ok);
+}
 const requested = groupOf[args[0] ?? ''];
 
 async function commandLine(): Promise<{
@@ -58,7 +63,9 @@ async function commandLine(): Promise<{
   const program = new Command()
     .name('warden')
     .description('Warden: encryption, keys, integrity and access control for AI systems')
-    .version('0.1.0')
+    // Not commander's .version(): it takes `--version` anywhere on the line, so a mistyped
+    // `warden keys disable k --version 1` (for --key-version) printed the version, exited 0 and did nothing.
+    .addHelpText('after', '\nwarden --version (or -V) prints the version.')
     .exitOverride()
     .showHelpAfterError('(run warden --help for usage)')
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
