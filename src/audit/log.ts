@@ -281,6 +281,12 @@ export class AuditLog implements AuditRecorder {
   #queue: Pending[] = [];
   #draining: Promise<void> | undefined;
   #checkpointing: Promise<unknown> = Promise.resolve();
+  /**
+   * Prunes and exports exclude each other: an export reads the log page by page, and a prune between two pages
+   * would leave bodies present before bodies pruned in one export, which its verifier takes for withheld ones.
+   */
+  #pruning: Promise<unknown> = Promise.resolve();
+  readonly #exports = new Set<Promise<unknown>>();
   #backgroundPending = false;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -759,7 +765,17 @@ export class AuditLog implements AuditRecorder {
    * node, so roots, proofs and checkpoints stay verifiable. Returns how many bodies were dropped. The policy
    * (default DEFAULT_RETENTION_MS) and the schedule belong to the caller.
    */
-  async prune(olderThan: AuditTime): Promise<number> {
+  prune(olderThan: AuditTime): Promise<number> {
+    const exports = [...this.#exports];
+    const run = this.#pruning.then(async () => {
+      await Promise.allSettled(exports);
+      return this.#prune(olderThan);
+    });
+    this.#pruning = run.catch(() => undefined);
+    return run;
+  }
+
+  async #prune(olderThan: AuditTime): Promise<number> {
     const cutoff = toMillis(olderThan, 'olderThan');
     // Times never decrease with the index: the entries older than the cutoff are a prefix [0, end).
     const end = await this.#firstIndexAtOrAfter(cutoff, this.#frontier.size);
@@ -799,9 +815,22 @@ export class AuditLog implements AuditRecorder {
    * "\n", backpressure respected) or a function called with each line. A checkpoint is signed first so the
    * export's tree size is covered; bodies are included for entries whose time is in [from, to).
    */
-  async export(
+  export(
     sink: NodeJS.WritableStream | AuditLineConsumer,
     options: AuditExportOptions = {},
+  ): Promise<AuditExportSummary> {
+    // After the prunes already asked for; a prune asked for meanwhile waits for this export.
+    const pruning = this.#pruning;
+    const run = pruning.then(() => this.#export(sink, options));
+    const settled = run.catch(() => undefined);
+    this.#exports.add(settled);
+    void settled.then(() => this.#exports.delete(settled));
+    return run;
+  }
+
+  async #export(
+    sink: NodeJS.WritableStream | AuditLineConsumer,
+    options: AuditExportOptions,
   ): Promise<AuditExportSummary> {
     const cp = await this.checkpoint();
     const n = cp.treeSize;

@@ -53,6 +53,11 @@ export type ExportProblemKind =
   | 'body-mismatch'
   /** An event body outside the header's `[from, to)` range. */
   | 'range-violation'
+  /**
+   * An entry inside `[from, to)` without its body (`null`) after one that has its body: retention drops bodies
+   * from the start of the log only, so this body was left out of the export, not pruned.
+   */
+  | 'withheld-body'
   /** The file ends early: no header, fewer entries than `treeSize`, or no checkpoint line. */
   | 'truncated'
   /** Header, entry count and checkpoint disagree on the tree size. */
@@ -134,7 +139,10 @@ export interface VerifyExportReport {
   readonly entriesChecked: number;
   /** Event bodies checked against their leaf hashes. */
   readonly bodiesChecked: number;
-  /** Entries inside `[from, to)` whose body is `null` (pruned by retention). */
+  /**
+   * Entries inside `[from, to)` whose body is `null` before the first body of the range (pruned by retention,
+   * which drops bodies from the start of the log only; a `null` after a body is a `withheld-body` problem).
+   */
   readonly prunedBodies: number;
   /** RFC 6962 root recomputed over all leaf hashes of the export, in file order. */
   readonly root: Uint8Array;
@@ -262,6 +270,8 @@ class ExportChecker implements ProblemSink {
   #expectedIndex = 0;
   #bodies = 0;
   #pruned = 0;
+  /** A body inside `[from, to)` was seen: retention cannot explain a `null` body after it. */
+  #bodyInRange = false;
   #note: string | undefined;
   #noteLine = 0;
   #divergeAt: number | undefined;
@@ -494,11 +504,25 @@ class ExportChecker implements ProblemSink {
     }
 
     const h = this.#header;
+    const inRange = h !== undefined && index >= h.from && index < h.to;
     if (event === null) {
-      if (h !== undefined && index >= h.from && index < h.to) this.#pruned++;
+      if (!inRange) return;
+      // Retention prunes by time and times never decrease with the index: pruned bodies are a prefix.
+      if (this.#bodyInRange) {
+        this.add({
+          kind: 'withheld-body',
+          index,
+          line: this.#line,
+          message:
+            'event body missing after bodies of earlier entries (retention prunes only the oldest): left out of the export',
+        });
+      } else {
+        this.#pruned++;
+      }
       return;
     }
-    if (h !== undefined && (index < h.from || index >= h.to)) {
+    if (inRange) this.#bodyInRange = true;
+    if (h !== undefined && !inRange) {
       this.add({
         kind: 'range-violation',
         index,

@@ -307,6 +307,44 @@ for (const dialect of dialects) {
       });
     });
 
+    it('a prune asked for during an export waits for it: no pruned body after a present one', async () => {
+      const { log, clock } = await fixture(dialect);
+      // More than one export page (5000 entries); the prune would reach into the second page.
+      for (let i = 0; i < 7000; i += 500) {
+        clock.now = START + i * 1000;
+        await Promise.all(Array.from({ length: 500 }, (_, k) => log.record(event(i + k))));
+      }
+      let release = (): void => undefined;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      let reachedPageEnd = (): void => undefined;
+      const atPageEnd = new Promise<void>((resolve) => (reachedPageEnd = resolve));
+      const lines: string[] = [];
+      const exporting = log.export(async (l) => {
+        lines.push(l);
+        if (lines.length === 1 + 5000) {
+          reachedPageEnd(); // the first page is written, the second not read yet
+          await held;
+        }
+      });
+      await atPageEnd;
+      let pruned = false;
+      const pruning = log.prune(START + 6000 * 1000).then((n) => {
+        pruned = true;
+        return n;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(pruned, false, 'the prune waits for the export');
+      release();
+      await exporting;
+      assert.equal(await pruning, 6000);
+      const events = lines.slice(1, -1).map((l) => (JSON.parse(l) as { event: unknown }).event);
+      assert.equal(events.filter((e) => e === null).length, 0, 'the export read the log before the prune');
+      const after = await exportLines(log);
+      const nulls = after.slice(1, -1).map((l) => (JSON.parse(l) as { event: unknown }).event === null);
+      assert.equal(nulls.indexOf(false), 6000);
+      assert.equal(nulls.lastIndexOf(true), 5999);
+    });
+
     it('exports the documented format, whole and by time range, ending with a covering checkpoint', async () => {
       const { log, clock } = await fixture(dialect);
       for (let i = 0; i < 120; i++) {

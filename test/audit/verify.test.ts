@@ -103,6 +103,9 @@ async function buildExport(
 
 const opts = { verifierKey: signer.verifierKey };
 
+/** The indexes `[0, n)`: retention prunes the bodies of the oldest entries, a prefix of the log. */
+const oldest = (n: number): Set<number> => new Set(Array.from({ length: n }, (_, i) => i));
+
 function kinds(r: VerifyExportReport): ExportProblemKind[] {
   return r.problems.map((p) => p.kind);
 }
@@ -138,11 +141,25 @@ describe('verifyExport: valid exports', () => {
   });
 
   it('pruned bodies and time-range exports still verify', async () => {
-    const b = await buildExport(40, { from: 10, to: 30, pruned: new Set([12, 13, 29]) });
+    const b = await buildExport(40, { from: 10, to: 30, pruned: oldest(13) });
     const r = await verifyExport(b.lines, opts);
     assert.deepEqual(r.problems, []);
     assert.equal(r.bodiesChecked, 17);
     assert.equal(r.prunedBodies, 3);
+  });
+
+  it('a body left out after bodies of earlier entries is withheld-body, not pruned', async () => {
+    // Retention drops the oldest bodies only: a null body after a present one was removed from the export.
+    const b = await buildExport(40, { from: 10, to: 30, pruned: new Set([10, 11, 25]) });
+    // The general path and the writer-format fast path.
+    for (const input of [b.lines, writerFormat(b).map((l) => Buffer.from(l))]) {
+      const r = await verifyExport(input, opts);
+      assert.deepEqual(kinds(r), ['withheld-body']);
+      assert.equal(r.problems[0]!.index, 25);
+      assert.equal(r.problems[0]!.line, 1 + 25 + 1);
+      assert.equal(r.prunedBodies, 2);
+      assert.equal(r.ok, false);
+    }
   });
 
   it('accepts an async iterable of byte lines and an explicit origin', async () => {
@@ -239,15 +256,15 @@ describe('verifyExport: tampering is detected and located', () => {
   });
 
   it('edited leaf hash → body-mismatch at its index (body present) or root-mismatch (pruned)', async () => {
-    const b = await buildExport(30, { pruned: new Set([20]) });
-    const bad = Buffer.from(b.leaves[9]!);
+    const b = await buildExport(30, { pruned: oldest(21) });
+    const bad = Buffer.from(b.leaves[24]!);
     bad[0]! ^= 1;
-    b.lines[1 + 9] = entryLine(9, b.events[9]!, bad);
+    b.lines[1 + 24] = entryLine(24, b.events[24]!, bad);
     let r = await verifyExport(b.lines, opts);
     assert.deepEqual(kinds(r), ['body-mismatch', 'root-mismatch']);
-    assert.equal(r.problems[0]!.index, 9);
+    assert.equal(r.problems[0]!.index, 24);
 
-    const c = await buildExport(30, { pruned: new Set([20]) });
+    const c = await buildExport(30, { pruned: oldest(21) });
     const bad2 = Buffer.from(c.leaves[20]!);
     bad2[31]! ^= 0x80;
     c.lines[1 + 20] = entryLine(20, null, bad2);
@@ -411,6 +428,7 @@ describe('verifyExport: parser robustness (fast-check)', () => {
     'index-gap',
     'body-mismatch',
     'range-violation',
+    'withheld-body',
     'truncated',
     'size-mismatch',
     'root-mismatch',
@@ -423,7 +441,7 @@ describe('verifyExport: parser robustness (fast-check)', () => {
   ]);
   let base: Built;
   before(async () => {
-    base = await buildExport(8, { pruned: new Set([2]) });
+    base = await buildExport(8, { pruned: oldest(1) });
   });
 
   it('arbitrary lines never throw and yield only typed problems', async () => {
@@ -621,7 +639,7 @@ describe('verifyExport: the writer-format fast path', () => {
   let base: Built;
   let lines: string[];
   before(async () => {
-    base = await buildExport(40, { pruned: new Set([5]) });
+    base = await buildExport(40, { pruned: oldest(1) });
     lines = writerFormat(base);
   });
 
@@ -744,7 +762,7 @@ describe('verifyExportFile', () => {
 
   it("worker threads judging the entries give exactly the calling thread's report", async () => {
     // ~2.3 MB: several 1 MiB read batches, so batches are judged by different workers and reassembled in order.
-    const b = await buildExport(6000, { pruned: new Set([10, 4500]) });
+    const b = await buildExport(6000, { pruned: oldest(3) });
     const lines = writerFormat(b);
     const variants: [string, (l: string[]) => void][] = [
       ['valid', () => undefined],
