@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { generateKeyPairSync } from 'node:crypto';
 import { loadConfig, startWarden } from '../../src/app/index.ts';
+import { localEd25519NoteSigner, signCheckpoint } from '../../src/audit/index.ts';
 import { registerAuditCommands } from '../../src/cli/commands/audit.ts';
 import { ExitCode } from '../../src/cli/exit-codes.ts';
 import { KmsClient, WardenHttp } from '../../src/client/index.ts';
@@ -104,6 +106,39 @@ describe('warden audit', async () => {
     const consistent = await run(['audit', 'consistency', savedCheckpoint]);
     assert.equal(consistent.code, 0, consistent.err);
     assert.match(consistent.out, /extends the saved checkpoint/);
+  });
+
+  it('exits 4 naming what did not verify: checkpoint, saved checkpoint, fork, rolled-back log', async () => {
+    const other = localEd25519NoteSigner(generateKeyPairSync('ed25519').privateKey, 'warden.local/audit');
+    const wrongKey = await run(['audit', 'checkpoint', '--key', other.verifierKey]);
+    assert.equal(wrongKey.code, ExitCode.authentication, wrongKey.err);
+    assert.match(wrongKey.err, /the server's checkpoint does not verify: .*no_trusted_signature/);
+
+    const saved = readFileSync(savedCheckpoint, 'utf8');
+    const at = saved.lastIndexOf(' ') + 10;
+    const forged = path.join(dir, 'forged-checkpoint.txt');
+    writeFileSync(forged, saved.slice(0, at) + (saved[at] === 'A' ? 'B' : 'A') + saved.slice(at + 1));
+    const badSaved = await run(['audit', 'consistency', forged]);
+    assert.equal(badSaved.code, ExitCode.authentication, badSaved.err);
+    assert.match(badSaved.err, /the saved checkpoint .* does not verify with the log's key/);
+
+    // Checkpoints the log's own key signed, for a tree this log is not (a fork) and for a bigger one.
+    const size = (await warden.audit.log.checkpoint()).treeSize;
+    const signed = async (treeSize: number, name: string): Promise<string> => {
+      const note = await signCheckpoint(
+        { origin: warden.audit.log.origin, treeSize, rootHash: new Uint8Array(32).fill(1), extensions: [] },
+        warden.audit.signer,
+      );
+      const file = path.join(dir, name);
+      writeFileSync(file, note);
+      return file;
+    };
+    const fork = await run(['audit', 'consistency', await signed(size - 1, 'fork.txt')]);
+    assert.equal(fork.code, ExitCode.authentication, fork.err);
+    assert.match(fork.err, /does not extend the saved checkpoint .*\(forked or rewritten log\)/);
+    const longer = await run(['audit', 'consistency', await signed(size + 1000, 'longer.txt')]);
+    assert.equal(longer.code, ExitCode.authentication, longer.err);
+    assert.match(longer.err, /smaller than the saved checkpoint of size \d+: entries were removed/);
   });
 
   it('looks up the keyed hash of a value read from stdin, and queries events', async () => {

@@ -3,6 +3,8 @@ import { lstat, readFile, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import {
+  MerkleProofError,
+  NoteVerificationError,
   openCheckpoint,
   parseVerifierKey,
   verifyConsistency,
@@ -46,6 +48,21 @@ function sizeArg(name: string, text: string | undefined): number | undefined {
     throw new CliError('usage', `${name} must be a non-negative integer`, ExitCode.usage);
   }
   return Number(text);
+}
+
+/**
+ * Runs a check of what the server sent (or of a checkpoint saved earlier): a signature or proof that does not
+ * verify is evidence of tampering, exit 4 like `audit verify`, said with `what` was being checked.
+ */
+function verifying<T>(what: string, check: () => T): T {
+  try {
+    return check();
+  } catch (err) {
+    if (err instanceof NoteVerificationError || err instanceof MerkleProofError) {
+      throw new CliError('verification_failed', `${what}: ${err.message}`, ExitCode.authentication);
+    }
+    throw err;
+  }
 }
 
 async function verifierKeyFrom(text: string): Promise<string> {
@@ -145,7 +162,10 @@ export function registerAuditCommands(program: Command, ioOverrides: Partial<Kms
               : (await client.verifierKey()).verifierKey;
           const cp = await client.checkpoint();
           const verifier = parseVerifierKey(verifierKey);
-          openCheckpoint(cp.note, [verifier], (await client.verifierKey()).origin);
+          const { origin } = await client.verifierKey();
+          verifying("the server's checkpoint does not verify", () =>
+            openCheckpoint(cp.note, [verifier], origin),
+          );
           out.result(cp.note.trimEnd(), { ...cp, verifierKey });
         });
       }),
@@ -212,15 +232,19 @@ export function registerAuditCommands(program: Command, ioOverrides: Partial<Kms
         await withAudit(io, options, out, async (client) => {
           const { verifierKey, origin } = await client.verifierKey();
           const cp = await client.checkpoint();
-          openCheckpoint(cp.note, [parseVerifierKey(verifierKey)], origin);
-          const proof = await client.inclusionProof(index, cp.treeSize);
-          verifyInclusion(
-            fromHex(proof.leafHash),
-            index,
-            cp.treeSize,
-            proof.proof.map(fromHex),
-            fromHex(cp.rootHash),
+          verifying("the server's checkpoint does not verify", () =>
+            openCheckpoint(cp.note, [parseVerifierKey(verifierKey)], origin),
           );
+          const proof = await client.inclusionProof(index, cp.treeSize);
+          verifying(`event ${index} is not proven to be in the signed tree`, () => {
+            verifyInclusion(
+              fromHex(proof.leafHash),
+              index,
+              cp.treeSize,
+              proof.proof.map(fromHex),
+              fromHex(cp.rootHash),
+            );
+          });
           out.result(
             `event ${index} is included in the signed tree of size ${cp.treeSize} (${proof.proof.length} hashes)`,
             { ...proof, checkpoint: cp.note },
@@ -239,16 +263,34 @@ export function registerAuditCommands(program: Command, ioOverrides: Partial<Kms
         await withAudit(io, options, out, async (client) => {
           const { verifierKey, origin } = await client.verifierKey();
           const verifier = parseVerifierKey(verifierKey);
-          const old = openCheckpoint(note, [verifier], origin).checkpoint;
+          const old = verifying(
+            `the saved checkpoint ${String(file)} does not verify with the log's key`,
+            () => openCheckpoint(note, [verifier], origin).checkpoint,
+          );
           const cp = await client.checkpoint();
-          const current = openCheckpoint(cp.note, [verifier], origin).checkpoint;
+          const current = verifying(
+            "the server's checkpoint does not verify",
+            () => openCheckpoint(cp.note, [verifier], origin).checkpoint,
+          );
+          if (current.treeSize < old.treeSize) {
+            throw new CliError(
+              'verification_failed',
+              `the log of size ${current.treeSize} is smaller than the saved checkpoint of size ${old.treeSize}: entries were removed (rolled back or replaced log)`,
+              ExitCode.authentication,
+            );
+          }
           const proof = await client.consistencyProof(old.treeSize, current.treeSize);
-          verifyConsistency(
-            old.treeSize,
-            current.treeSize,
-            proof.proof.map(fromHex),
-            old.rootHash,
-            current.rootHash,
+          verifying(
+            `the log of size ${current.treeSize} does not extend the saved checkpoint of size ${old.treeSize} (forked or rewritten log)`,
+            () => {
+              verifyConsistency(
+                old.treeSize,
+                current.treeSize,
+                proof.proof.map(fromHex),
+                old.rootHash,
+                current.rootHash,
+              );
+            },
           );
           out.result(
             `the log of size ${current.treeSize} extends the saved checkpoint of size ${old.treeSize}`,
