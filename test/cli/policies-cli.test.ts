@@ -56,6 +56,22 @@ describe('warden policies', async () => {
     assert.match(again.err, /no custom policy analysts-read/);
   });
 
+  it('says what Cedar warns about a policy it installs (a forbid that can never apply)', async () => {
+    const typo = path.join(dir, 'typo.cedar');
+    // `purpse` is not a context attribute: the guard is always false, the forbid never applies.
+    writeFileSync(
+      typo,
+      'forbid (principal, action, resource)\nwhen { context has purpse && context.purpse == "fraud" };\n',
+    );
+    const put = await run(['policies', 'put', 'typo', typo]);
+    assert.equal(put.code, 0, put.err);
+    assert.match(
+      put.err,
+      new RegExp(`warning: ${typo.replaceAll('/', '\\/')}:1:1: warning: .*policy is impossible`),
+    );
+    assert.equal((await run(['policies', 'delete', 'typo'])).code, 0);
+  });
+
   it('refuses a change that would leave the caller unable to undo it, and allows one that does not', async () => {
     const forbidAll = path.join(dir, 'forbid-all.cedar');
     writeFileSync(forbidAll, 'forbid (principal, action, resource);\n');

@@ -111,6 +111,8 @@ export function registerPolicyCommands(program: Command, ioOverrides: Partial<Km
           out.result(local.diagnostics.map((d) => describeDiagnostic(String(file), d)).join('\n'), local);
           throw new CliError('invalid_policy', `${String(file)} does not validate`, ExitCode.malformed);
         }
+        // Installed all the same, but said: e.g. a `forbid` that tests a misspelt context attribute never applies.
+        for (const d of local.diagnostics) out.warn(describeDiagnostic(String(file), d));
         const http = await connectHttp(io, options, out);
         try {
           const r = await http.json<{ version: number }>(
