@@ -282,11 +282,11 @@ export class AuditLog implements AuditRecorder {
   #draining: Promise<void> | undefined;
   #checkpointing: Promise<unknown> = Promise.resolve();
   /**
-   * Prunes and exports exclude each other: an export reads the log page by page, and a prune between two pages
-   * would leave bodies present before bodies pruned in one export, which its verifier takes for withheld ones.
+   * Prunes exclude exports and `verify()`: they read the log page by page, and a prune between two pages would
+   * show bodies before pruned ones, which the verifiers take for bodies withheld (`#readingWhole`).
    */
   #pruning: Promise<unknown> = Promise.resolve();
-  readonly #exports = new Set<Promise<unknown>>();
+  readonly #readers = new Set<Promise<unknown>>();
   #backgroundPending = false;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -766,9 +766,9 @@ export class AuditLog implements AuditRecorder {
    * (default DEFAULT_RETENTION_MS) and the schedule belong to the caller.
    */
   prune(olderThan: AuditTime): Promise<number> {
-    const exports = [...this.#exports];
+    const readers = [...this.#readers];
     const run = this.#pruning.then(async () => {
-      await Promise.allSettled(exports);
+      await Promise.allSettled(readers);
       return this.#prune(olderThan);
     });
     this.#pruning = run.catch(() => undefined);
@@ -819,12 +819,15 @@ export class AuditLog implements AuditRecorder {
     sink: NodeJS.WritableStream | AuditLineConsumer,
     options: AuditExportOptions = {},
   ): Promise<AuditExportSummary> {
-    // After the prunes already asked for; a prune asked for meanwhile waits for this export.
-    const pruning = this.#pruning;
-    const run = pruning.then(() => this.#export(sink, options));
+    return this.#readingWhole(() => this.#export(sink, options));
+  }
+
+  /** Runs `read` after the prunes already asked for; a prune asked for meanwhile waits for it. */
+  #readingWhole<T>(read: () => Promise<T>): Promise<T> {
+    const run = this.#pruning.then(read);
     const settled = run.catch(() => undefined);
-    this.#exports.add(settled);
-    void settled.then(() => this.#exports.delete(settled));
+    this.#readers.add(settled);
+    void settled.then(() => this.#readers.delete(settled));
     return run;
   }
 
@@ -889,7 +892,11 @@ export class AuditLog implements AuditRecorder {
    * origin) checked against it, and the final root against the persisted frontier. Throws
    * `AuditLogError('integrity')` naming the first bad index or checkpoint.
    */
-  async verify(options: { verifier?: NoteVerifier } = {}): Promise<AuditVerifyReport> {
+  verify(options: { verifier?: NoteVerifier } = {}): Promise<AuditVerifyReport> {
+    return this.#readingWhole(() => this.#verify(options));
+  }
+
+  async #verify(options: { verifier?: NoteVerifier }): Promise<AuditVerifyReport> {
     const size = this.#frontier.size;
     const cps = (await this.checkpoints()).filter((c) => c.treeSize <= size);
     let nextCp = 0;

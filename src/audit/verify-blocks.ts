@@ -28,13 +28,16 @@ export interface BlockSummary {
   readonly prefixes: readonly { readonly size: number; readonly hashes: readonly Uint8Array[] }[];
   readonly bodiesChecked: number;
   readonly bodiesPruned: number;
+  /** The first entry of the block without its body, if any (they all come before the block's first body). */
+  readonly firstPruned: number | undefined;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
  * Checks the rows of one block — `count` rows with indexes `start, start + 1, …` — and summarises its hashes.
- * Every body must hash to its leaf hash and carry its own index. `prefixSizes` are tree sizes in
+ * Every body must hash to its leaf hash and carry its own index, and no entry may lack its body after one that
+ * has it (retention prunes the oldest bodies: a prefix of the log). `prefixSizes` are tree sizes in
  * `(start, start + count)` whose roots the caller will check (stored checkpoints). Throws
  * `AuditLogError('integrity')` naming the first bad entry.
  */
@@ -49,6 +52,7 @@ export function summarizeBlock(
   let nextPrefix = 0;
   let bodiesChecked = 0;
   let bodiesPruned = 0;
+  let firstPruned: number | undefined;
   for (let i = 0; i < count; i++) {
     const row = rows[i];
     const idx = start + i;
@@ -58,6 +62,8 @@ export function summarizeBlock(
       throw new AuditLogError('integrity', `entry ${idx} has a malformed leaf hash`);
     }
     if (body === null) {
+      if (bodiesChecked > 0) throw withheld(idx);
+      firstPruned ??= idx;
       bodiesPruned++;
     } else if (!(body instanceof Uint8Array)) {
       throw new AuditLogError('integrity', `entry ${idx} has a malformed body`);
@@ -83,7 +89,15 @@ export function summarizeBlock(
     prefixes,
     bodiesChecked,
     bodiesPruned,
+    firstPruned,
   };
+}
+
+function withheld(idx: number): AuditLogError {
+  return new AuditLogError(
+    'integrity',
+    `entry ${idx} has no body although earlier entries have theirs (retention prunes only the oldest)`,
+  );
 }
 
 /**
@@ -102,6 +116,7 @@ export class BlockCombiner {
     if (block.start !== this.#size || this.#tail.length > 0) {
       throw new AuditLogError('integrity', `block at ${block.start} out of order`);
     }
+    if (this.bodiesChecked > 0 && block.firstPruned !== undefined) throw withheld(block.firstPruned);
     const roots = block.prefixes.map((p) => ({ size: p.size, root: this.#rootWith(p.size, p.hashes) }));
     this.bodiesChecked += block.bodiesChecked;
     this.bodiesPruned += block.bodiesPruned;

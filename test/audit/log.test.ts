@@ -516,6 +516,32 @@ for (const dialect of dialects) {
       );
     });
 
+    it('a body removed from the database after bodies of earlier entries fails verify, in or across blocks', async () => {
+      const { log, store } = await fixture(dialect);
+      const n = 4096 + 100;
+      for (let at = 0; at < n; at += 512) {
+        await Promise.all(Array.from({ length: Math.min(512, n - at) }, (_, k) => log.append(event(at + k))));
+      }
+      await log.checkpoint();
+      const drop = (lo: number, hi: number) =>
+        store.db
+          .updateTable('audit_entries')
+          .set({ body: null })
+          .where('idx', '>=', lo)
+          .where('idx', '<', hi)
+          .execute();
+      // Retention's pattern, the oldest bodies, is fine; so is a whole first block.
+      await drop(0, 4096);
+      assert.equal((await log.verify({ verifier })).bodiesPruned, 4096);
+      // A body gone after bodies, in the last block, and at the start of a block after a block with bodies.
+      await drop(4150, 4151);
+      await assert.rejects(
+        log.verify(),
+        (e: unknown) =>
+          e instanceof AuditLogError && /^entry 4150 has no body although earlier/.test(e.message),
+      );
+    });
+
     it('upgrades a log written before the query index: terms backfilled, queries and verify hold', async () => {
       // A database at migration 0001 holding 40 entries (written the way the 0001 log wrote them), then opened
       // by the current log, which applies 0002 (terms backfilled, per-column indexes dropped).

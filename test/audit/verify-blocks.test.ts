@@ -18,9 +18,10 @@ function body(i: number): Uint8Array {
   });
 }
 
-function rows(n: number): EntryRow[] {
+/** `n` rows, the bodies of the first `pruned` dropped as retention drops them. */
+function rows(n: number, pruned = 0): EntryRow[] {
   return Array.from({ length: n }, (_, i) => {
-    const b = i % 11 === 5 ? null : body(i);
+    const b = i < pruned ? null : body(i);
     return [i, leafHash(b ?? body(i)), b] as const;
   });
 }
@@ -40,7 +41,7 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 describe('audit verify blocks', () => {
   it('fold into the root of the whole log and of every prefix, whole blocks or not', () => {
-    const all = rows(2 * BLOCK_SIZE + 37);
+    const all = rows(2 * BLOCK_SIZE + 37, BLOCK_SIZE + 5);
     const leaves = all.map((r) => r[1]);
     const prefixSizes = [1, 5, 5, BLOCK_SIZE - 1, BLOCK_SIZE + 3, 2 * BLOCK_SIZE + 36];
     const { combiner, roots } = summarizeAll(all, prefixSizes);
@@ -71,6 +72,11 @@ describe('audit verify blocks', () => {
         /entry 4 has a malformed body/,
       ],
       ['extra row', (r) => r.push([40, leafHash(body(40)), body(40)]), /entry 40 is unexpected/],
+      [
+        'body gone after bodies',
+        (r) => (r[20] = [20, r[20]![1], null]),
+        /entry 20 has no body although earlier/,
+      ],
     ];
     for (const [name, edit, want] of cases) {
       const copy = all.slice();
@@ -81,6 +87,16 @@ describe('audit verify blocks', () => {
         name,
       );
     }
+  });
+
+  it('refuse a block starting without bodies after a block with bodies', () => {
+    const all = rows(BLOCK_SIZE + 10);
+    for (let i = BLOCK_SIZE; i < BLOCK_SIZE + 3; i++) all[i] = [i, all[i]![1], null];
+    assert.throws(
+      () => summarizeAll(all, []),
+      (e: unknown) =>
+        e instanceof AuditLogError && /^entry 4096 has no body although earlier/.test(e.message),
+    );
   });
 
   it('refuse blocks out of order', () => {
