@@ -641,7 +641,7 @@ class ExportChecker implements ProblemSink {
               ? `recomputed root differs from the checkpoint; leaf hashes first diverge from the reference export at index ${this.#divergeAt}`
               : this.#prevRange !== undefined
                 ? `recomputed root differs from the checkpoint; first divergence from the previous checkpoint in [${this.#prevRange[0]}, ${this.#prevRange[1]})`
-                : 'recomputed root differs from the checkpoint (use compareWith or previous.frontier to locate)',
+                : 'recomputed root differs from the checkpoint (entries deleted, inserted, reordered or rewritten)',
         });
       }
     }

@@ -291,6 +291,11 @@ describe('verifyExport: tampering is detected and located', () => {
     assert.ok(!kinds(r).includes('body-mismatch'));
     assert.ok(kinds(r).includes('root-mismatch'));
     assert.equal(r.problems.find((p) => p.kind === 'root-mismatch')!.index, undefined);
+    // Said in words `warden audit verify` users can act on: the CLI has no option named like the library's.
+    assert.match(
+      r.problems.find((p) => p.kind === 'root-mismatch')!.message,
+      /^recomputed root differs from the checkpoint \(entries deleted, inserted, reordered or rewritten\)$/,
+    );
 
     r = await verifyExport(rewritten.lines, { ...opts, compareWith: older.lines });
     assert.equal(r.problems.find((p) => p.kind === 'root-mismatch')!.index, 10);
