@@ -59,6 +59,32 @@ describe('warden audit', async () => {
     assert.match(verified.out, /^verified: \d+ entries/);
   });
 
+  it('says when an export holds the event bodies of a time range only', async () => {
+    const ranged = path.join(dir, 'ranged.jsonl');
+    const exported = await run(['audit', 'export', '-o', ranged, '--from', new Date().toISOString()]);
+    assert.equal(exported.code, 0, exported.err);
+    const verified = await run(['audit', 'verify', ranged, '--key', `@${keyFile}`]);
+    assert.equal(verified.code, 0, verified.err);
+    assert.match(verified.out, /^verified: \d+ entries, 0 bodies/);
+    assert.match(verified.out, /no event bodies: a time-range export with an empty range/);
+    const whole = await run(['audit', 'verify', exportFile, '--key', `@${keyFile}`]);
+    assert.doesNotMatch(whole.out, /time-range/);
+    // From the time of a later entry on: the bodies of the entries from the first one at that time.
+    const times = readFileSync(exportFile, 'utf8')
+      .split('\n')
+      .slice(1, -2)
+      .map((l) => (JSON.parse(l) as { event: { time: string } }).event.time);
+    const at = times.findIndex((t) => t > (times[0] as string));
+    assert.ok(at > 0);
+    await run(['audit', 'export', '-o', ranged, '--force', '--from', times[at] as string]);
+    const part = await run(['audit', 'verify', ranged, '--key', `@${keyFile}`]);
+    assert.equal(part.code, 0, part.err);
+    assert.match(
+      part.out,
+      new RegExp(`event bodies only for entries ${at}\\.\\.\\d+ \\(a time-range export`),
+    );
+  });
+
   it('refuses to replace an existing export unless --force, leaving it and no temporary file', async () => {
     const before = readFileSync(exportFile);
     const refused = await run(['audit', 'export', '-o', exportFile]);

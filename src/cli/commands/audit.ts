@@ -84,6 +84,15 @@ function describeReport(report: VerifyExportReport): string {
     return [
       `verified: ${report.entriesChecked} entries, ${report.bodiesChecked} bodies, tree size ${String(report.treeSize)}`,
       `root ${Buffer.from(report.root).toString('hex')}`,
+      ...(report.from !== undefined &&
+      report.to !== undefined &&
+      (report.from > 0 || report.to < (report.treeSize ?? 0))
+        ? [
+            report.from === report.to
+              ? 'no event bodies: a time-range export with an empty range (hashes verified)'
+              : `event bodies only for entries ${report.from}..${report.to - 1} (a time-range export; the others' hashes verified)`,
+          ]
+        : []),
       ...(report.prunedBodies > 0
         ? [`${report.prunedBodies} bodies pruned by retention (hashes verified)`]
         : []),
