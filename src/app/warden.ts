@@ -283,6 +283,7 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
         policyRoutes(app, {
           policies: policyStore,
           persistence: customPolicies,
+          audit: audit.recorder,
           checkChange: policyChangeCheck(policy, config.environment),
         });
         caRoutes(app, { ca });

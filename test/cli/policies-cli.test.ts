@@ -90,4 +90,32 @@ describe('warden policies', async () => {
     assert.equal((await run(['policies', 'put', 'no-destroy', spares])).code, 0);
     assert.equal((await run(['policies', 'delete', 'no-destroy'])).code, 0);
   });
+
+  it('records every policy change, and every refused one, in the audit log', async () => {
+    const page = await warden.audit.log.query({ action: 'policy.write', limit: 1000 });
+    const seen = page.entries.map((e) => {
+      const event = e.entry as unknown as {
+        resource: string;
+        outcome: string;
+        reason?: string;
+        details?: Record<string, string>;
+      };
+      return [event.resource, event.outcome, event.reason ?? '', event.details?.operation ?? ''].join(' ');
+    });
+    assert.deepEqual(seen, [
+      'policy:analysts-read success  put',
+      'policy:analysts-read success  delete',
+      'policy:typo success  put',
+      'policy:typo success  delete',
+      'policy:lockout denied policy_lockout put',
+      'policy:no-destroy success  put',
+      'policy:no-destroy success  delete',
+    ]);
+    const put = page.entries[0]?.entry as unknown as {
+      details: Record<string, string>;
+      principal: { id: string };
+    };
+    assert.match(put.details.sha256 ?? '', /^[0-9a-f]{64}$/);
+    assert.equal(put.principal.id, 'bootstrap-admin');
+  });
 });

@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { AuditOutcome, AuditRecorder } from '../../audit/index.ts';
 import type { Principal } from '../../kms/index.ts';
 import {
   CUSTOM_POLICY_ID,
@@ -22,6 +24,8 @@ import type { JsonSchema } from '../schemas.ts';
 export interface PolicyRouteDeps {
   readonly policies: PolicyStore;
   readonly persistence: SqlPolicies;
+  /** Every change (and every refused one) is recorded before it takes effect; no record, no change. */
+  readonly audit: AuditRecorder;
   /** What `candidate` would decide about the caller writing policy `policyId` (`policyChangeCheck`). */
   readonly checkChange: (
     request: FastifyRequest,
@@ -81,12 +85,70 @@ export function policyRoutes(app: FastifyInstance, deps: PolicyRouteDeps): void 
   const { policies, persistence } = deps;
 
   /**
+   * Records a policy change as `policy.write` on `policy:<id>`, with the operation and the SHA-256 of the text put
+   * (policy text is not secret; the digest lets an auditor match the text in force). Rejects with 503
+   * `audit_unavailable` when the record cannot be made.
+   */
+  const record = async (
+    request: FastifyRequest,
+    id: string,
+    outcome: AuditOutcome,
+    details: Record<string, string>,
+    reason?: string,
+  ): Promise<void> => {
+    const principal = principalOf(request);
+    const userAgent = request.headers['user-agent'];
+    try {
+      await deps.audit.record({
+        action: 'policy.write',
+        principal: { id: principal.id, authMethod: principal.authMethod },
+        resource: `policy:${id}`,
+        outcome,
+        ...(reason === undefined ? {} : { reason }),
+        requestId: request.id,
+        sourceIp: request.ip,
+        ...(userAgent === undefined ? {} : { userAgent: userAgent.slice(0, 256) }),
+        details,
+      });
+    } catch {
+      throw new PolicyRouteError(
+        'audit_unavailable',
+        503,
+        'the audit log is unavailable: no policy was changed',
+      );
+    }
+  };
+
+  /** Audits a change, makes it, and audits its failure if the store refuses it (the first record stands). */
+  const change = async <T>(
+    request: FastifyRequest,
+    id: string,
+    details: Record<string, string>,
+    apply: () => Promise<T>,
+  ): Promise<T> => {
+    await record(request, id, 'success', details);
+    try {
+      return await apply();
+    } catch (err) {
+      await record(request, id, 'failure', details, 'store_failed').catch(() => undefined);
+      throw err;
+    }
+  };
+
+  /**
    * Refuses a change after which the caller could not write this policy any more: a `forbid` on everyone, or
    * removing the permit its own access came through, would otherwise leave nobody able to undo it over the API.
    */
-  const refuseLockout = (request: FastifyRequest, id: string, change: PolicyChange): void => {
-    const decision = deps.checkChange(request, principalOf(request), policies.withChange(change), id);
+  const refuseLockout = async (
+    request: FastifyRequest,
+    id: string,
+    proposed: PolicyChange,
+    details: Record<string, string>,
+  ): Promise<void> => {
+    const decision = deps.checkChange(request, principalOf(request), policies.withChange(proposed), id);
     if (decision.decision === 'allow') return;
+    // The attempt is evidence too; a refusal stands whether or not it could be recorded.
+    await record(request, id, 'denied', details, 'policy_lockout').catch(() => undefined);
     const why = decision.reasons.length > 0 ? ` (denied by ${decision.reasons.join(', ')})` : '';
     throw new PolicyRouteError(
       'policy_lockout',
@@ -142,12 +204,15 @@ export function policyRoutes(app: FastifyInstance, deps: PolicyRouteDeps): void 
       },
     },
     async (request) => {
+      const { id } = request.params;
+      const { text } = request.body;
+      const details = { operation: 'put', sha256: createHash('sha256').update(text, 'utf8').digest('hex') };
       try {
-        refuseLockout(request, request.params.id, {
-          put: { id: request.params.id, text: request.body.text },
-        });
-        const version = await persistence.put(request.params.id, request.body.text, principalOf(request).id);
-        return { version, policy: policies.get(request.params.id) };
+        await refuseLockout(request, id, { put: { id, text } }, details);
+        const version = await change(request, id, details, () =>
+          persistence.put(id, text, principalOf(request).id),
+        );
+        return { version, policy: policies.get(id) };
       } catch (err) {
         if (err instanceof PolicyValidationError) {
           throw new PolicyRouteError(
@@ -174,11 +239,13 @@ export function policyRoutes(app: FastifyInstance, deps: PolicyRouteDeps): void 
       },
     },
     async (request) => {
+      const { id } = request.params;
+      const details = { operation: 'delete' };
       try {
-        if (policies.get(request.params.id) !== undefined) {
-          refuseLockout(request, request.params.id, { remove: request.params.id });
-        }
-        return { removed: await persistence.remove(request.params.id) };
+        // Nothing to change, nothing to record: the answer says so (`removed: false`).
+        if (policies.get(id) === undefined) return { removed: await persistence.remove(id) };
+        await refuseLockout(request, id, { remove: id }, details);
+        return { removed: await change(request, id, details, () => persistence.remove(id)) };
       } catch (err) {
         if (err instanceof PolicyStoreError) throw new PolicyRouteError('invalid_request', 400, err.message);
         throw err;
