@@ -32,6 +32,10 @@ export interface RequestOptions {
   readonly headers?: Readonly<Record<string, string>>;
 }
 
+/**
+ * The largest JSON response read into memory. Streamed bodies (`stream`: audit exports, model downloads) are not
+ * bounded: an export of a log of a few million entries is larger, and the caller writes it to a file as it comes.
+ */
 const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
 const TOKEN_PATTERN = /^[\x21-\x7e]{1,4096}$/;
 
@@ -70,7 +74,6 @@ export class WardenHttp {
     this.#pool = new Pool(url.origin, {
       connections: options.connections ?? 8,
       allowH2: false,
-      maxResponseSize: MAX_RESPONSE_BYTES,
       connect: {
         ...(options.ca === undefined ? {} : { ca: options.ca }),
         ...(options.cert === undefined ? {} : { cert: options.cert }),
@@ -119,7 +122,7 @@ export class WardenHttp {
         headersTimeout: this.#timeoutMs,
         bodyTimeout: this.#timeoutMs,
       });
-      text = await response.body.text();
+      text = await boundedText(response.body);
     } catch (err) {
       throw transportError(err, this.address);
     }
@@ -158,7 +161,7 @@ export class WardenHttp {
     let text: string;
     try {
       response = await this.#pool.request({ method, path, headers, body, headersTimeout: 0, bodyTimeout: 0 });
-      text = await response.body.text();
+      text = await boundedText(response.body);
     } catch (err) {
       throw transportError(err, this.address);
     }
@@ -221,6 +224,22 @@ export class WardenHttp {
   ): Promise<T> {
     return (await this.request<T>(method, path, body)).body;
   }
+}
+
+/** A response body as text, refused (as undici's own size limit would be) past `MAX_RESPONSE_BYTES`. */
+async function boundedText(body: Dispatcher.ResponseData['body']): Promise<string> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of body) {
+    const piece = chunk as Buffer;
+    length += piece.length;
+    if (length > MAX_RESPONSE_BYTES) {
+      body.destroy();
+      throw Object.assign(new Error('response too large'), { code: 'UND_ERR_RES_EXCEEDED_MAX_SIZE' });
+    }
+    chunks.push(piece);
+  }
+  return Buffer.concat(chunks, length).toString('utf8');
 }
 
 /** Warden's `{error: {code, message}}`, or OAuth's `{error, error_description}` (RFC 6749 §5.2). */

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { inspect } from 'node:util';
-import { KmsClient, KmsClientError, buildImportBlob } from '../../src/client/index.ts';
+import { KmsClient, KmsClientError, WardenHttp, buildImportBlob } from '../../src/client/index.ts';
 import {
   RsaOaepPrivateKey,
   WrappingKey,
@@ -107,6 +107,38 @@ describe('KmsClient', () => {
       assert.deepEqual([err.code, err.status], ['invalid_response', 502]);
     } finally {
       await client.close();
+      server.close();
+    }
+  });
+
+  it('streams a download larger than the 256 MiB cap on JSON responses (a big audit export)', async () => {
+    const chunk = Buffer.alloc(1 << 20, 0x61);
+    const megabytes = 257;
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      let sent = 0;
+      const more = (): void => {
+        while (sent < megabytes) {
+          sent += 1;
+          if (!res.write(chunk)) {
+            res.once('drain', more);
+            return;
+          }
+        }
+        res.end();
+      };
+      more();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const http2 = new WardenHttp({ address: `http://127.0.0.1:${port}`, token: 'tok-0123456789abcdef' });
+    try {
+      let bytes = 0;
+      for await (const piece of await http2.stream('GET', '/v1/audit/export'))
+        bytes += (piece as Buffer).length;
+      assert.equal(bytes, megabytes << 20);
+    } finally {
+      await http2.close();
       server.close();
     }
   });
