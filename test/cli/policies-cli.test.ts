@@ -42,6 +42,17 @@ describe('warden policies', async () => {
     assert.match(r.out, new RegExp(`${bad.replaceAll('/', '\\/')}:2:\\d+: error`));
   });
 
+  it('names the file that cannot be read (a directory among the files)', async () => {
+    for (const args of [
+      ['policies', 'validate', good, dir],
+      ['policies', 'put', 'from-a-directory', dir],
+    ]) {
+      const r = await run(args);
+      assert.equal(r.code, ExitCode.io);
+      assert.ok(r.err.includes(`${dir}: is a directory`), r.err);
+    }
+  });
+
   it('puts, lists, shows and deletes a custom policy on the server; refuses an invalid one', async () => {
     const put = await run(['policies', 'put', 'analysts-read', good]);
     assert.equal(put.code, 0, put.out);

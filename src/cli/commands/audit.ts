@@ -374,7 +374,7 @@ function outputExists(file: string): CliError {
 }
 
 /** Names `file` in a file-system error that does not (reading a directory fails with EISDIR and no path). */
-async function naming<T>(file: string, run: () => Promise<T>): Promise<T> {
+export async function naming<T>(file: string, run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } catch (err) {

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { validatePolicies } from '../../policy/index.ts';
 import type { PolicyDiagnostic } from '../../policy/index.ts';
 import { CliError, ExitCode } from '../exit-codes.ts';
+import { naming } from './audit.ts';
 import { actionFor, connectHttp, withConnectionOptions } from './kms.ts';
 import type { KmsCliIo } from './kms.ts';
 
@@ -43,7 +44,7 @@ export function registerPolicyCommands(program: Command, ioOverrides: Partial<Km
         const files = policies.commands.find((c) => c.name() === 'validate')?.args ?? [];
         const results = [];
         for (const file of files) {
-          const result = validatePolicies(await readFile(file, 'utf8'));
+          const result = validatePolicies(await naming(file, () => readFile(file, 'utf8')));
           results.push({ file, ok: result.ok, diagnostics: result.diagnostics });
         }
         const human = results
@@ -105,7 +106,7 @@ export function registerPolicyCommands(program: Command, ioOverrides: Partial<Km
     .option('--json', 'machine-readable output')
     .action(
       action(async (out, options, [id, file]) => {
-        const text = await readFile(String(file), 'utf8');
+        const text = await naming(String(file), () => readFile(String(file), 'utf8'));
         const local = validatePolicies(text);
         if (!local.ok) {
           out.result(local.diagnostics.map((d) => describeDiagnostic(String(file), d)).join('\n'), local);
