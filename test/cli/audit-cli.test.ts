@@ -179,7 +179,17 @@ describe('warden audit', async () => {
     for (const limit of [0, 1]) {
       const limited = await run(['audit', 'query', '--limit', String(limit), '--json']);
       assert.equal(limited.code, 0, limited.err);
-      assert.equal((JSON.parse(limited.out) as { events: unknown[] }).events.length, limit);
+      const answer = JSON.parse(limited.out) as { events: unknown[]; more: boolean };
+      assert.equal(answer.events.length, limit);
+      assert.equal(answer.more, true);
     }
+    // A reader of the table must not take the first page for the whole answer.
+    const cut = await run(['audit', 'query', '--limit', '2']);
+    assert.equal(cut.code, 0, cut.err);
+    assert.equal(cut.out.trim().split('\n').length, 2);
+    assert.match(cut.err, /more events match: stopped at --limit 2/);
+    const whole = await run(['audit', 'query', '--action', 'kms.crypto.encrypt', '--limit', '1000000']);
+    assert.equal(whole.code, 0, whole.err);
+    assert.equal(whole.err, '');
   });
 });

@@ -206,13 +206,16 @@ export function registerAuditCommands(program: Command, ioOverrides: Partial<Kms
         };
         await withAudit(io, options, out, async (client) => {
           const events = [];
-          // `--limit 0` asks for no event: the loop would take one before checking.
-          if (limit > 0) {
-            for await (const e of client.allEvents(q)) {
-              events.push(e);
-              if (events.length >= limit) break;
+          // One event past the limit tells whether the answer was cut short (`--limit 0` included).
+          let more = false;
+          for await (const e of client.allEvents(q)) {
+            if (events.length >= limit) {
+              more = true;
+              break;
             }
+            events.push(e);
           }
+          if (more) out.warn(`more events match: stopped at --limit ${limit}`);
           const human = events
             .map((e) => {
               const ev = e.event as {
@@ -226,7 +229,7 @@ export function registerAuditCommands(program: Command, ioOverrides: Partial<Kms
                 : `${e.index}\t${e.time}\t${ev.principal?.id ?? '?'}\t${ev.action ?? '?'}\t${ev.resource ?? ''}\t${ev.outcome ?? ''}`;
             })
             .join('\n');
-          out.result(human === '' ? 'no matching events' : human, { events });
+          out.result(human === '' ? (more ? '' : 'no matching events') : human, { events, more });
         });
       }),
     );
