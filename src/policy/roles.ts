@@ -218,10 +218,22 @@ function checkCidr(cidr: string): string {
  */
 export function guardrailPolicies(options: GuardrailOptions): Record<string, string> {
   const policies: Record<string, string> = {};
-  const hours = options.restrictedDataBusinessHours;
+  // The options usually come from a JSON file: a setting of the wrong type stops the start, as an unknown one
+  // does, instead of leaving its guardrail off (`"reauthenticateOnNewNetwork": "true"`) or failing on a TypeError.
+  const hours: unknown = options.restrictedDataBusinessHours;
   if (hours !== undefined && hours !== false) {
-    const { startMinute, endMinute } = hours === true ? { startMinute: 8 * 60, endMinute: 18 * 60 } : hours;
+    if (hours !== true && (typeof hours !== 'object' || hours === null)) {
+      throw new GuardrailConfigError(
+        'restrictedDataBusinessHours must be true, false or { startMinute, endMinute }',
+      );
+    }
+    const { startMinute, endMinute } =
+      hours === true
+        ? { startMinute: 8 * 60, endMinute: 18 * 60 }
+        : (hours as { startMinute?: unknown; endMinute?: unknown });
     if (
+      typeof startMinute !== 'number' ||
+      typeof endMinute !== 'number' ||
       !Number.isInteger(startMinute) ||
       !Number.isInteger(endMinute) ||
       startMinute < 0 ||
@@ -239,8 +251,12 @@ unless {
   context.now.minuteOfDay >= ${startMinute} && context.now.minuteOfDay < ${endMinute}
 };`;
   }
-  if (options.corporateCidrs !== undefined) {
-    const ranges = options.corporateCidrs.map(checkCidr);
+  const cidrs: unknown = options.corporateCidrs;
+  if (cidrs !== undefined) {
+    if (!Array.isArray(cidrs) || !cidrs.every((c) => typeof c === 'string')) {
+      throw new GuardrailConfigError('corporateCidrs must be an array of CIDR strings');
+    }
+    const ranges = cidrs.map(checkCidr);
     const inRange =
       ranges.length === 0
         ? 'false'
@@ -269,7 +285,11 @@ unless {
 )
 unless { context has mfaAgeSeconds && context.mfaAgeSeconds < ${maxAge} };`;
   }
-  if (options.reauthenticateOnNewNetwork === true) {
+  const reauthenticate: unknown = options.reauthenticateOnNewNetwork;
+  if (reauthenticate !== undefined && typeof reauthenticate !== 'boolean') {
+    throw new GuardrailConfigError('reauthenticateOnNewNetwork must be true or false');
+  }
+  if (reauthenticate === true) {
     policies['guardrail.reauthenticate-on-new-network'] =
       `forbid (principal is Warden::User, action, resource)
 when { context has networkChanged && context.networkChanged };`;

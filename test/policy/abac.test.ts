@@ -10,7 +10,7 @@ import {
   clockAt,
   guardrailPolicies,
 } from '../../src/policy/index.ts';
-import type { AuthzContext } from '../../src/policy/index.ts';
+import type { AuthzContext, GuardrailOptions } from '../../src/policy/index.ts';
 
 const store = new PolicyStore({
   guardrails: {
@@ -112,6 +112,28 @@ describe('ABAC: production endpoints only from corporate ranges', () => {
     for (const cidr of ['10.0.0.0', '10.0.0.0/33', 'evil")) || true || ip("1/8', '::/129']) {
       assert.throws(() => guardrailPolicies({ corporateCidrs: [cidr] }), GuardrailConfigError, cidr);
     }
+  });
+});
+
+describe('ABAC: guardrail settings of the wrong type (a JSON configuration file)', () => {
+  it('refuses them instead of leaving the guardrail off or failing on a TypeError', () => {
+    const wrong: unknown[] = [
+      { reauthenticateOnNewNetwork: 'true' },
+      { reauthenticateOnNewNetwork: 1 },
+      { restrictedDataBusinessHours: 'true' },
+      { restrictedDataBusinessHours: null },
+      { corporateCidrs: '10.0.0.0/8' },
+      { corporateCidrs: [10] },
+      { stepUpMfaMaxAgeSeconds: '900' },
+    ];
+    for (const options of wrong) {
+      assert.throws(
+        () => guardrailPolicies(options as GuardrailOptions),
+        GuardrailConfigError,
+        JSON.stringify(options),
+      );
+    }
+    assert.deepEqual(guardrailPolicies({ reauthenticateOnNewNetwork: false }), {});
   });
 });
 
