@@ -132,8 +132,10 @@ class AuditFanOut implements AuditRecorder {
   }
 
   async record(event: AuditEvent): Promise<void> {
-    await this.#log.record(event);
-    for (const sink of this.#sinks) sink.record(event).catch(this.#onSinkError);
+    const { index, time } = await this.#log.append(event);
+    // The sinks copy the log entry: its index and time name it, so a SIEM can find a gap and backfill it.
+    const entry = { ...event, index, time };
+    for (const sink of this.#sinks) sink.record(entry).catch(this.#onSinkError);
   }
 
   async close(): Promise<void> {
