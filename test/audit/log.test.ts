@@ -428,6 +428,8 @@ for (const dialect of dialects) {
         assert.equal(r.status, 'rejected');
         assert.ok(r.reason instanceof AuditLogError);
         assert.equal(r.reason.reason, 'unavailable');
+        // What an API caller sees (public code and status), not an internal error.
+        assert.deepEqual([r.reason.code, r.reason.httpStatus], ['audit_unavailable', 503]);
       }
       await log.close();
       await assert.rejects(
@@ -470,7 +472,12 @@ for (const dialect of dialects) {
       await store.db.updateTable('audit_entries').set({ body: forged }).where('idx', '=', 3).execute();
       await assert.rejects(
         log.verify(),
-        (e: unknown) => e instanceof AuditLogError && /entry 3 /.test(e.message),
+        (e: unknown) =>
+          e instanceof AuditLogError &&
+          /entry 3 /.test(e.message) &&
+          // POST /v1/audit/verify answers this to the auditor instead of 500 "internal error".
+          e.code === 'integrity_failure' &&
+          e.httpStatus === 500,
       );
       await log.close();
       await sql`update audit_nodes set hash = ${new Uint8Array(32)} where level = 6 and idx = 0`.execute(
