@@ -82,7 +82,13 @@ export type {
 } from './log.ts';
 export { auditLogMigrations } from './log-store.ts';
 export type { AuditDB } from './log-store.ts';
-export { verifyExport, verifyExportFile, readExportLines, MAX_EXPORT_LINE_BYTES } from './verify.ts';
+export {
+  verifyExport,
+  verifyExportFile,
+  readExportLines,
+  eventMatchesLeaf,
+  MAX_EXPORT_LINE_BYTES,
+} from './verify.ts';
 export type {
   ExportProblem,
   ExportProblemKind,

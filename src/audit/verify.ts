@@ -808,6 +808,19 @@ async function run(
   return checker.finish();
 }
 
+/**
+ * Whether `event` (a body as the log's query API returns it) is the body of entry `index` whose leaf hash is
+ * `leafHash`: its `index` member, an RFC 3339 `time`, and SHA-256(0x00 ‖ JCS(event)) equal to the leaf hash. An
+ * inclusion proof vouches for the leaf hash only; this ties the event shown to it.
+ */
+export function eventMatchesLeaf(
+  index: number,
+  leafHash: Uint8Array,
+  event: Record<string, unknown>,
+): boolean {
+  return judgeEventBody(index, leafHash, { obj: event }) === 0;
+}
+
 /** Verifies an export given as lines (without terminators). See the module comment and the spec. */
 export function verifyExport(lines: ExportLines, opts: VerifyExportOptions): Promise<VerifyExportReport> {
   return run(lines, opts);

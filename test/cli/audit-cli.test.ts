@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, describe, it } from 'node:test';
 import { generateKeyPairSync } from 'node:crypto';
 import { loadConfig, startWarden } from '../../src/app/index.ts';
@@ -191,5 +192,36 @@ describe('warden audit', async () => {
     const whole = await run(['audit', 'query', '--action', 'kms.crypto.encrypt', '--limit', '1000000']);
     assert.equal(whole.code, 0, whole.err);
     assert.equal(whole.err, '');
+  });
+  // Last: it alters the stored log.
+  it('does not vouch for an event whose stored body was altered: proof and query exit 4', async () => {
+    const { events } = JSON.parse(
+      (await run(['audit', 'query', '--action', 'kms.keys.create', '--json'])).out,
+    ) as {
+      events: { index: number; event: { resource: string } }[];
+    };
+    const victim = events.find((e) => e.event.resource === 'key:audited');
+    assert.ok(victim);
+    const db = new DatabaseSync(path.join(dir, 'audit.db'));
+    try {
+      db.exec('PRAGMA busy_timeout = 5000');
+      const row = db.prepare('SELECT body FROM audit_entries WHERE idx = ?').get(victim.index) as {
+        body: Uint8Array;
+      };
+      const edited = Buffer.from(row.body).toString('utf8').replace('key:audited', 'key:innocent');
+      db.prepare('UPDATE audit_entries SET body = ? WHERE idx = ?').run(Buffer.from(edited), victim.index);
+    } finally {
+      db.close();
+    }
+    const proof = await run(['audit', 'proof', String(victim.index)]);
+    assert.equal(proof.code, ExitCode.authentication, proof.out + proof.err);
+    assert.match(proof.err, new RegExp(`event ${victim.index}.*does not match its leaf hash`));
+    const query = await run(['audit', 'query', '--action', 'kms.keys.create']);
+    assert.equal(query.code, ExitCode.authentication, query.out + query.err);
+    assert.match(query.out, /key:innocent.*ALTERED/);
+    assert.match(query.err, /1 event does not match its leaf hash/);
+    // Other events still prove and query as before.
+    assert.equal((await run(['audit', 'proof', '0'])).code, 0);
+    assert.equal((await run(['audit', 'query', '--action', 'kms.crypto.encrypt'])).code, 0);
   });
 });

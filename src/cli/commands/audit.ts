@@ -3,6 +3,7 @@ import { lstat, readFile, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import {
+  eventMatchesLeaf,
   MerkleProofError,
   NoteVerificationError,
   openCheckpoint,
@@ -216,6 +217,12 @@ export function registerAuditCommands(program: Command, ioOverrides: Partial<Kms
             events.push(e);
           }
           if (more) out.warn(`more events match: stopped at --limit ${limit}`);
+          // A body edited in the store no longer hashes to its leaf (which proofs tie to the signed root).
+          const altered = new Set(
+            events
+              .filter((e) => e.event !== null && !eventMatchesLeaf(e.index, fromHex(e.leafHash), e.event))
+              .map((e) => e.index),
+          );
           const human = events
             .map((e) => {
               const ev = e.event as {
@@ -226,10 +233,21 @@ export function registerAuditCommands(program: Command, ioOverrides: Partial<Kms
               } | null;
               return ev === null
                 ? `${e.index}\t${e.time}\t(body pruned)`
-                : `${e.index}\t${e.time}\t${ev.principal?.id ?? '?'}\t${ev.action ?? '?'}\t${ev.resource ?? ''}\t${ev.outcome ?? ''}`;
+                : `${e.index}\t${e.time}\t${ev.principal?.id ?? '?'}\t${ev.action ?? '?'}\t${ev.resource ?? ''}\t${ev.outcome ?? ''}${altered.has(e.index) ? '\tALTERED: does not match its leaf hash' : ''}`;
             })
             .join('\n');
-          out.result(human === '' ? (more ? '' : 'no matching events') : human, { events, more });
+          out.result(human === '' ? (more ? '' : 'no matching events') : human, {
+            events,
+            more,
+            altered: [...altered],
+          });
+          if (altered.size > 0) {
+            throw new CliError(
+              'verification_failed',
+              `${altered.size} event${altered.size === 1 ? ' does' : 's do'} not match its leaf hash (entries ${[...altered].join(', ')}): the stored log was altered`,
+              ExitCode.authentication,
+            );
+          }
         });
       }),
     );
@@ -257,6 +275,20 @@ export function registerAuditCommands(program: Command, ioOverrides: Partial<Kms
               fromHex(cp.rootHash),
             );
           });
+          // The proof vouches for the leaf hash; the event the log shows for that index must be what it hashes.
+          const shown = (await client.events({ ...(index === 0 ? {} : { after: index - 1 }), limit: 1 }))
+            .events[0];
+          if (
+            shown?.index !== index ||
+            shown.leafHash !== proof.leafHash ||
+            (shown.event !== null && !eventMatchesLeaf(index, fromHex(shown.leafHash), shown.event))
+          ) {
+            throw new CliError(
+              'verification_failed',
+              `event ${index} as the log shows it does not match its leaf hash: the stored log was altered`,
+              ExitCode.authentication,
+            );
+          }
           out.result(
             `event ${index} is included in the signed tree of size ${cp.treeSize} (${proof.proof.length} hashes)`,
             { ...proof, checkpoint: cp.note },
