@@ -7,7 +7,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { loadConfig, startWarden } from '../../src/app/index.ts';
-import { KmsClient, KmsClientError, WardenHttp } from '../../src/client/index.ts';
+import { AuditClient, KmsClient, KmsClientError, WardenHttp } from '../../src/client/index.ts';
+import { DatabaseSync } from 'node:sqlite';
 import { tempDir } from '../envelope/support.ts';
 
 describe('the audit trail of warden server', async () => {
@@ -66,5 +67,36 @@ describe('the audit trail of warden server', async () => {
       warden.kms.service.signAsSystem('sunk', Buffer.from('x')),
       (e: unknown) => (e as { code?: string }).code === 'forbidden',
     );
+  });
+
+  it('verifies checkpoint signatures on request, and reports one that does not verify', async () => {
+    const audit = new AuditClient(
+      new WardenHttp({ address: warden.url, token, ca: readFileSync(warden.caPath) }),
+    );
+    await warden.audit.log.checkpoint();
+    const report = await audit.verify();
+    assert.ok(Number(report.checkpointsChecked) >= 1, JSON.stringify(report));
+    // A stored checkpoint whose signature was replaced: its root still matches, only the signature can tell.
+    const db = new DatabaseSync(path.join(dir, 'audit.db'));
+    try {
+      const row = db.prepare('select size, note from audit_checkpoints order by size desc limit 1').get() as {
+        size: number;
+        note: string;
+      };
+      const [body, signature = ''] = row.note.split('\n\n');
+      const lines = signature.split('\n');
+      const last = lines[0] ?? '';
+      const b64 = last.slice(last.lastIndexOf(' ') + 1);
+      const bytes = Buffer.from(b64, 'base64');
+      bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 1;
+      lines[0] = last.slice(0, last.lastIndexOf(' ') + 1) + bytes.toString('base64');
+      db.prepare('update audit_checkpoints set note = ? where size = ?').run(
+        `${body}\n\n${lines.join('\n')}`,
+        row.size,
+      );
+    } finally {
+      db.close();
+    }
+    await assert.rejects(audit.verify(), (e: unknown) => e instanceof KmsClientError && e.status >= 500);
   });
 });

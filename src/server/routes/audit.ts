@@ -1,5 +1,6 @@
 import { PassThrough } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import { parseVerifierKey } from '../../audit/index.ts';
 import type { AuditHasher, AuditLog, AuditQuery } from '../../audit/index.ts';
 import type { AuthzResource } from '../../policy/index.ts';
 import { errorResponses, object } from '../schemas.ts';
@@ -293,7 +294,17 @@ export function auditRoutes(app: FastifyInstance, deps: AuditRouteDeps): void {
       },
     },
     async () => {
-      const report = await log.verify();
+      // Checkpoint signatures are checked too, with the signer's published key: without it, refuse rather than
+      // report a verification that skipped them.
+      const verifierKey = deps.verifierKey();
+      if (verifierKey === undefined) {
+        throw new AuditRouteError(
+          'unavailable',
+          503,
+          'the checkpoint signer is not available yet (is the KMS sealed?): signatures cannot be checked',
+        );
+      }
+      const report = await log.verify({ verifier: parseVerifierKey(verifierKey) });
       return { ...report, rootHash: hex(report.rootHash) };
     },
   );
