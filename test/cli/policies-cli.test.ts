@@ -102,6 +102,14 @@ describe('warden policies', async () => {
     assert.equal((await run(['policies', 'delete', 'no-destroy'])).code, 0);
   });
 
+  it('takes policy files as long as the offline validator does (256 Ki characters), not only 64 Ki', async () => {
+    const long = path.join(dir, 'long.cedar');
+    writeFileSync(long, `// ${'documented at length '.repeat(5000)}\n${readFileSync(good, 'utf8')}`);
+    const put = await run(['policies', 'put', 'long', long]);
+    assert.equal(put.code, 0, put.err);
+    assert.equal((await run(['policies', 'delete', 'long'])).code, 0);
+  });
+
   it('records every policy change, and every refused one, in the audit log', async () => {
     const page = await warden.audit.log.query({ action: 'policy.write', limit: 1000 });
     const seen = page.entries.map((e) => {
@@ -121,6 +129,8 @@ describe('warden policies', async () => {
       'policy:lockout denied policy_lockout put',
       'policy:no-destroy success  put',
       'policy:no-destroy success  delete',
+      'policy:long success  put',
+      'policy:long success  delete',
     ]);
     const put = page.entries[0]?.entry as unknown as {
       details: Record<string, string>;

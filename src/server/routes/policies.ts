@@ -4,6 +4,7 @@ import type { AuditOutcome, AuditRecorder } from '../../audit/index.ts';
 import type { Principal } from '../../kms/index.ts';
 import {
   CUSTOM_POLICY_ID,
+  MAX_POLICY_TEXT_CHARS,
   PolicyStoreError,
   PolicyValidationError,
   validatePolicies,
@@ -199,7 +200,7 @@ export function policyRoutes(app: FastifyInstance, deps: PolicyRouteDeps): void 
         tags,
         summary: 'Create or replace a custom policy; refused unless it validates against the Warden schema',
         params: idParams,
-        body: object({ text: { type: 'string', minLength: 1, maxLength: 65536 } }, ['text']),
+        body: object({ text: { type: 'string', minLength: 1, maxLength: MAX_POLICY_TEXT_CHARS } }, ['text']),
         response: { 200: object({ version: { type: 'integer' }, policy: entryView }), ...errorResponses },
       },
     },
@@ -260,7 +261,7 @@ export function policyRoutes(app: FastifyInstance, deps: PolicyRouteDeps): void 
       schema: {
         tags,
         summary: 'Validate policy text against the Warden schema without installing it',
-        body: object({ text: { type: 'string', minLength: 1, maxLength: 65536 } }, ['text']),
+        body: object({ text: { type: 'string', minLength: 1, maxLength: MAX_POLICY_TEXT_CHARS } }, ['text']),
         response: {
           200: object({ ok: { type: 'boolean' }, diagnostics: diagnosticsSchema }, ['ok', 'diagnostics']),
           ...errorResponses,
