@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
+import { GuardrailConfigError, guardrailPolicies } from '../policy/index.ts';
 import type { GuardrailOptions } from '../policy/index.ts';
 import { endpointsFromFile } from '../gateway/index.ts';
 import type { EndpointConfig } from '../gateway/index.ts';
@@ -200,17 +201,27 @@ export function loadConfig(
   } catch (err) {
     throw new ConfigError(`identityFactors: ${(err as Error).message}`);
   }
+  // Checked here, where the operator's mistakes are usage errors (exit 2), not when the server assembles itself.
+  const guardrails = merged.policies?.guardrails ?? {};
+  try {
+    guardrailPolicies(guardrails);
+  } catch (err) {
+    if (err instanceof GuardrailConfigError) throw new ConfigError(`policies.guardrails: ${err.message}`);
+    throw err;
+  }
+  const timeZone = merged.policies?.timeZone ?? 'UTC';
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone });
+  } catch {
+    throw new ConfigError(`policies.timeZone: unknown time zone ${JSON.stringify(timeZone)}`);
+  }
   return {
     identityFactors,
     gateway: {
       endpoints,
       demo: merged.gateway?.demo ?? env.WARDEN_DEMO !== '0',
     },
-    policies: {
-      guardrails: merged.policies?.guardrails ?? {},
-      files,
-      timeZone: merged.policies?.timeZone ?? 'UTC',
-    },
+    policies: { guardrails, files, timeZone },
     ...(merged.publicUrl === undefined ? {} : { publicUrl: merged.publicUrl }),
     environment,
     audit: { origin, retentionDays, sinks: merged.audit?.sinks ?? [] },

@@ -85,6 +85,17 @@ describe('warden server configuration file', () => {
       (e: unknown) =>
         e instanceof ConfigError && /unknown setting policies\.guardrails\.corporateCidr /.test(e.message),
     );
+    // A guardrail setting of the wrong type, or an unknown time zone: refused as configuration (exit 2).
+    assert.throws(
+      () => loadConfig(env(write({ policies: { guardrails: { reauthenticateOnNewNetwork: 'true' } } }))),
+      (e: unknown) =>
+        e instanceof ConfigError && /^policies\.guardrails: .*reauthenticateOnNewNetwork/.test(e.message),
+    );
+    assert.throws(
+      () => loadConfig(env(write({ policies: { timeZone: 'Mars/Olympus' } }))),
+      (e: unknown) =>
+        e instanceof ConfigError && /^policies\.timeZone: unknown time zone "Mars\/Olympus"/.test(e.message),
+    );
     // Audit sinks: a known type, and only that type's settings.
     assert.throws(
       () => loadConfig(env(write({ audit: { sinks: [{ type: 'file', path: 'a.jsonl', maxByte: 10 }] } }))),
