@@ -7,6 +7,7 @@ export {
   checkParseSchema,
   getCedarVersion,
   policySetTextToParts,
+  policyToJson,
   preparsePolicySet,
   preparseSchema,
   statefulIsAuthorized,

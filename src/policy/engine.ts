@@ -1,7 +1,13 @@
 import { isIP } from 'node:net';
 import { DecisionCache } from './cache.ts';
 import type { DecisionCacheOptions, DecisionCacheStats } from './cache.ts';
-import { checkParseSchema, preparsePolicySet, preparseSchema, statefulIsAuthorized } from './cedar.ts';
+import {
+  checkParseSchema,
+  policyToJson,
+  preparsePolicySet,
+  preparseSchema,
+  statefulIsAuthorized,
+} from './cedar.ts';
 import type { CedarValueJson, EntityJson } from './cedar.ts';
 import { NAMESPACE, WARDEN_SCHEMA } from './schema.ts';
 import type { ActionId, PrincipalType, ResourceType } from './schema.ts';
@@ -161,6 +167,7 @@ export class PolicyEngine {
   readonly #timeZone: string;
   readonly #clock: () => Date;
   #loadedVersion = 0;
+  #forbids: ReadonlySet<string> = new Set();
   #minute = -1;
   #minuteClock: Clock = { minuteOfDay: 0, dayOfWeek: 0 };
 
@@ -236,6 +243,7 @@ export class PolicyEngine {
       policySetId: this.#policySetId,
       version,
       errors,
+      forbids: this.#forbids,
     });
     if (!bypass && decision.errors.length === 0) this.#cache.set(key, decision);
     return decision;
@@ -268,6 +276,7 @@ export class PolicyEngine {
       policySetId: candidateId,
       version: candidate.version,
       errors,
+      forbids: forbidIds(candidate.policies()),
     });
   }
 
@@ -284,7 +293,13 @@ export class PolicyEngine {
   #evaluate(
     request: AuthzRequest,
     { context, principalAttrs, resourceAttrs, roles, groups }: Prepared,
-    against: { readonly policySetId: string; readonly version: number; readonly errors: string[] },
+    against: {
+      readonly policySetId: string;
+      readonly version: number;
+      readonly errors: string[];
+      /** Cedar ids of the `forbid` policies of that set. */
+      readonly forbids: ReadonlySet<string>;
+    },
   ): Decision {
     const { principal: p, resource: r } = request;
     const { version, errors } = against;
@@ -330,9 +345,12 @@ export class PolicyEngine {
         };
       }
       const { decision, diagnostics } = answer.response;
+      // Cedar skips a policy whose condition errors (an overflow, a missing attribute): for a `forbid` that would
+      // let the request through, so an erroring forbid denies, and is named among the reasons.
+      const erringForbids = diagnostics.errors.map((e) => e.policyId).filter((id) => against.forbids.has(id));
       return {
-        decision,
-        reasons: [...diagnostics.reason].sort(),
+        decision: erringForbids.length > 0 ? 'deny' : decision,
+        reasons: [...new Set([...diagnostics.reason, ...erringForbids])].sort(),
         errors: [...errors, ...diagnostics.errors.map((e) => `${e.policyId}: ${e.error.message}`)],
         version,
         cached: false,
@@ -392,7 +410,19 @@ export class PolicyEngine {
     if (answer.type === 'failure') {
       throw new PolicyEngineError(`policy set invalid: ${answer.errors.map((e) => e.message).join('; ')}`);
     }
+    this.#forbids = forbidIds(this.store.policies());
     this.#loadedVersion = version;
     this.#cache.clear();
   }
+}
+
+/** The Cedar ids of the `forbid` policies among `policies` (id → text). */
+function forbidIds(policies: Record<string, string>): Set<string> {
+  const ids = new Set<string>();
+  for (const [id, text] of Object.entries(policies)) {
+    const parsed = policyToJson(text);
+    // A text that does not parse alone cannot be in a set that loaded; count it as a forbid to stay closed.
+    if (parsed.type !== 'success' || parsed.json.effect === 'forbid') ids.add(id);
+  }
+  return ids;
 }
