@@ -336,6 +336,7 @@ export class KmsService {
   ): Promise<KeyRecord> {
     return this.#run(principal, 'keys.update', `key:${name}`, async () => {
       const result = await this.#withKeyLock(name, async () => {
+        this.#refuseWhileSealed();
         const key = await this.#repo.getKey(name);
         if (key === undefined) throw new KeyNotFoundError(name);
         const patch: { -readonly [K in keyof KeyPatch]: KeyPatch[K] } = {};
@@ -385,6 +386,7 @@ export class KmsService {
   ): Promise<VersionRecord[]> {
     return this.#run(principal, action, `key:${name}`, async () => {
       const changed = await this.#withKeyLock(name, async () => {
+        this.#refuseWhileSealed();
         const versions = await this.#versionsFor(name, version);
         const targets = versions.filter((v) => v.state === from);
         if (version !== undefined && targets.length === 0) {
@@ -410,6 +412,7 @@ export class KmsService {
   ): Promise<VersionRecord> {
     return this.#run(principal, 'keys.destroy', `key:${name}`, async () => {
       const result = await this.#withKeyLock(name, async () => {
+        this.#refuseWhileSealed();
         const [v] = await this.#versionsFor(name, version);
         if (v === undefined) throw new KeyNotFoundError(name, version);
         if (v.state === 'destroyed') throw new VersionUnavailableError(name, version, 'already destroyed');
@@ -432,6 +435,7 @@ export class KmsService {
   async cancelDestruction(principal: Principal, name: string, version: number): Promise<VersionRecord> {
     return this.#run(principal, 'keys.destroy', `key:${name}`, async () => {
       const result = await this.#withKeyLock(name, async () => {
+        this.#refuseWhileSealed();
         const [v] = await this.#versionsFor(name, version);
         if (v?.state !== 'scheduled_destruction')
           throw new VersionUnavailableError(name, version, 'not scheduled for destruction');
@@ -1100,6 +1104,14 @@ export class KmsService {
     } finally {
       if (this.#keyLocks.get(name) === tail) this.#keyLocks.delete(name);
     }
+  }
+
+  /**
+   * Changes to a key that need no key material (states, destruction, the floor) are refused while the root is
+   * sealed, as every use is: sealing is the brake that stops a stolen credential, shredding included.
+   */
+  #refuseWhileSealed(): void {
+    if (this.#root.status().sealed) throw new KmsSealedError();
   }
 
   /** Fresh (uncached) version records: all of them, or just `version`. */

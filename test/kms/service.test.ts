@@ -356,6 +356,32 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       );
     });
 
+    it('refuses every change to a key while sealed: sealing stops a stolen token from shredding keys', async () => {
+      const g = await fixture(dialect);
+      await g.kms.service.createKey(admin, { name: 'brake', type: 'aes256-gcm' });
+      await g.kms.service.rotateKey(admin, 'brake');
+      await g.kms.service.scheduleDestruction(admin, 'brake', 1);
+      await g.root.seal();
+      const s = g.kms.service;
+      for (const change of [
+        () => s.scheduleDestruction(admin, 'brake', 2, 0),
+        () => s.cancelDestruction(admin, 'brake', 1),
+        () => s.disable(admin, 'brake'),
+        () => s.disable(admin, 'brake', 2),
+        () => s.enable(admin, 'brake'),
+        () => s.updateKey(admin, 'brake', { minDecryptionVersion: 2 }),
+      ]) {
+        await assert.rejects(change(), KmsSealedError);
+      }
+      const info = await s.getKey(admin, 'brake');
+      assert.deepEqual(
+        info.versions.map((v) => v.state),
+        ['scheduled_destruction', 'enabled'],
+      );
+      assert.equal(info.key.minDecryptionVersion, 1);
+      await g.kms.close();
+    });
+
     it('fails closed when the audit event cannot be recorded', async () => {
       const g = await fixture(dialect);
       await g.kms.service.createKey(admin, { name: 'k', type: 'aes256-gcm' });
