@@ -298,10 +298,12 @@ export class KmsService {
       if (dueBy !== undefined && (key.nextRotationAt === null || key.nextRotationAt > dueBy)) {
         throw new KmsError('conflict', 409, `key ${name} is no longer due for rotation`);
       }
+      // A copy of imported material: symmetric material is used as given and wiped below, and a lost race for
+      // the version number comes back here for another attempt with it.
       const generated =
         imported === undefined
           ? generateMaterial(key.type, await this.#seed())
-          : importMaterial(key.type, imported);
+          : importMaterial(key.type, Buffer.from(imported));
       const now = this.#now();
       const version: VersionRecord = {
         name,
@@ -498,7 +500,13 @@ export class KmsService {
       if (existing !== undefined) {
         if (existing.type !== request.type)
           throw new WrongKeyTypeError(request.name, existing.type, `import ${request.type} material`);
-        const version = await this.#withKeyLock(request.name, () => this.#rotate(request.name, target));
+        const version = await this.#withKeyLock(request.name, async () => {
+          try {
+            return await this.#rotate(request.name, target);
+          } finally {
+            wipe(target);
+          }
+        });
         return {
           result: { key: (await this.#repo.getKey(request.name)) ?? existing, versions: [version] },
           keyVersion: version.version,

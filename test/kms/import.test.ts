@@ -1,0 +1,73 @@
+// BYOK import into an existing key when the new version's number is taken by a concurrent rotation (another node):
+// the import retries with the next number and must still store the imported material.
+
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import type { AuditEvent, AuditRecorder } from '../../src/audit/index.ts';
+import { RsaOaepPublicKey, WrappingKey, aesKeyWrapPadded, rsaOaepEncrypt } from '../../src/crypto/index.ts';
+import { KmsService, SoftwareRootOfTrust } from '../../src/kms/index.ts';
+import type { KeyType, Principal, VersionRecord } from '../../src/kms/index.ts';
+import { tempDir } from '../envelope/support.ts';
+import { MemoryKmsRepository } from '../support/memory-kms-repository.ts';
+
+class NoAudit implements AuditRecorder {
+  record(_event: AuditEvent): Promise<void> {
+    return Promise.resolve();
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** Loses the first race for a version number: another writer took it first. */
+class RacedRepository extends MemoryKmsRepository {
+  lostRaces = 0;
+  armed = false;
+  override addVersion(
+    name: string,
+    expectedLatest: number,
+    version: VersionRecord,
+    wrappedMaterial: Buffer,
+    nextRotationAt: number | null,
+  ): Promise<boolean> {
+    if (this.armed) {
+      this.armed = false;
+      this.lostRaces++;
+      return Promise.resolve(false);
+    }
+    return super.addVersion(name, expectedLatest, version, wrappedMaterial, nextRotationAt);
+  }
+}
+
+const admin: Principal = { id: 'user:alice', roles: ['admin'], authMethod: 'test' };
+
+describe('BYOK import into an existing key', () => {
+  for (const type of ['aes256-gcm', 'hmac-sha256'] as const satisfies readonly KeyType[]) {
+    it(`keeps the imported ${type} material when a concurrent rotation takes the version number`, async () => {
+      const repository = new RacedRepository();
+      const service = new KmsService({
+        repository,
+        root: await SoftwareRootOfTrust.openDevMode(path.join(tempDir('warden-import-'), 'dev-root.key')),
+        audit: new NoAudit(),
+        authorizer: { authorize: () => true },
+      });
+      const pem = await service.importWrappingKey(admin);
+      const blobOf = (material: Buffer) => {
+        const ephemeral = randomBytes(32);
+        return Buffer.concat([
+          rsaOaepEncrypt(RsaOaepPublicKey.fromPem(pem), ephemeral),
+          aesKeyWrapPadded(WrappingKey.fromBytes(ephemeral), material),
+        ]);
+      };
+      await service.importKey(admin, { name: 'byok', type, blob: blobOf(randomBytes(32)), exportable: true });
+      const second = randomBytes(32);
+      repository.armed = true;
+      const info = await service.importKey(admin, { name: 'byok', type, blob: blobOf(Buffer.from(second)) });
+      assert.equal(repository.lostRaces, 1);
+      assert.equal(info.versions[0]?.version, 2);
+      assert.deepEqual((await service.exportKey(admin, 'byok', 2)).material, second);
+    });
+  }
+});
