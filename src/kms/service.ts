@@ -513,7 +513,14 @@ export class KmsService {
         };
       }
       const checked = importMaterial(request.type, target);
-      return this.#insertNewKey(request, checked.material, checked.publicKey, 'imported');
+      // Brought material is not rotated unless asked: a rotation would replace it with material the KMS made.
+      const rotationPeriodDays = request.rotationPeriodDays ?? 0;
+      return this.#insertNewKey(
+        { ...request, rotationPeriodDays },
+        checked.material,
+        checked.publicKey,
+        'imported',
+      );
     });
   }
 

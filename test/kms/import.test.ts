@@ -71,3 +71,34 @@ describe('BYOK import into an existing key', () => {
     });
   }
 });
+
+describe('a key created by an import', () => {
+  it('is not rotated automatically unless a period is given: rotation would replace the brought material', async () => {
+    const service = new KmsService({
+      repository: new MemoryKmsRepository(),
+      root: await SoftwareRootOfTrust.openDevMode(path.join(tempDir('warden-import-'), 'dev-root.key')),
+      audit: new NoAudit(),
+      authorizer: { authorize: () => true },
+    });
+    const pem = await service.importWrappingKey(admin);
+    const blob = () => {
+      const ephemeral = randomBytes(32);
+      return Buffer.concat([
+        rsaOaepEncrypt(RsaOaepPublicKey.fromPem(pem), ephemeral),
+        aesKeyWrapPadded(WrappingKey.fromBytes(ephemeral), randomBytes(32)),
+      ]);
+    };
+    const brought = await service.importKey(admin, { name: 'byok', type: 'aes256-gcm', blob: blob() });
+    assert.equal(brought.key.rotationPeriodMs, null);
+    assert.equal(brought.key.nextRotationAt, null);
+    const asked = await service.importKey(admin, {
+      name: 'byok-rotating',
+      type: 'aes256-gcm',
+      blob: blob(),
+      rotationPeriodDays: 30,
+    });
+    assert.equal(asked.key.rotationPeriodMs, 30 * 86_400_000);
+    const generated = await service.createKey(admin, { name: 'made-here', type: 'aes256-gcm' });
+    assert.equal(generated.key.rotationPeriodMs, 90 * 86_400_000);
+  });
+});

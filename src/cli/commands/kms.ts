@@ -357,11 +357,11 @@ function registerKeys(program: Command, io: KmsCliIo): void {
   const keys = withConnectionOptions(program.command('keys').description('administer KMS keys'));
   const action = actionFor(io);
 
-  const keyOptions = (c: Command) =>
+  const keyOptions = (c: Command, rotationDefault = 'default 90') =>
     c
       .option(
         '--rotation-period-days <days>',
-        'days between automatic rotations; 0: manual only (default 90)',
+        `days between automatic rotations; 0: manual only (${rotationDefault})`,
       )
       .option('--auto-floor-grace-days <days>', 'stop decrypting with versions superseded this long ago')
       .option('--exportable', 'allow the key material to be exported later')
@@ -565,6 +565,7 @@ function registerKeys(program: Command, io: KmsCliIo): void {
       )
       .requiredOption('--type <type>', `key type: ${KEY_TYPE_NAMES.join(', ')}`)
       .option('--encoding <encoding>', 'encoding of a symmetric key file: raw, hex or base64', 'raw'),
+    'default 0 for a new key: a rotation would replace your material with material the KMS generated',
   ).action(
     action(async (out, o, [name, file]) => {
       const type = keyTypeOption(o.type as string);
