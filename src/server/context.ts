@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { AuditRecorder } from '../audit/index.ts';
 import type { BatchResult, KmsAction, KmsService } from '../kms/index.ts';
 import { kmsCedarAction } from '../policy/index.ts';
 import type { Principal } from '../kms/index.ts';
@@ -11,6 +12,8 @@ export interface RouteContext {
   readonly operator: OperatorControl;
   /** Body limit of routes that take batches (the default limit applies to the others). */
   readonly batchBodyLimit: number;
+  /** Where operator actions (init, unseal, seal) are recorded, when the server has an audit trail. */
+  readonly audit: AuditRecorder | undefined;
 }
 
 export type RouteModule = (app: FastifyInstance, context: RouteContext) => void;

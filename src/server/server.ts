@@ -312,6 +312,7 @@ export async function createKmsServer(options: KmsServerOptions): Promise<Fastif
     kms: options.kms,
     operator: options.operator,
     batchBodyLimit: options.batchBodyLimit ?? DEFAULT_BATCH_BODY_LIMIT,
+    audit: options.audit,
   };
   for (const register of ROUTE_MODULES) register(app, context);
   for (const register of options.routes ?? []) register(app);

@@ -33,6 +33,7 @@ describe('warden server with a sealed root', async () => {
   const score = {
     inputs: [{ name: 'features', datatype: 'FP32', shape: [1, 5], data: [[85, 0.2, 6, 0, 0.3]] }],
   };
+  let shares: string[] = [];
 
   it('answers 503 sealed for the registry, the gateway and identities while sealed', async () => {
     for (const [method, path, body] of [
@@ -49,7 +50,7 @@ describe('warden server with a sealed root', async () => {
   it('comes up after init and unseal, without a restart', async () => {
     const init = await call('POST', '/v1/operator/init', { shares: 3, threshold: 2 });
     assert.equal(init.status, 200, JSON.stringify(init.body));
-    const shares = init.body.shares as string[];
+    shares = init.body.shares as string[];
     for (const share of shares.slice(0, 2))
       assert.equal((await call('POST', '/v1/operator/unseal', { share })).status, 200);
     let served: Awaited<ReturnType<typeof call>> | undefined;
@@ -62,6 +63,34 @@ describe('warden server with a sealed root', async () => {
     assert.equal((await call('GET', '/v1/identities/users')).status, 200);
     const cp = await call('GET', '/v1/audit/checkpoint');
     assert.equal(cp.status, 200, JSON.stringify(cp.body));
+  });
+
+  it('records init, every share given (a wrong one too) and seal in the audit log, never a share', async () => {
+    assert.equal((await call('POST', '/v1/operator/seal', {})).status, 200);
+    assert.ok((await call('POST', '/v1/operator/unseal', { share: 'not-a-share' })).status >= 400);
+    for (const share of shares.slice(1, 3))
+      assert.equal((await call('POST', '/v1/operator/unseal', { share })).status, 200);
+    const { entries } = await warden.audit.log.query({ resource: 'system:warden', limit: 100 });
+    const seen = entries.map((e) => {
+      const event = e.entry as unknown as { action: string; outcome: string; principal: { id: string } };
+      return `${event.action} ${event.outcome} ${event.principal.id}`;
+    });
+    assert.deepEqual(seen, [
+      'operator.init success bootstrap-admin',
+      'operator.unseal success anonymous',
+      'operator.unseal success anonymous',
+      'operator.seal success bootstrap-admin',
+      'operator.unseal failure anonymous',
+      'operator.unseal success anonymous',
+      'operator.unseal success anonymous',
+    ]);
+    for (const share of shares) {
+      const found = await warden.audit.log.query({ limit: 1000 });
+      assert.ok(
+        !JSON.stringify(found.entries.map((e) => e.entry)).includes(share),
+        'a share reached the log',
+      );
+    }
   });
 });
 

@@ -1,5 +1,8 @@
+import type { FastifyRequest } from 'fastify';
+import type { AuditOutcome, AuditRecorder } from '../../audit/index.ts';
 import { InvalidRequestError } from '../../kms/index.ts';
 import type { AuthzResource } from '../../policy/index.ts';
+import { principalOf } from '../context.ts';
 import type { RouteModule } from '../context.ts';
 import { errorResponses, object, rootStatusView } from '../schemas.ts';
 
@@ -13,7 +16,41 @@ const statusResponse = { 200: { $ref: 'RootStatus#' }, ...errorResponses };
 /** The deployment's root of trust, as the resource of operator actions. */
 const SYSTEM = (): AuthzResource => ({ type: 'System', id: 'warden' });
 
-export const operatorRoutes: RouteModule = (app, { operator, kms }) => {
+/**
+ * Records an operator action on `system:warden`. Best effort, unlike every other record: refusing to seal, or
+ * withholding the shares of an init that has happened, because the audit log cannot write would be worse than a
+ * missing record; the failure is logged instead. Unseal is public: its principal is the share's bearer.
+ */
+async function recordOperator(
+  audit: AuditRecorder | undefined,
+  request: FastifyRequest,
+  action: 'operator.init' | 'operator.unseal' | 'operator.seal',
+  outcome: AuditOutcome,
+  details: Record<string, string | number | boolean>,
+  reason?: string,
+): Promise<void> {
+  if (audit === undefined) return;
+  const principal =
+    action === 'operator.unseal' ? { id: 'anonymous', authMethod: 'unseal-share' } : principalOf(request);
+  const userAgent = request.headers['user-agent'];
+  try {
+    await audit.record({
+      action,
+      principal: { id: principal.id, authMethod: principal.authMethod },
+      resource: 'system:warden',
+      outcome,
+      ...(reason === undefined ? {} : { reason }),
+      requestId: request.id,
+      sourceIp: request.ip,
+      ...(userAgent === undefined ? {} : { userAgent: userAgent.slice(0, 256) }),
+      details,
+    });
+  } catch {
+    request.log.warn({ action }, 'could not audit an operator action');
+  }
+}
+
+export const operatorRoutes: RouteModule = (app, { operator, kms, audit }) => {
   app.get(
     '/v1/operator/status',
     {
@@ -53,6 +90,7 @@ export const operatorRoutes: RouteModule = (app, { operator, kms }) => {
       if (threshold > shares) throw new InvalidRequestError('threshold must not exceed shares');
       const result = await operator.init({ shares, threshold });
       kms.forgetKeys();
+      await recordOperator(audit, request, 'operator.init', 'success', { shares, threshold });
       return result;
     },
   );
@@ -69,7 +107,29 @@ export const operatorRoutes: RouteModule = (app, { operator, kms }) => {
         response: statusResponse,
       },
     },
-    async (request) => rootStatusView(await operator.unseal(request.body.share)),
+    async (request) => {
+      let status;
+      try {
+        status = await operator.unseal(request.body.share);
+      } catch (err) {
+        // A refused share is evidence (someone holds a wrong or forged one); the share itself is never recorded.
+        const code = (err as { code?: unknown }).code;
+        await recordOperator(
+          audit,
+          request,
+          'operator.unseal',
+          'failure',
+          {},
+          typeof code === 'string' ? code : 'error',
+        );
+        throw err;
+      }
+      await recordOperator(audit, request, 'operator.unseal', 'success', {
+        sealed: status.sealed,
+        ...(status.progress === undefined ? {} : { progress: status.progress }),
+      });
+      return rootStatusView(status);
+    },
   );
 
   app.post(
@@ -82,9 +142,10 @@ export const operatorRoutes: RouteModule = (app, { operator, kms }) => {
         response: statusResponse,
       },
     },
-    async () => {
+    async (request) => {
       const status = await operator.seal();
       kms.forgetKeys();
+      await recordOperator(audit, request, 'operator.seal', 'success', {});
       return rootStatusView(status);
     },
   );
