@@ -275,6 +275,7 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
       (app) => {
         auditRoutes(app, {
           log: audit.log,
+          audit: audit.recorder,
           hasher: () => audit.hasher(),
           verifierKey: () => audit.signer.verifierKey,
         });

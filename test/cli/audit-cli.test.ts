@@ -62,7 +62,14 @@ describe('warden audit', async () => {
 
   it('says when an export holds the event bodies of a time range only', async () => {
     const ranged = path.join(dir, 'ranged.jsonl');
-    const exported = await run(['audit', 'export', '-o', ranged, '--from', new Date().toISOString()]);
+    const exported = await run([
+      'audit',
+      'export',
+      '-o',
+      ranged,
+      '--from',
+      new Date(Date.now() + 3_600_000).toISOString(),
+    ]);
     assert.equal(exported.code, 0, exported.err);
     const verified = await run(['audit', 'verify', ranged, '--key', `@${keyFile}`]);
     assert.equal(verified.code, 0, verified.err);
@@ -192,6 +199,18 @@ describe('warden audit', async () => {
     const whole = await run(['audit', 'query', '--action', 'kms.crypto.encrypt', '--limit', '1000000']);
     assert.equal(whole.code, 0, whole.err);
     assert.equal(whole.err, '');
+    // Every read of the log's content is itself in the log: the hash lookup (its hash, never the value), the query.
+    const reads = await warden.audit.log.query({ resource: 'audit:log', limit: 1000 });
+    const recorded = reads.entries.map(
+      (e) => e.entry as unknown as { action: string; details: Record<string, string> },
+    );
+    const lookup = recorded.find((e) => e.details.lookup === 'hash');
+    assert.equal(lookup?.details.hash, hashed.out.trim());
+    assert.ok(
+      recorded.some((e) => e.action === 'audit.read' && e.details.queriedAction === 'kms.crypto.encrypt'),
+    );
+    assert.ok(recorded.some((e) => e.action === 'audit.export'));
+    assert.ok(!JSON.stringify(recorded).includes('alice@example.com'));
   });
   // Last: it alters the stored log.
   it('does not vouch for an event whose stored body was altered: proof and query exit 4', async () => {

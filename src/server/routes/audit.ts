@@ -1,8 +1,9 @@
 import { PassThrough } from 'node:stream';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { parseVerifierKey } from '../../audit/index.ts';
-import type { AuditHasher, AuditLog, AuditQuery } from '../../audit/index.ts';
+import type { AuditHasher, AuditLog, AuditQuery, AuditRecorder } from '../../audit/index.ts';
 import type { AuthzResource } from '../../policy/index.ts';
+import { principalOf } from '../context.ts';
 import { errorResponses, object } from '../schemas.ts';
 import type { JsonSchema } from '../schemas.ts';
 
@@ -15,6 +16,11 @@ export interface AuditRouteDeps {
   readonly hasher: () => Promise<AuditHasher>;
   /** The C2SP verifier key of the checkpoint signer, once the KMS has produced it. */
   readonly verifierKey: () => string | undefined;
+  /**
+   * Where reads of the log's content (queries, keyed-hash lookups, exports) are recorded before they are answered
+   * (default: the log itself); no record, no answer.
+   */
+  readonly audit?: AuditRecorder;
 }
 
 class AuditRouteError extends Error {
@@ -65,6 +71,31 @@ function time(text: string | undefined): number | string | undefined {
 
 export function auditRoutes(app: FastifyInstance, deps: AuditRouteDeps): void {
   const { log } = deps;
+  const recorder = deps.audit ?? log;
+
+  /** Who read what of the log, before the answer leaves: the log is personal data about everyone in it. */
+  const recordRead = async (
+    request: FastifyRequest,
+    action: 'audit.read' | 'audit.export',
+    details: Record<string, string | number>,
+  ): Promise<void> => {
+    const principal = principalOf(request);
+    const userAgent = request.headers['user-agent'];
+    try {
+      await recorder.record({
+        action,
+        principal: { id: principal.id, authMethod: principal.authMethod },
+        resource: 'audit:log',
+        outcome: 'success',
+        requestId: request.id,
+        sourceIp: request.ip,
+        ...(userAgent === undefined ? {} : { userAgent: userAgent.slice(0, 256) }),
+        details,
+      });
+    } catch {
+      throw new AuditRouteError('audit_unavailable', 503, 'the audit log is unavailable');
+    }
+  };
   const tags = ['audit'];
 
   app.get(
@@ -165,6 +196,15 @@ export function auditRoutes(app: FastifyInstance, deps: AuditRouteDeps): void {
         ...(q.after === undefined ? {} : { after: size(q.after, 0, 'after') }),
         ...(q.limit === undefined ? {} : { limit: Math.min(Number(q.limit), 1000) }),
       };
+      await recordRead(request, 'audit.read', {
+        query: Object.keys(request.query)
+          .filter((k) => k !== 'after' && k !== 'limit')
+          .sort()
+          .join(','),
+        ...(query.principal === undefined ? {} : { principal: query.principal }),
+        ...(query.action === undefined ? {} : { queriedAction: query.action }),
+        ...(query.resource === undefined ? {} : { resource: query.resource }),
+      });
       const page = await log.query(query);
       return {
         events: page.entries.map((e) => ({
@@ -267,7 +307,12 @@ export function auditRoutes(app: FastifyInstance, deps: AuditRouteDeps): void {
         response: { 200: object({ hash: { type: 'string' } }, ['hash']), ...errorResponses },
       },
     },
-    async (request) => ({ hash: (await deps.hasher()).hash(request.body.value) }),
+    async (request) => {
+      // The value never reaches the record; the hash does, so an auditor sees which pseudonym was resolved.
+      const hash = (await deps.hasher()).hash(request.body.value);
+      await recordRead(request, 'audit.read', { lookup: 'hash', hash });
+      return { hash };
+    },
   );
 
   app.post(
@@ -325,6 +370,10 @@ export function auditRoutes(app: FastifyInstance, deps: AuditRouteDeps): void {
       await log.checkpoint();
       const from = time(request.query.from);
       const to = time(request.query.to);
+      await recordRead(request, 'audit.export', {
+        ...(request.query.from === undefined ? {} : { from: request.query.from }),
+        ...(request.query.to === undefined ? {} : { to: request.query.to }),
+      });
       const stream = new PassThrough();
       const done = log.export(stream, {
         ...(from === undefined ? {} : { from }),
