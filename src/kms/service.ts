@@ -88,7 +88,7 @@ export const SYSTEM_PRINCIPAL: Principal = {
   authMethod: 'internal',
 };
 
-/** Warden's own keys (audit checkpoints, token signing, the internal CA) are named `warden.*`. */
+/** Warden's own keys (audit checkpoints and hasher, token signing, identity secrets, registry) are named `warden.*`. */
 export const SYSTEM_KEY_PREFIX = 'warden.';
 
 /** What only Warden's own components may do with a `warden.*` key (`KmsService.#allowed`). */

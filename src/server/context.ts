@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { AuditRecorder } from '../audit/index.ts';
+import type { AuditEvent, AuditRecorder } from '../audit/index.ts';
 import type { BatchResult, KmsAction, KmsService } from '../kms/index.ts';
 import { kmsCedarAction } from '../policy/index.ts';
 import type { Principal } from '../kms/index.ts';
@@ -35,6 +35,25 @@ export function setPrincipal(request: FastifyRequest, principal: Principal): voi
     ...principal,
     request: { id: request.id, sourceIp: request.ip, ...(userAgent === undefined ? {} : { userAgent }) },
   });
+}
+
+/**
+ * An audit event about a request: its principal (the caller, unless given), id, source address and at most 256
+ * characters of its user agent, around what the route says happened.
+ */
+export function requestEvent(
+  request: FastifyRequest,
+  event: Omit<AuditEvent, 'principal' | 'requestId' | 'sourceIp' | 'userAgent'>,
+  principal: { readonly id: string; readonly authMethod: string } = principalOf(request),
+): AuditEvent {
+  const userAgent = request.headers['user-agent'];
+  return {
+    ...event,
+    principal: { id: principal.id, authMethod: principal.authMethod },
+    requestId: request.id,
+    sourceIp: request.ip,
+    ...(userAgent === undefined ? {} : { userAgent: userAgent.slice(0, 256) }),
+  };
 }
 
 /** The authenticated caller; the authentication hook guarantees one on every protected route. */

@@ -10,6 +10,7 @@ import type {
   PolicyEngine,
   PolicyStore,
 } from '../policy/index.ts';
+import { requestEvent } from './context.ts';
 import { PermissionDeniedError } from './errors.ts';
 
 /**
@@ -109,19 +110,20 @@ export function cedarRouteAuthorizer(
         context: requestContext(request, principal, environment),
       });
       if (decision.decision === 'allow') return;
-      const userAgent = request.headers['user-agent'];
       await audit
-        ?.record({
-          action: 'authz.denied',
-          principal: { id: principal.id, authMethod: principal.authMethod },
-          resource: `${resource.type}:${resource.id}`,
-          outcome: 'denied',
-          reason: authz.action,
-          requestId: request.id,
-          sourceIp: request.ip,
-          ...(userAgent === undefined ? {} : { userAgent: userAgent.slice(0, 256) }),
-          details: { policies: decision.reasons.join(',').slice(0, 512), errors: decision.errors.length },
-        })
+        ?.record(
+          requestEvent(
+            request,
+            {
+              action: 'authz.denied',
+              resource: `${resource.type}:${resource.id}`,
+              outcome: 'denied',
+              reason: authz.action,
+              details: { policies: decision.reasons.join(',').slice(0, 512), errors: decision.errors.length },
+            },
+            principal,
+          ),
+        )
         .catch(() => {
           request.log.warn('could not audit a denied request');
         });

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { parseVerifierKey } from '../../audit/index.ts';
 import type { AuditHasher, AuditLog, AuditQuery, AuditRecorder } from '../../audit/index.ts';
 import type { AuthzResource } from '../../policy/index.ts';
-import { principalOf } from '../context.ts';
+import { requestEvent } from '../context.ts';
 import { errorResponses, object } from '../schemas.ts';
 import type { JsonSchema } from '../schemas.ts';
 
@@ -79,19 +79,10 @@ export function auditRoutes(app: FastifyInstance, deps: AuditRouteDeps): void {
     action: 'audit.read' | 'audit.export',
     details: Record<string, string | number>,
   ): Promise<void> => {
-    const principal = principalOf(request);
-    const userAgent = request.headers['user-agent'];
     try {
-      await recorder.record({
-        action,
-        principal: { id: principal.id, authMethod: principal.authMethod },
-        resource: 'audit:log',
-        outcome: 'success',
-        requestId: request.id,
-        sourceIp: request.ip,
-        ...(userAgent === undefined ? {} : { userAgent: userAgent.slice(0, 256) }),
-        details,
-      });
+      await recorder.record(
+        requestEvent(request, { action, resource: 'audit:log', outcome: 'success', details }),
+      );
     } catch {
       throw new AuditRouteError('audit_unavailable', 503, 'the audit log is unavailable');
     }

@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import type { AuditOutcome, AuditRecorder } from '../../audit/index.ts';
 import { InvalidRequestError } from '../../kms/index.ts';
 import type { AuthzResource } from '../../policy/index.ts';
-import { principalOf } from '../context.ts';
+import { principalOf, requestEvent } from '../context.ts';
 import type { RouteModule } from '../context.ts';
 import { errorResponses, object, rootStatusView } from '../schemas.ts';
 
@@ -32,19 +32,14 @@ async function recordOperator(
   if (audit === undefined) return;
   const principal =
     action === 'operator.unseal' ? { id: 'anonymous', authMethod: 'unseal-share' } : principalOf(request);
-  const userAgent = request.headers['user-agent'];
   try {
-    await audit.record({
-      action,
-      principal: { id: principal.id, authMethod: principal.authMethod },
-      resource: 'system:warden',
-      outcome,
-      ...(reason === undefined ? {} : { reason }),
-      requestId: request.id,
-      sourceIp: request.ip,
-      ...(userAgent === undefined ? {} : { userAgent: userAgent.slice(0, 256) }),
-      details,
-    });
+    await audit.record(
+      requestEvent(
+        request,
+        { action, resource: 'system:warden', outcome, ...(reason === undefined ? {} : { reason }), details },
+        principal,
+      ),
+    );
   } catch {
     request.log.warn({ action }, 'could not audit an operator action');
   }

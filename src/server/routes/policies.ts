@@ -17,7 +17,7 @@ import type {
   PolicyStore,
   SqlPolicies,
 } from '../../policy/index.ts';
-import { principalOf } from '../context.ts';
+import { principalOf, requestEvent } from '../context.ts';
 import { errorResponses, object } from '../schemas.ts';
 import type { JsonSchema } from '../schemas.ts';
 
@@ -97,20 +97,16 @@ export function policyRoutes(app: FastifyInstance, deps: PolicyRouteDeps): void 
     details: Record<string, string>,
     reason?: string,
   ): Promise<void> => {
-    const principal = principalOf(request);
-    const userAgent = request.headers['user-agent'];
     try {
-      await deps.audit.record({
-        action: 'policy.write',
-        principal: { id: principal.id, authMethod: principal.authMethod },
-        resource: `policy:${id}`,
-        outcome,
-        ...(reason === undefined ? {} : { reason }),
-        requestId: request.id,
-        sourceIp: request.ip,
-        ...(userAgent === undefined ? {} : { userAgent: userAgent.slice(0, 256) }),
-        details,
-      });
+      await deps.audit.record(
+        requestEvent(request, {
+          action: 'policy.write',
+          resource: `policy:${id}`,
+          outcome,
+          ...(reason === undefined ? {} : { reason }),
+          details,
+        }),
+      );
     } catch {
       throw new PolicyRouteError(
         'audit_unavailable',
