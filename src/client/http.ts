@@ -20,6 +20,11 @@ export interface WardenHttpOptions {
   readonly connections?: number;
   /** Per-request timeout for headers and for the body, in milliseconds (default 30 s). */
   readonly timeoutMs?: number;
+  /**
+   * The purpose the calls are made for (e.g. `fraud-scoring`), sent as `X-Warden-Purpose` with every request:
+   * Cedar policies see it as `context.purpose`. `[a-z][a-z0-9._-]{0,63}`, as the server accepts it.
+   */
+  readonly purpose?: string;
 }
 
 export interface RequestOptions {
@@ -38,6 +43,8 @@ export interface RequestOptions {
  */
 const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
 const TOKEN_PATTERN = /^[\x21-\x7e]{1,4096}$/;
+/** The declared purposes the server passes to policies; it ignores any other header value. */
+const PURPOSE_PATTERN = /^[a-z][a-z0-9._-]{0,63}$/;
 
 /**
  * The SDK's HTTP transport: a connection pool (undici) to one Warden server, bearer authentication, JSON in and
@@ -49,6 +56,7 @@ export class WardenHttp {
   readonly #pool: Pool;
   readonly #token: string | (() => Promise<string>) | undefined;
   readonly #timeoutMs: number;
+  readonly #purpose: string | undefined;
 
   constructor(options: WardenHttpOptions) {
     let url: URL;
@@ -68,6 +76,16 @@ export class WardenHttp {
       );
     }
     if (typeof options.token === 'string') checkToken(options.token);
+    // Checked here: a purpose the server would silently drop would make purpose-bound policies deny for no
+    // visible reason.
+    if (options.purpose !== undefined && !PURPOSE_PATTERN.test(options.purpose)) {
+      throw new KmsClientError(
+        'invalid_options',
+        0,
+        'the purpose must be 1-64 characters: a lowercase letter, then lowercase letters, digits, ".", "_" or "-"',
+      );
+    }
+    this.#purpose = options.purpose;
     this.address = url.origin;
     this.#token = options.token;
     this.#timeoutMs = options.timeoutMs ?? 30_000;
@@ -209,6 +227,7 @@ export class WardenHttp {
 
   async #headers(options: RequestOptions): Promise<Record<string, string>> {
     const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
+    if (this.#purpose !== undefined) headers['x-warden-purpose'] = this.#purpose;
     if (this.#token !== undefined && options.anonymous !== true) {
       const token = typeof this.#token === 'string' ? this.#token : checkToken(await this.#token());
       headers.authorization = `Bearer ${token}`;

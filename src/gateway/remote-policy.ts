@@ -4,6 +4,7 @@ import {
   kmsPrincipal,
   PolicyEngine,
   PolicyStore,
+  declaredPurpose,
   principalContext,
   validatePolicies,
 } from '../policy/index.ts';
@@ -122,8 +123,6 @@ export interface RemotePoliciesOptions {
   readonly now?: () => number;
 }
 
-const PURPOSE_PATTERN = /^[a-z][a-z0-9._-]{0,63}$/;
-
 /**
  * Cedar on the gateway: a `PolicyEngine` over a mirror of the server's policies (`GET /v1/policies`, polled every
  * `refreshMs` and swapped when the set changes), deciding `endpoint.invoke` on `Endpoint` with the endpoint's
@@ -197,8 +196,8 @@ export class RemotePolicies {
 
   /** Remembers the request's declared purpose (`X-Warden-Purpose`) for the decision on its principal. */
   notePurpose(principal: Principal, request: FastifyRequest): void {
-    const purpose = request.headers['x-warden-purpose'];
-    if (typeof purpose === 'string' && PURPOSE_PATTERN.test(purpose)) this.#purposes.set(principal, purpose);
+    const purpose = declaredPurpose(request.headers['x-warden-purpose']);
+    if (purpose !== undefined) this.#purposes.set(principal, purpose);
   }
 
   readonly authorize: Authorize = (principal, target) => {

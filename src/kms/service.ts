@@ -1379,6 +1379,8 @@ function auditEvent(
     if (request.id !== undefined) event.requestId = request.id;
     if (request.sourceIp !== undefined) event.sourceIp = request.sourceIp;
     if (request.userAgent !== undefined) event.userAgent = request.userAgent.slice(0, 256);
+    // What the caller said the use was for, next to what it did: the evidence a purpose-bound policy rests on.
+    if (request.purpose !== undefined) event.details = { purpose: request.purpose };
   }
   event.latencyMs = Math.round((performance.now() - started) * 1000) / 1000;
   return event;
@@ -1416,6 +1418,7 @@ function batchAuditEvent(
   if (oneKey && used.length === 1) event.keyVersion = Number(used[0]?.slice(first.length + 1));
   const failedItems = failures.reduce((sum, [, count]) => sum + count, 0);
   const details: Record<string, string | number | boolean> = {
+    ...event.details,
     batch: true,
     items: keys.length,
     succeeded: keys.length - failedItems,

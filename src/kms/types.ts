@@ -65,8 +65,16 @@ export interface Principal {
   readonly mfaAt?: number;
   /** The network (IPv4 /24, IPv6 /48) this principal's session logged in from, for step-up on a new network. */
   readonly loginNetwork?: string;
-  /** The request this call belongs to, for the audit trail (set by the HTTP layer). */
-  readonly request?: { readonly id?: string; readonly sourceIp?: string; readonly userAgent?: string };
+  /**
+   * The request this call belongs to (set by the HTTP layer): id, source address and user agent for the audit
+   * trail; the purpose it declared (`X-Warden-Purpose`, well-formed only) for purpose-bound policies.
+   */
+  readonly request?: {
+    readonly id?: string;
+    readonly sourceIp?: string;
+    readonly userAgent?: string;
+    readonly purpose?: string;
+  };
 }
 
 export const KEY_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,127}$/;

@@ -12,7 +12,14 @@ export type {
   Decision,
   PolicyEngineOptions,
 } from './engine.ts';
-export { cedarKmsAuthorizer, kmsKeyId, kmsPrincipal, principalContext } from './kms-adapter.ts';
+export {
+  PURPOSE_PATTERN,
+  cedarKmsAuthorizer,
+  declaredPurpose,
+  kmsKeyId,
+  kmsPrincipal,
+  principalContext,
+} from './kms-adapter.ts';
 export type { KmsAuthorizerOptions } from './kms-adapter.ts';
 export { BUILT_IN_POLICIES, BUILT_IN_ROLE_NAMES, GuardrailConfigError, guardrailPolicies } from './roles.ts';
 export type { BuiltInRole, GuardrailOptions } from './roles.ts';

@@ -36,15 +36,25 @@ export function kmsPrincipal(principal: Principal): AuthzPrincipal {
   };
 }
 
+/** The purposes a request may declare (`X-Warden-Purpose`); any other value is no declaration at all. */
+export const PURPOSE_PATTERN = /^[a-z][a-z0-9._-]{0,63}$/;
+
+/** The purpose a request's `X-Warden-Purpose` header declares, when it is well-formed. */
+export function declaredPurpose(header: string | readonly string[] | undefined): string | undefined {
+  return typeof header === 'string' && PURPOSE_PATTERN.test(header) ? header : undefined;
+}
+
 /**
- * The ABAC context a principal carries: how it authenticated, from where (its request's source address), and how
- * long ago it passed MFA. Callers add the deployment's environment and a declared purpose.
+ * The ABAC context a principal carries: how it authenticated, from where (its request's source address), how
+ * long ago it passed MFA, and the purpose its request declared. Callers add the deployment's environment.
  */
 export function principalContext(principal: Principal, now: number = Date.now()): AuthzContext {
   const sourceIp = principal.request?.sourceIp;
+  const purpose = principal.request?.purpose;
   const network = sourceIp === undefined ? undefined : networkOf(sourceIp);
   return {
     authMethod: principal.authMethod,
+    ...(purpose === undefined ? {} : { purpose }),
     ...(sourceIp === undefined || isIP(sourceIp) === 0 ? {} : { sourceIp }),
     ...(principal.loginNetwork === undefined || network === undefined
       ? {}

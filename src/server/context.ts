@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AuditEvent, AuditRecorder } from '../audit/index.ts';
 import type { BatchResult, KmsAction, KmsService } from '../kms/index.ts';
-import { kmsCedarAction } from '../policy/index.ts';
+import { declaredPurpose, kmsCedarAction } from '../policy/index.ts';
 import type { Principal } from '../kms/index.ts';
 import { UnauthenticatedError } from './errors.ts';
 import type { OperatorControl } from './operator.ts';
@@ -28,18 +28,27 @@ export function kmsRoute(action: KmsAction): { action: `kms.${KmsAction}`; autho
 
 const principals = new WeakMap<FastifyRequest, Principal>();
 
-/** Binds the caller to the request, with the request's id, source address and user agent for the audit trail. */
+/**
+ * Binds the caller to the request, with the request's id, source address and user agent for the audit trail, and
+ * its declared purpose for the policies every check on the caller evaluates (routes, KMS keys, the registry).
+ */
 export function setPrincipal(request: FastifyRequest, principal: Principal): void {
   const userAgent = request.headers['user-agent'];
+  const purpose = declaredPurpose(request.headers['x-warden-purpose']);
   principals.set(request, {
     ...principal,
-    request: { id: request.id, sourceIp: request.ip, ...(userAgent === undefined ? {} : { userAgent }) },
+    request: {
+      id: request.id,
+      sourceIp: request.ip,
+      ...(userAgent === undefined ? {} : { userAgent }),
+      ...(purpose === undefined ? {} : { purpose }),
+    },
   });
 }
 
 /**
- * An audit event about a request: its principal (the caller, unless given), id, source address and at most 256
- * characters of its user agent, around what the route says happened.
+ * An audit event about a request: its principal (the caller, unless given), id, source address, at most 256
+ * characters of its user agent and its declared purpose (`details.purpose`), around what the route says happened.
  */
 export function requestEvent(
   request: FastifyRequest,
@@ -47,8 +56,10 @@ export function requestEvent(
   principal: { readonly id: string; readonly authMethod: string } = principalOf(request),
 ): AuditEvent {
   const userAgent = request.headers['user-agent'];
+  const purpose = declaredPurpose(request.headers['x-warden-purpose']);
   return {
     ...event,
+    ...(purpose === undefined ? {} : { details: { ...event.details, purpose } }),
     principal: { id: principal.id, authMethod: principal.authMethod },
     requestId: request.id,
     sourceIp: request.ip,

@@ -68,20 +68,9 @@ export function routeAuthzOf(route: RouteOptions): RouteAuthz {
   };
 }
 
-const PURPOSE_PATTERN = /^[a-z][a-z0-9._-]{0,63}$/;
-
-/** The ABAC context of a request: the principal's (address, method, MFA age), environment, declared purpose. */
-export function requestContext(
-  request: FastifyRequest,
-  principal: Principal,
-  environment: string,
-): AuthzContext {
-  const purpose = request.headers['x-warden-purpose'];
-  return {
-    ...principalContext(principal),
-    environment,
-    ...(typeof purpose === 'string' && PURPOSE_PATTERN.test(purpose) ? { purpose } : {}),
-  };
+/** The ABAC context of a request: the principal's (address, method, MFA age, declared purpose), environment. */
+export function requestContext(principal: Principal, environment: string): AuthzContext {
+  return { ...principalContext(principal), environment };
 }
 
 export interface RouteAuthorizer {
@@ -107,7 +96,7 @@ export function cedarRouteAuthorizer(
         principal: kmsPrincipal(principal),
         action: authz.action,
         resource,
-        context: requestContext(request, principal, environment),
+        context: requestContext(principal, environment),
       });
       if (decision.decision === 'allow') return;
       await audit
@@ -163,6 +152,6 @@ export function policyChangeCheck(
       principal: kmsPrincipal(principal),
       action: 'policy.write',
       resource: { type: 'Policy', id: policyId },
-      context: requestContext(request, principal, environment),
+      context: requestContext(principal, environment),
     });
 }

@@ -6,6 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { loadConfig, startWarden } from '../../src/app/index.ts';
+import { registerKmsCommands } from '../../src/cli/commands/kms.ts';
 import { registerPolicyCommands } from '../../src/cli/commands/policies.ts';
 import { ExitCode } from '../../src/cli/exit-codes.ts';
 import { tempDir } from '../envelope/support.ts';
@@ -102,6 +103,47 @@ describe('warden policies', async () => {
     assert.equal((await run(['policies', 'delete', 'no-destroy'])).code, 0);
   });
 
+  it('declares the purpose of calls (--purpose or $WARDEN_PURPOSE) to purpose-bound policies', async () => {
+    const bound = path.join(dir, 'fraud-only.cedar');
+    writeFileSync(
+      bound,
+      'forbid (principal, action == Warden::Action::"kms.crypto.encrypt", resource == Warden::Key::"scores")\nunless { context has purpose && context.purpose == "fraud-scoring" };\n' +
+        'forbid (principal, action == Warden::Action::"policy.read", resource == Warden::Policy::"fraud-only")\nunless { context has purpose && context.purpose == "fraud-scoring" };\n',
+    );
+    const kms = (args: string[], extra: NodeJS.ProcessEnv = {}) =>
+      runCli(registerKmsCommands, args, { ...env, ...extra }, 'applicant 4411');
+    assert.equal((await kms(['keys', 'create', 'scores', '--type', 'aes256-gcm'])).code, 0);
+    assert.equal((await run(['policies', 'put', 'fraud-only', bound])).code, 0);
+    try {
+      assert.equal((await kms(['kms', 'encrypt', 'scores'])).code, ExitCode.forbidden);
+      assert.equal(
+        (await kms(['kms', 'encrypt', 'scores', '--purpose', 'marketing'])).code,
+        ExitCode.forbidden,
+      );
+      const declared = await kms(['kms', 'encrypt', 'scores', '--purpose', 'fraud-scoring']);
+      assert.equal(declared.code, 0, declared.err);
+      assert.match(declared.out, /^warden:v1:scores:1:/);
+      const fromEnv = await kms(['kms', 'encrypt', 'scores'], { WARDEN_PURPOSE: 'fraud-scoring' });
+      assert.equal(fromEnv.code, 0, fromEnv.err);
+      // A purpose the server would ignore is refused before anything is sent.
+      const malformed = await kms(['kms', 'encrypt', 'scores', '--purpose', 'Fraud Scoring']);
+      assert.equal(malformed.code, ExitCode.usage);
+      assert.match(malformed.err, /the purpose must be 1-64 characters/);
+      // Route-level decisions (here policy.read) see the same declaration.
+      assert.equal((await run(['policies', 'show', 'fraud-only'])).code, ExitCode.forbidden);
+      const shown = await run(['policies', 'show', 'fraud-only', '--purpose', 'fraud-scoring']);
+      assert.equal(shown.code, 0, shown.err);
+      // The declaration is evidence: the audit records carry it.
+      const page = await warden.audit.log.query({ action: 'kms.crypto.encrypt', limit: 100 });
+      const purposes = page.entries.map(
+        (e) => (e.entry as unknown as { outcome: string; details?: { purpose?: string } }).details?.purpose,
+      );
+      assert.deepEqual(purposes.sort(), [undefined, 'fraud-scoring', 'fraud-scoring', 'marketing'].sort());
+    } finally {
+      assert.equal((await run(['policies', 'delete', 'fraud-only'])).code, 0);
+    }
+  });
+
   it('takes policy files as long as the offline validator does (256 Ki characters), not only 64 Ki', async () => {
     const long = path.join(dir, 'long.cedar');
     writeFileSync(long, `// ${'documented at length '.repeat(5000)}\n${readFileSync(good, 'utf8')}`);
@@ -129,6 +171,8 @@ describe('warden policies', async () => {
       'policy:lockout denied policy_lockout put',
       'policy:no-destroy success  put',
       'policy:no-destroy success  delete',
+      'policy:fraud-only success  put',
+      'policy:fraud-only success  delete',
       'policy:long success  put',
       'policy:long success  delete',
     ]);

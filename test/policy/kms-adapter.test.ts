@@ -11,6 +11,7 @@ import {
   PolicyEngine,
   PolicyStore,
   cedarKmsAuthorizer,
+  declaredPurpose,
   kmsKeyId,
   kmsPrincipal,
 } from '../../src/policy/index.ts';
@@ -103,5 +104,33 @@ describe('cedarKmsAuthorizer', () => {
     assert.equal(fenced.authorize(principal(['admin']), 'crypto.encrypt', 'key:k'), true);
     const remote: Principal = { ...principal(['admin']), request: { sourceIp: '203.0.113.7' } };
     assert.equal(fenced.authorize(remote, 'crypto.encrypt', 'key:k'), false);
+  });
+
+  it("feeds the purpose the principal's request declared into purpose-bound policies", () => {
+    const store = new PolicyStore();
+    store.add(
+      'training-data-for-training',
+      `forbid (principal, action == Warden::Action::"kms.crypto.decrypt", resource == Warden::Key::"training")
+       unless { context has purpose && context.purpose == "model-training" };`,
+    );
+    const authz = cedarKmsAuthorizer(new PolicyEngine({ store }));
+    const declaring = (purpose?: string): Principal => ({
+      ...principal(['key-user']),
+      request: { sourceIp: '127.0.0.1', ...(purpose === undefined ? {} : { purpose }) },
+    });
+    assert.equal(authz.authorize(declaring('model-training'), 'crypto.decrypt', 'key:training'), true);
+    assert.equal(authz.authorize(declaring('marketing'), 'crypto.decrypt', 'key:training'), false);
+    assert.equal(authz.authorize(declaring(), 'crypto.decrypt', 'key:training'), false);
+    // Other keys are not bound to a purpose.
+    assert.equal(authz.authorize(declaring(), 'crypto.decrypt', 'key:other'), true);
+  });
+
+  it('takes only well-formed purpose declarations', () => {
+    assert.equal(declaredPurpose('model-training'), 'model-training');
+    assert.equal(declaredPurpose('fraud.scoring_v2'), 'fraud.scoring_v2');
+    for (const bad of [undefined, '', 'Model-Training', '1st', 'a b', 'x'.repeat(65), ['a', 'b']]) {
+      assert.equal(declaredPurpose(bad), undefined, String(bad));
+    }
+    assert.equal(declaredPurpose('x'.repeat(64)), 'x'.repeat(64));
   });
 });

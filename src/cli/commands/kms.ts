@@ -40,6 +40,7 @@ export interface ConnectionOptions {
   addr?: string;
   caCert?: string;
   tokenFile?: string;
+  purpose?: string;
   json?: boolean;
 }
 
@@ -113,11 +114,13 @@ export async function connectHttp(
   }
   const caFile = options.caCert ?? io.env.WARDEN_CACERT;
   const ca = caFile === undefined || caFile === '' ? undefined : await readFile(caFile);
+  const purpose = options.purpose ?? io.env.WARDEN_PURPOSE;
   try {
     return new WardenHttp({
       address,
       ...(token === undefined ? {} : { token }),
       ...(ca === undefined ? {} : { ca }),
+      ...(purpose === undefined || purpose === '' ? {} : { purpose }),
     });
   } catch (err) {
     if (err instanceof KmsClientError) throw kmsCliError(err);
@@ -335,7 +338,11 @@ export function withConnectionOptions(command: Command): Command {
   return command
     .option('--addr <url>', `Warden server address (default: $WARDEN_ADDR or ${DEFAULT_ADDRESS})`)
     .option('--ca-cert <path>', 'PEM CA certificate to trust for the server (default: $WARDEN_CACERT)')
-    .option('--token-file <path>', 'file holding the token (default: $WARDEN_TOKEN or $WARDEN_TOKEN_FILE)');
+    .option('--token-file <path>', 'file holding the token (default: $WARDEN_TOKEN or $WARDEN_TOKEN_FILE)')
+    .option(
+      '--purpose <purpose>',
+      'the purpose of the calls, for purpose-bound policies (X-Warden-Purpose; default: $WARDEN_PURPOSE)',
+    );
 }
 
 async function withClient<T>(
