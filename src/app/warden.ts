@@ -286,6 +286,9 @@ export async function startWarden(config: WardenConfig, options: StartOptions = 
           persistence: customPolicies,
           audit: audit.recorder,
           checkChange: policyChangeCheck(policy, config.environment),
+          decide: (request, candidate) =>
+            candidate === undefined ? policy.authorize(request) : policy.authorizeAgainst(candidate, request),
+          environment: config.environment,
         });
         caRoutes(app, { ca });
       },

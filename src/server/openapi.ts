@@ -87,6 +87,7 @@ export const OPERATION_IDS: Readonly<Record<string, string>> = {
   'PUT /v1/policies/{id}': 'putPolicy',
   'DELETE /v1/policies/{id}': 'deletePolicy',
   'POST /v1/policies/validate': 'validatePolicies',
+  'POST /v1/policies/simulate': 'simulatePolicies',
 
   'GET /v1/ca/certificates': 'caCertificates',
   'GET /v1/ca/crl': 'caCrl',

@@ -144,6 +144,97 @@ describe('warden policies', async () => {
     }
   });
 
+  it('simulates decisions: the policies in force, or with a custom policy put or removed, changing nothing', async () => {
+    const simulate = (...args: string[]) => run(['policies', 'simulate', ...args]);
+    const user = ['kms.crypto.decrypt', 'Key::payments', '--principal', 'User::alice'];
+    const allowed = await simulate(...user, '--role', 'key-user');
+    assert.equal(allowed.code, 0, allowed.err);
+    assert.match(allowed.out, /^allow by \S+/);
+    // A denial is exit 9, so that a CI job can assert what must never be allowed.
+    const denied = await simulate(...user, '--role', 'auditor');
+    assert.equal(denied.code, ExitCode.forbidden);
+    assert.match(denied.out, /^deny \(no policy permits it\)/);
+    const json = await simulate(...user, '--role', 'key-user', '--json');
+    assert.deepEqual(Object.keys(JSON.parse(json.out) as object).sort(), [
+      'changed',
+      'decision',
+      'errors',
+      'reasons',
+      'version',
+    ]);
+
+    // A night-time freeze, tried before it is installed.
+    const freeze = path.join(dir, 'night-freeze.cedar');
+    writeFileSync(
+      freeze,
+      'forbid (principal, action == Warden::Action::"kms.crypto.decrypt", resource)\nwhen { context has now && context.now.minuteOfDay < 360 };\n',
+    );
+    const night = await simulate(
+      ...user,
+      '--role',
+      'key-user',
+      '--with',
+      `night-freeze=${freeze}`,
+      '--context',
+      'time=2026-11-23T03:00:00Z',
+    );
+    assert.equal(night.code, ExitCode.forbidden);
+    assert.match(night.out, /^deny by night-freeze \(with the change\)/);
+    const noon = await simulate(
+      ...user,
+      '--role',
+      'key-user',
+      '--with',
+      `night-freeze=${freeze}`,
+      '--context',
+      'time=2026-11-23T12:00:00Z',
+    );
+    assert.equal(noon.code, 0, noon.out);
+    assert.doesNotMatch((await run(['policies', 'list'])).out, /night-freeze/);
+
+    // Context attributes reach the policies: a purpose-bound key, MFA age, the source address.
+    const bound = path.join(dir, 'training-only.cedar');
+    writeFileSync(
+      bound,
+      'forbid (principal, action, resource == Warden::Key::"payments")\nunless { context has purpose && context.purpose == "model-training" && context has mfaAgeSeconds && context.mfaAgeSeconds < 600 && context has sourceIp && context.sourceIp.isInRange(ip("10.0.0.0/8")) };\n',
+    );
+    const withBound = [...user, '--role', 'key-user', '--with', `training-only=${bound}`];
+    assert.equal((await simulate(...withBound)).code, ExitCode.forbidden);
+    const context = ['--context', 'purpose=model-training', '--context', 'mfaAgeSeconds=120'];
+    assert.equal((await simulate(...withBound, ...context, '--context', 'sourceIp=10.1.2.3')).code, 0);
+    assert.equal(
+      (await simulate(...withBound, ...context, '--context', 'sourceIp=192.0.2.1')).code,
+      ExitCode.forbidden,
+    );
+
+    // Removal of a custom policy, simulated: the purpose-bound policy installed earlier would no longer deny.
+    assert.equal((await run(['policies', 'put', 'training-only', bound])).code, 0);
+    try {
+      assert.equal((await simulate(...user, '--role', 'key-user')).code, ExitCode.forbidden);
+      assert.equal((await simulate(...user, '--role', 'key-user', '--without', 'training-only')).code, 0);
+    } finally {
+      assert.equal((await run(['policies', 'delete', 'training-only'])).code, 0);
+    }
+
+    // Bad input is a usage error, never a decision.
+    for (const args of [
+      ['kms.crypto.decrypt', 'Key::payments', '--principal', 'alice'],
+      ['kms.crypto.decypt', 'Key::payments', '--principal', 'User::alice'],
+      ['kms.crypto.decrypt', 'Kee::payments', '--principal', 'User::alice'],
+      [...user, '--context', 'sourceIp=not-an-address'],
+      [...user, '--context', 'time=yesterday'],
+      [...user, '--without', 'no-such-policy'],
+      [...user, '--with', `broken=${bad}`],
+      [...user, '--resource-attr', 'sensitivity:=[unquoted]'],
+    ]) {
+      const r = await simulate(...args);
+      assert.ok(
+        r.code === ExitCode.usage || r.code === ExitCode.malformed,
+        `${args.join(' ')}: ${r.code} ${r.err}`,
+      );
+    }
+  });
+
   it('takes policy files as long as the offline validator does (256 Ki characters), not only 64 Ki', async () => {
     const long = path.join(dir, 'long.cedar');
     writeFileSync(long, `// ${'documented at length '.repeat(5000)}\n${readFileSync(good, 'utf8')}`);
@@ -173,6 +264,8 @@ describe('warden policies', async () => {
       'policy:no-destroy success  delete',
       'policy:fraud-only success  put',
       'policy:fraud-only success  delete',
+      'policy:training-only success  put',
+      'policy:training-only success  delete',
       'policy:long success  put',
       'policy:long success  delete',
     ]);

@@ -19,6 +19,77 @@ interface PolicyEntry {
   policyIds: string[];
 }
 
+interface Simulation {
+  decision: 'allow' | 'deny';
+  reasons: string[];
+  errors: string[];
+  version: number;
+  changed: boolean;
+}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/** `Type::id` (or Cedar's `Warden::Type::"id"`) as an entity reference. */
+function entityRef(text: string, what: string): { type: string; id: string } {
+  const match = /^(?:Warden::)?([A-Za-z]+)::(?:"(.+)"|(.+))$/s.exec(text);
+  const type = match?.[1];
+  const id = match?.[2] ?? match?.[3];
+  if (type === undefined || id === undefined) {
+    throw new CliError(
+      'usage',
+      `${what} must be Type::id, e.g. User::alice or Key::payments`,
+      ExitCode.usage,
+    );
+  }
+  return { type, id };
+}
+
+/** `key=value` (a string) or `key:=<JSON>` (a number, boolean or list), as HTTPie writes them. */
+function keyValues(items: readonly string[], what: string): Record<string, unknown> | undefined {
+  if (items.length === 0) return undefined;
+  const out: Record<string, unknown> = {};
+  for (const item of items) {
+    const typed = /^([^=:]+):=(.*)$/s.exec(item);
+    const plain = typed === null ? /^([^=]+)=(.*)$/s.exec(item) : null;
+    const key = typed?.[1] ?? plain?.[1];
+    if (key === undefined) {
+      throw new CliError('usage', `${what} ${item}: expected key=value or key:=<JSON>`, ExitCode.usage);
+    }
+    if (typed !== null) {
+      try {
+        out[key] = JSON.parse(typed[2] ?? '') as unknown;
+      } catch {
+        throw new CliError('usage', `${what} ${item}: the value after := is not JSON`, ExitCode.usage);
+      }
+    } else out[key] = plain?.[2];
+  }
+  return out;
+}
+
+/** Context values as the server takes them: the two non-string attributes converted when written key=value. */
+function simulatedContext(items: readonly string[]): Record<string, unknown> | undefined {
+  const context = keyValues(items, '--context');
+  if (context === undefined) return undefined;
+  if (typeof context.mfaAgeSeconds === 'string' && /^\d+$/.test(context.mfaAgeSeconds)) {
+    context.mfaAgeSeconds = Number(context.mfaAgeSeconds);
+  }
+  if (context.networkChanged === 'true' || context.networkChanged === 'false') {
+    context.networkChanged = context.networkChanged === 'true';
+  }
+  return context;
+}
+
+function describeSimulation(r: Simulation): string {
+  const by =
+    r.reasons.length > 0
+      ? ` by ${r.reasons.join(', ')}`
+      : r.decision === 'deny'
+        ? ' (no policy permits it)'
+        : '';
+  const errors = r.errors.map((e) => `\nerror: ${e}`).join('');
+  return `${r.decision}${by}${r.changed ? ' (with the change)' : ''}${errors}`;
+}
+
 function describeDiagnostic(file: string, d: PolicyDiagnostic): string {
   const where = d.line === undefined ? file : `${file}:${d.line}:${d.column ?? 0}`;
   return `${where}: ${d.severity}: ${d.message}${d.help === undefined ? '' : ` (${d.help})`}`;
@@ -127,6 +198,82 @@ export function registerPolicyCommands(program: Command, ioOverrides: Partial<Km
         } finally {
           await http.close();
         }
+      }),
+    );
+
+  policies
+    .command('simulate <action> <resource>')
+    .description(
+      'what the policies in force decide about a request (e.g. kms.crypto.decrypt Key::payments); exit 9 on deny',
+    )
+    .requiredOption('--principal <Type::id>', 'who asks: User::alice or ServiceAccount::pipeline')
+    .option('--role <role>', "a role of the principal's (repeatable)", collect, [])
+    .option('--group <group>', "a group of the user's (repeatable)", collect, [])
+    .option('--principal-attr <k=v>', 'a principal attribute, k=v or k:=<JSON> (repeatable)', collect, [])
+    .option(
+      '--resource-attr <k=v>',
+      'a resource attribute, e.g. sensitivity=restricted (repeatable)',
+      collect,
+      [],
+    )
+    .option('--model <id>', 'the model of a ModelVersion resource')
+    .option(
+      '--context <k=v>',
+      "request context: time=<ISO 8601>, sourceIp, mfaAgeSeconds, authMethod, environment (default: the server's), purpose, networkChanged (repeatable)",
+      collect,
+      [],
+    )
+    .option('--with <id=file>', 'decide as if the custom policy <id> were put from <file>')
+    .option('--without <id>', 'decide as if the custom policy <id> were removed')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (out, options, [actionId, resourceRef]) => {
+        const o = options as Record<string, unknown>;
+        const principal = entityRef(String(o.principal), '--principal');
+        const resource = entityRef(String(resourceRef), 'the resource');
+        if (o.with !== undefined && o.without !== undefined) {
+          throw new CliError('usage', 'give --with or --without, not both', ExitCode.usage);
+        }
+        let change: unknown;
+        if (typeof o.with === 'string') {
+          const at = o.with.indexOf('=');
+          if (at <= 0) throw new CliError('usage', '--with takes <id>=<file>', ExitCode.usage);
+          const file = o.with.slice(at + 1);
+          change = {
+            put: { id: o.with.slice(0, at), text: await naming(file, () => readFile(file, 'utf8')) },
+          };
+        } else if (typeof o.without === 'string') change = { remove: o.without };
+        const roles = o.role as string[];
+        const groups = o.group as string[];
+        const principalAttrs = keyValues(o.principalAttr as string[], '--principal-attr');
+        const resourceAttrs = keyValues(o.resourceAttr as string[], '--resource-attr');
+        const context = simulatedContext(o.context as string[]);
+        const body = {
+          principal: {
+            ...principal,
+            ...(roles.length === 0 ? {} : { roles }),
+            ...(groups.length === 0 ? {} : { groups }),
+            ...(principalAttrs === undefined ? {} : { attrs: principalAttrs }),
+          },
+          action: String(actionId),
+          resource: {
+            ...resource,
+            ...(resourceAttrs === undefined ? {} : { attrs: resourceAttrs }),
+            ...(typeof o.model === 'string' ? { model: o.model } : {}),
+          },
+          ...(context === undefined ? {} : { context }),
+          ...(change === undefined ? {} : { change }),
+        };
+        const http = await connectHttp(io, options, out);
+        let r: Simulation;
+        try {
+          r = await http.json<Simulation>('POST', '/v1/policies/simulate', body);
+        } finally {
+          await http.close();
+        }
+        out.result(describeSimulation(r), r);
+        if (r.decision === 'deny')
+          throw new CliError('denied', 'the request would be denied', ExitCode.forbidden);
       }),
     );
 

@@ -3,13 +3,21 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AuditOutcome, AuditRecorder } from '../../audit/index.ts';
 import type { Principal } from '../../kms/index.ts';
 import {
+  ACTION_IDS,
   CUSTOM_POLICY_ID,
   MAX_POLICY_TEXT_CHARS,
+  PRINCIPAL_TYPES,
+  PURPOSE_PATTERN,
   PolicyStoreError,
   PolicyValidationError,
+  RESOURCE_TYPES,
   validatePolicies,
 } from '../../policy/index.ts';
 import type {
+  ActionId,
+  AttrValue,
+  AuthzContext,
+  AuthzRequest,
   AuthzResource,
   Decision,
   PolicyChange,
@@ -34,6 +42,10 @@ export interface PolicyRouteDeps {
     candidate: PolicyStore,
     policyId: string,
   ) => Decision;
+  /** The decision on `request` of the policies in force, or of `candidate` (the set with a change applied). */
+  readonly decide: (request: AuthzRequest, candidate?: PolicyStore) => Decision;
+  /** The deployment's environment: the `context.environment` of every real request. */
+  readonly environment: string;
 }
 
 class PolicyRouteError extends Error {
@@ -72,6 +84,105 @@ const diagnosticsSchema: JsonSchema = {
     },
   },
 };
+
+const attrsSchema: JsonSchema = {
+  type: 'object',
+  maxProperties: 32,
+  propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_]{0,63}$' },
+  additionalProperties: {
+    anyOf: [
+      { type: 'string', maxLength: 1024 },
+      { type: 'integer' },
+      { type: 'boolean' },
+      { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 1024 } },
+    ],
+  },
+};
+const entityId = { type: 'string', minLength: 1, maxLength: 512 };
+const simulateBody = object(
+  {
+    principal: object(
+      {
+        type: { type: 'string', enum: [...PRINCIPAL_TYPES] },
+        id: entityId,
+        roles: { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 128 } },
+        groups: { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 128 } },
+        attrs: attrsSchema,
+      },
+      ['type', 'id'],
+    ),
+    action: { type: 'string', enum: [...ACTION_IDS] },
+    resource: object(
+      {
+        type: { type: 'string', enum: [...RESOURCE_TYPES] },
+        id: entityId,
+        attrs: attrsSchema,
+        model: entityId,
+      },
+      ['type', 'id'],
+    ),
+    context: object({
+      time: { type: 'string', format: 'date-time' },
+      sourceIp: { type: 'string', anyOf: [{ format: 'ipv4' }, { format: 'ipv6' }] },
+      mfaAgeSeconds: { type: 'integer', minimum: 0 },
+      authMethod: { type: 'string', minLength: 1, maxLength: 64 },
+      environment: { type: 'string', minLength: 1, maxLength: 64 },
+      purpose: { type: 'string', pattern: PURPOSE_PATTERN.source },
+      networkChanged: { type: 'boolean' },
+    }),
+    change: {
+      oneOf: [
+        object(
+          {
+            put: object(
+              {
+                id: { type: 'string', pattern: CUSTOM_POLICY_ID.source },
+                text: { type: 'string', minLength: 1, maxLength: MAX_POLICY_TEXT_CHARS },
+              },
+              ['id', 'text'],
+            ),
+          },
+          ['put'],
+        ),
+        object({ remove: { type: 'string', pattern: CUSTOM_POLICY_ID.source } }, ['remove']),
+      ],
+    },
+  },
+  ['principal', 'action', 'resource'],
+);
+
+interface SimulateBody {
+  principal: {
+    type: AuthzRequest['principal']['type'];
+    id: string;
+    roles?: string[];
+    groups?: string[];
+    attrs?: Record<string, AttrValue>;
+  };
+  action: ActionId;
+  resource: {
+    type: AuthzResource['type'];
+    id: string;
+    attrs?: Record<string, AttrValue>;
+    model?: string;
+  };
+  context?: {
+    time?: string;
+    sourceIp?: string;
+    mfaAgeSeconds?: number;
+    authMethod?: string;
+    environment?: string;
+    purpose?: string;
+    networkChanged?: boolean;
+  };
+  change?: PolicyChange;
+}
+
+/** The request context of a simulation: what was given, the deployment's environment unless overridden. */
+function simulatedContext(given: SimulateBody['context'], environment: string): AuthzContext {
+  const { time, ...rest } = given ?? {};
+  return { environment, ...rest, ...(time === undefined ? {} : { now: new Date(time) }) };
+}
 
 /** One line per diagnostic: where and what, for the error message of a refused upload. */
 function describe(diagnostics: readonly PolicyDiagnostic[]): string {
@@ -247,6 +358,66 @@ export function policyRoutes(app: FastifyInstance, deps: PolicyRouteDeps): void 
         if (err instanceof PolicyStoreError) throw new PolicyRouteError('invalid_request', 400, err.message);
         throw err;
       }
+    },
+  );
+
+  app.post<{ Body: SimulateBody }>(
+    '/v1/policies/simulate',
+    {
+      config: { action: 'policy.read', resource: () => policyResource('*') },
+      schema: {
+        tags,
+        summary:
+          'What the policies in force (or with one custom policy put or removed) decide about a request; changes nothing',
+        body: simulateBody,
+        response: {
+          200: object(
+            {
+              decision: { type: 'string', enum: ['allow', 'deny'] },
+              reasons: { type: 'array', items: { type: 'string' } },
+              errors: { type: 'array', items: { type: 'string' } },
+              version: { type: 'integer' },
+              changed: { type: 'boolean' },
+            },
+            ['decision', 'reasons', 'errors', 'version', 'changed'],
+          ),
+          ...errorResponses,
+        },
+      },
+    },
+    (request) => {
+      const { principal, action, resource, context, change } = request.body;
+      let candidate: PolicyStore | undefined;
+      if (change !== undefined) {
+        if ('remove' in change && policies.get(change.remove)?.source !== 'custom') {
+          throw new PolicyRouteError('not_found', 404, `no custom policy ${change.remove}`);
+        }
+        try {
+          candidate = policies.withChange(change);
+        } catch (err) {
+          if (err instanceof PolicyValidationError) {
+            throw new PolicyRouteError(
+              'invalid_policy',
+              400,
+              `the policy does not validate: ${describe(err.diagnostics)}`,
+            );
+          }
+          if (err instanceof PolicyStoreError)
+            throw new PolicyRouteError('invalid_request', 400, err.message);
+          throw err;
+        }
+      }
+      const decision = deps.decide(
+        { principal, action, resource, context: simulatedContext(context, deps.environment) },
+        candidate,
+      );
+      return {
+        decision: decision.decision,
+        reasons: decision.reasons,
+        errors: decision.errors,
+        version: decision.version,
+        changed: candidate !== undefined,
+      };
     },
   );
 
