@@ -14,6 +14,14 @@ export type {
   ConsistencyProofResponse,
   InclusionProofResponse,
 } from './audit.ts';
+export { PoliciesClient } from './policies.ts';
+export type {
+  PolicyAttrValue,
+  PolicyDiagnosticInfo,
+  PolicyEntryInfo,
+  SimulatedDecision,
+  SimulatedRequest,
+} from './policies.ts';
 export { RegistryClient } from './registry.ts';
 export type { TransferProgress } from './registry.ts';
 export {

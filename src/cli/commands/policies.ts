@@ -1,30 +1,33 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { PoliciesClient } from '../../client/index.ts';
+import type { SimulatedDecision, SimulatedRequest } from '../../client/index.ts';
 import { validatePolicies } from '../../policy/index.ts';
 import type { PolicyDiagnostic } from '../../policy/index.ts';
 import { CliError, ExitCode } from '../exit-codes.ts';
 import { naming } from './audit.ts';
 import { actionFor, connectHttp, withConnectionOptions } from './kms.ts';
-import type { KmsCliIo } from './kms.ts';
+import type { ConnectionOptions, KmsCliIo } from './kms.ts';
+import type { Output } from '../output.ts';
 
 /**
  * `warden policies …`: Cedar policies. `validate` works offline against the Warden schema (for CI pipelines that
  * keep policies in a repository); the others call `/v1/policies`.
  */
 
-interface PolicyEntry {
-  id: string;
-  source: string;
-  text: string;
-  policyIds: string[];
-}
-
-interface Simulation {
-  decision: 'allow' | 'deny';
-  reasons: string[];
-  errors: string[];
-  version: number;
-  changed: boolean;
+/** Runs `fn` with an SDK client on the configured server, closing the connection after. */
+async function withPolicies<T>(
+  io: KmsCliIo,
+  options: ConnectionOptions,
+  out: Output,
+  fn: (client: PoliciesClient) => Promise<T>,
+): Promise<T> {
+  const http = await connectHttp(io, options, out);
+  try {
+    return await fn(new PoliciesClient(http));
+  } finally {
+    await http.close();
+  }
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -79,7 +82,7 @@ function simulatedContext(items: readonly string[]): Record<string, unknown> | u
   return context;
 }
 
-function describeSimulation(r: Simulation): string {
+function describeSimulation(r: SimulatedDecision): string {
   const by =
     r.reasons.length > 0
       ? ` by ${r.reasons.join(', ')}`
@@ -138,9 +141,8 @@ export function registerPolicyCommands(program: Command, ioOverrides: Partial<Km
     .option('--json', 'machine-readable output')
     .action(
       action(async (out, options) => {
-        const http = await connectHttp(io, options, out);
-        try {
-          const r = await http.json<{ version: number; policies: PolicyEntry[] }>('GET', '/v1/policies');
+        await withPolicies(io, options, out, async (client) => {
+          const r = await client.list();
           out.result(
             r.policies
               .map(
@@ -150,9 +152,7 @@ export function registerPolicyCommands(program: Command, ioOverrides: Partial<Km
               .join('\n'),
             r,
           );
-        } finally {
-          await http.close();
-        }
+        });
       }),
     );
 
@@ -161,13 +161,8 @@ export function registerPolicyCommands(program: Command, ioOverrides: Partial<Km
     .option('--json', 'machine-readable output')
     .action(
       action(async (out, options, [id]) => {
-        const http = await connectHttp(io, options, out);
-        try {
-          const entry = await http.json<PolicyEntry>('GET', `/v1/policies/${encodeURIComponent(String(id))}`);
-          out.result(entry.text, entry);
-        } finally {
-          await http.close();
-        }
+        const entry = await withPolicies(io, options, out, (client) => client.get(String(id)));
+        out.result(entry.text, entry);
       }),
     );
 
@@ -185,19 +180,8 @@ export function registerPolicyCommands(program: Command, ioOverrides: Partial<Km
         }
         // Installed all the same, but said: e.g. a `forbid` that tests a misspelt context attribute never applies.
         for (const d of local.diagnostics) out.warn(describeDiagnostic(String(file), d));
-        const http = await connectHttp(io, options, out);
-        try {
-          const r = await http.json<{ version: number }>(
-            'PUT',
-            `/v1/policies/${encodeURIComponent(String(id))}`,
-            {
-              text,
-            },
-          );
-          out.result(`installed ${String(id)} (policy set version ${r.version})`, r);
-        } finally {
-          await http.close();
-        }
+        const r = await withPolicies(io, options, out, (client) => client.put(String(id), text));
+        out.result(`installed ${String(id)} (policy set version ${r.version})`, r);
       }),
     );
 
@@ -234,7 +218,7 @@ export function registerPolicyCommands(program: Command, ioOverrides: Partial<Km
         if (o.with !== undefined && o.without !== undefined) {
           throw new CliError('usage', 'give --with or --without, not both', ExitCode.usage);
         }
-        let change: unknown;
+        let change: SimulatedRequest['change'];
         if (typeof o.with === 'string') {
           const at = o.with.indexOf('=');
           if (at <= 0) throw new CliError('usage', '--with takes <id>=<file>', ExitCode.usage);
@@ -248,6 +232,7 @@ export function registerPolicyCommands(program: Command, ioOverrides: Partial<Km
         const principalAttrs = keyValues(o.principalAttr as string[], '--principal-attr');
         const resourceAttrs = keyValues(o.resourceAttr as string[], '--resource-attr');
         const context = simulatedContext(o.context as string[]);
+        // Types and shapes as typed on the command line: the server's schema checks them (400, exit 2).
         const body = {
           principal: {
             ...principal,
@@ -263,14 +248,8 @@ export function registerPolicyCommands(program: Command, ioOverrides: Partial<Km
           },
           ...(context === undefined ? {} : { context }),
           ...(change === undefined ? {} : { change }),
-        };
-        const http = await connectHttp(io, options, out);
-        let r: Simulation;
-        try {
-          r = await http.json<Simulation>('POST', '/v1/policies/simulate', body);
-        } finally {
-          await http.close();
-        }
+        } as SimulatedRequest;
+        const r = await withPolicies(io, options, out, (client) => client.simulate(body));
         out.result(describeSimulation(r), r);
         if (r.decision === 'deny')
           throw new CliError('denied', 'the request would be denied', ExitCode.forbidden);
@@ -282,19 +261,9 @@ export function registerPolicyCommands(program: Command, ioOverrides: Partial<Km
     .option('--json', 'machine-readable output')
     .action(
       action(async (out, options, [id]) => {
-        const http = await connectHttp(io, options, out);
-        try {
-          const r = await http.json<{ removed: boolean }>(
-            'DELETE',
-            `/v1/policies/${encodeURIComponent(String(id))}`,
-          );
-          if (!r.removed) {
-            throw new CliError('not_found', `no custom policy ${String(id)}`, ExitCode.usage);
-          }
-          out.result(`removed ${String(id)}`, r);
-        } finally {
-          await http.close();
-        }
+        const removed = await withPolicies(io, options, out, (client) => client.remove(String(id)));
+        if (!removed) throw new CliError('not_found', `no custom policy ${String(id)}`, ExitCode.usage);
+        out.result(`removed ${String(id)}`, { removed });
       }),
     );
 }
