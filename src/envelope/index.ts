@@ -38,7 +38,7 @@ export {
   encryptFileParallel,
   encryptFileParallelTo,
 } from './parallel.ts';
-export { FILE_SUFFIX, MANIFEST_NAME, decryptTree, encryptTree, listTree } from './tree.ts';
+export { FILE_SUFFIX, MANIFEST_NAME, decryptTree, encryptTree, listTree, treeEnvelopes } from './tree.ts';
 export type { TreeEntry } from './tree.ts';
 export { KmsSlots } from './kms-slots.ts';
 export type { KmsDataKeyApi } from './kms-slots.ts';

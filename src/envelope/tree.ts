@@ -90,6 +90,23 @@ export async function encryptTree(
   return files;
 }
 
+/**
+ * The envelope files of an encrypted tree, its manifest first: what re-wrapping the tree touches. Each keeps its
+ * own data key and context, and the manifest lists paths and plaintext sizes only, so re-wrapping the headers of
+ * all of them leaves the tree consistent. Refused when `dir` has no manifest (not an encrypted tree).
+ */
+export async function treeEnvelopes(dir: string): Promise<string[]> {
+  try {
+    await lstat(path.join(dir, MANIFEST_NAME));
+  } catch {
+    throw new MalformedEnvelopeError(`${dir} is not an encrypted tree: it has no ${MANIFEST_NAME}`);
+  }
+  const envelopes = (await listTree(dir))
+    .map((f) => f.path)
+    .filter((p) => p !== MANIFEST_NAME && p.endsWith(FILE_SUFFIX));
+  return [MANIFEST_NAME, ...envelopes].map((p) => path.join(dir, ...p.split('/')));
+}
+
 export async function decryptTree(
   input: string,
   output: string,

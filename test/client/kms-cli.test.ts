@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -358,6 +358,34 @@ describe('warden keys / kms / operator', () => {
     const opened = await envelope(['decrypt', second, '-o', path.join(dir, 'rows2.out')]);
     assert.equal(opened.code, 0, opened.stderr);
     assert.equal(readFileSync(path.join(dir, 'rows2.out'), 'utf8'), 'a,b\n1,2\n');
+
+    // An encrypted tree: every envelope in it, the manifest included, and it still decrypts whole.
+    const tree = path.join(dir, 'tree');
+    mkdirSync(path.join(tree, 'part'), { recursive: true });
+    writeFileSync(path.join(tree, 'a.csv'), 'x\n');
+    writeFileSync(path.join(tree, 'part', 'b.csv'), 'y\n');
+    const sealedTree = path.join(dir, 'tree.wenc');
+    assert.equal((await envelope(['encrypt', tree, '--key', 'envelope-cli', '-o', sealedTree])).code, 0);
+    await ok(['keys', 'rotate', 'envelope-cli']);
+    const treeRewrap = await envelope(['rewrap', sealedTree, '--json']);
+    assert.equal(treeRewrap.code, 0, treeRewrap.stderr);
+    const treeReport = JSON.parse(treeRewrap.stdout) as { files: { file: string; after: string[] }[] };
+    assert.deepEqual(
+      treeReport.files.map((f) => [path.relative(sealedTree, f.file), f.after]),
+      [
+        ['warden-manifest.wenc', ['envelope-cli#3']],
+        ['a.csv.wenc', ['envelope-cli#3']],
+        [path.join('part', 'b.csv.wenc'), ['envelope-cli#3']],
+      ],
+    );
+    const restored = path.join(dir, 'tree.out');
+    const openedTree = await envelope(['decrypt', sealedTree, '-o', restored]);
+    assert.equal(openedTree.code, 0, openedTree.stderr);
+    assert.equal(readFileSync(path.join(restored, 'part', 'b.csv'), 'utf8'), 'y\n');
+    // A directory that is not an encrypted tree is refused, naming what is missing.
+    const plainDir = await envelope(['rewrap', tree]);
+    assert.equal(plainDir.code, ExitCode.malformed, plainDir.stderr);
+    assert.match(plainDir.stderr, /is not an encrypted tree: it has no warden-manifest\.wenc/);
   });
 
   it('never lets the token or a secret into the server logs', () => {

@@ -22,6 +22,7 @@ import {
   listTree,
   rewrapFile,
   slotLabel,
+  treeEnvelopes,
 } from '../../envelope/index.ts';
 import type { EncryptionContext, ParsedHeader, ProgressCallback } from '../../envelope/index.ts';
 import { LocalKeyring, defaultKeyringPath } from '../../keyring/index.ts';
@@ -393,8 +394,18 @@ async function runInspect(input: string, options: { json?: boolean }): Promise<v
   });
 }
 
-async function runRewrap(files: string[], options: { json?: boolean }): Promise<void> {
+async function runRewrap(inputs: string[], options: { json?: boolean }): Promise<void> {
   const out = createOutput(options.json ?? false);
+  // An encrypted tree is every envelope in it, its manifest included.
+  const files: string[] = [];
+  for (const input of inputs) {
+    // A path that cannot be read is reported with the files' results, as rewrapping it would be.
+    const directory = await stat(input).then(
+      (info) => info.isDirectory(),
+      () => false,
+    );
+    files.push(...(directory ? await treeEnvelopes(input) : [input]));
+  }
   const keys = await remoteKeys(out);
   const versions = (h: ParsedHeader) =>
     h.slots
@@ -620,7 +631,7 @@ export function registerEnvelopeCommands(program: Command): void {
     .description(
       "re-wrap envelopes' data keys to their KMS key's latest version (changes only the header; the payload is copied as is)",
     )
-    .argument('<files...>', 'envelope files')
+    .argument('<inputs...>', 'envelope files or encrypted trees (every envelope in them)')
     .option('--json', 'machine-readable output')
     .action(runRewrap);
 
