@@ -7,14 +7,39 @@
  * - default-ignorable code points (U+200B, U+00AD, U+2060, U+FEFF, variation selectors, tags, ...) and
  *   combining marks (Mn, Me) are dropped;
  * - every other code point is replaced by its NFKC compatibility form (fullwidth and mathematical forms become
- *   ASCII), and then decimal digits of any script become ASCII digits, dashes (Pd, U+2212) become `-`, space
- *   separators (Zs) a space, line and paragraph separators a newline.
+ *   ASCII), and then decimal digits of any script become ASCII digits, letters drawn like an ASCII letter
+ *   (Cyrillic `а`, Greek `Ο`: LOOK_ALIKES) that letter, dashes (Pd, U+2212) `-`, space separators (Zs) a space,
+ *   line and paragraph separators a newline.
  *
  * Folding is per code point, with no state, so the fold of a concatenation is the concatenation of the folds:
  * the streaming filter relies on that. A finding on the folded text covers the original code points its
  * characters came from, invisible ones inside it included, and replacements are applied to the original text.
  * Text that is all ASCII is its own fold and costs one regex test.
  */
+
+/**
+ * Letters of other scripts drawn like an ASCII letter (Cyrillic, Greek and Armenian look-alikes of Unicode's
+ * confusables data, TR39), folded to that letter: `jоhn@exаmple.com` with Cyrillic о and а, or an access key id
+ * `АКІА…` in Cyrillic, reads as the value it imitates. Written out rather than taken from TR39's skeleton mapping,
+ * which also maps ASCII characters onto each other (`1` and `l`, `0` and `O`, `rn` and `m`) and would turn the
+ * digits the detectors look for into letters. Letters without an ASCII twin (и, л, λ, ж) stay as they are, so
+ * text in these scripts is only partly folded, which no detector reads as anything.
+ */
+const LOOK_ALIKE_LETTERS = [
+  // Cyrillic
+  ['асеһіјорԛѕԝхуԁ', 'acehijopqswxyd'],
+  ['АВСЕНІЈКМОРЅТХҮԚԜԀ', 'ABCEHIJKMOPSTXYQWD'],
+  // Greek
+  ['αινορυ', 'aivopu'],
+  ['ΑΒΕΖΗΙΚΜΝΟΡΤΥΧ', 'ABEZHIKMNOPTYX'],
+  // Armenian
+  ['օսհոզց', 'ouhnqg'],
+] as const;
+const LOOK_ALIKES: ReadonlyMap<number, string> = new Map(
+  LOOK_ALIKE_LETTERS.flatMap(([letters, ascii]) =>
+    Array.from(letters, (letter, k): [number, string] => [letter.codePointAt(0) ?? 0, ascii[k] ?? letter]),
+  ),
+);
 
 const NON_ASCII = /[\u0080-\uffff]/;
 const DROPPED = /^[\p{Default_Ignorable_Code_Point}\p{Mn}\p{Me}]$/u;
@@ -35,6 +60,8 @@ function digitValue(cp: number): string {
 }
 
 function foldOne(ch: string): string {
+  const lookAlike = LOOK_ALIKES.get(ch.codePointAt(0) ?? 0);
+  if (lookAlike !== undefined) return lookAlike;
   if (DROPPED.test(ch)) return '';
   if (DIGIT.test(ch)) return digitValue(ch.codePointAt(0) ?? 0);
   if (DASH.test(ch)) return '-';

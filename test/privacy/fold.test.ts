@@ -38,6 +38,12 @@ const EVASIONS: Readonly<Record<string, { entity: string; text: string }>> = {
   'SSN with zero-width spaces': { entity: 'US_SSN', text: `536\u200b-\u200b22\u200b-\u200b1234` },
   'fullwidth e-mail': { entity: 'EMAIL', text: fullwidth('jane.doe@example.com') },
   'e-mail with a zero-width space': { entity: 'EMAIL', text: 'jane.doe\u200b@example.com' },
+  'e-mail with Cyrillic look-alike letters': { entity: 'EMAIL', text: 'j\u0430ne.d\u043ee@ex\u0430mple.com' },
+  'access key id in Cyrillic and Greek capitals': {
+    entity: 'SECRET',
+    text: '\u0410\u041a\u0406\u0391IOSFODNN7EX\u0391MPLE',
+  },
+  'IBAN with Greek capitals': { entity: 'IBAN', text: 'G\u039282 WEST 1234 5698 7654 32' },
   'IBAN with no-break spaces': {
     entity: 'IBAN',
     text: 'GB82\u00a0WEST\u00a01234\u00a05698\u00a07654\u00a032',
@@ -47,7 +53,8 @@ const EVASIONS: Readonly<Record<string, { entity: string; text: string }>> = {
 describe('PII spelled with invisible, compatibility or other-script characters is detected', () => {
   for (const [name, { entity, text }] of Object.entries(EVASIONS)) {
     it(name, () => {
-      const input = `my ${entity === 'EMAIL' ? 'e-mail' : entity === 'US_SSN' ? 'ssn' : 'payment details'}: ${text} thanks`;
+      const what: Partial<Record<string, string>> = { EMAIL: 'e-mail', US_SSN: 'ssn', SECRET: 'aws key' };
+      const input = `my ${what[entity] ?? 'payment details'}: ${text} thanks`;
       const r = engine.apply(input, {});
       assert.deepEqual(
         r.findings.map((f) => f.entity),
@@ -82,6 +89,9 @@ describe('PII spelled with invisible, compatibility or other-script characters i
       'नमस्ते, आपका ऑर्डर ४ दिनों में पहुँचेगा।',
       '会议在３月１５日下午２点举行。',
       'Café au lait — 2 croissants, s’il vous plaît ☕️',
+      'Привет! Заказ № 12 будет доставлен завтра, с уважением, команда поддержки.',
+      'Καλημέρα σας, η παραγγελία σας θα φτάσει σε 3 ημέρες.',
+      'Բարև ձեզ, ձեր պատվերը կհասնի վաղը։',
       '👨‍👩‍👧‍👦 family emoji and 🇮🇳 flag',
     ]) {
       const r = engine.apply(text, {});

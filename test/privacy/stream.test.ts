@@ -114,6 +114,9 @@ describe('PrivacyStream equals one-shot apply', () => {
         '\ufdfa',
         '\ud83d',
         '\ude00',
+        '\u0430',
+        '\u0391',
+        '\u0585',
       ),
       fc.constantFrom(...PII_SAMPLES).map((s) => Array.from(s).join('\u200b')),
     );
