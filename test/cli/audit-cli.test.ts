@@ -109,6 +109,14 @@ describe('warden audit', async () => {
     assert.ok(readFileSync(exportFile).length > before.length);
   });
 
+  it('names the output the user gave, not a temporary file, when it cannot be written', async () => {
+    const missing = path.join(dir, 'no-such-directory', 'export.jsonl');
+    const r = await run(['audit', 'export', '-o', missing]);
+    assert.equal(r.code, ExitCode.io);
+    assert.ok(r.err.includes(`${missing}: no such file or directory`), r.err);
+    assert.doesNotMatch(r.err, /\.tmp|\.partial|~/);
+  });
+
   it('names the path when the export or the saved checkpoint is a directory', async () => {
     for (const args of [
       ['audit', 'verify', dir, '--key', `@${keyFile}`],

@@ -390,6 +390,9 @@ export function registerAuditCommands(program: Command, ioOverrides: Partial<Kms
             await pipeline(stream, createWriteStream(temporary, { flags: 'wx', mode: 0o600, flush: true }));
           } catch (err) {
             await rm(temporary, { force: true });
+            // Name the file the user asked for (a missing directory, no permission), not the temporary one.
+            const errno = err as NodeJS.ErrnoException;
+            if (errno.path === temporary) errno.path = target;
             throw err;
           }
           try {
