@@ -169,26 +169,20 @@ describe('warden policies', async () => {
       freeze,
       'forbid (principal, action == Warden::Action::"kms.crypto.decrypt", resource)\nwhen { context has now && context.now.minuteOfDay < 360 };\n',
     );
-    const night = await simulate(
-      ...user,
-      '--role',
-      'key-user',
-      '--with',
-      `night-freeze=${freeze}`,
-      '--context',
-      'time=2026-11-23T03:00:00Z',
-    );
+    const at = (time: string) =>
+      simulate(
+        ...user,
+        '--role',
+        'key-user',
+        '--with',
+        `night-freeze=${freeze}`,
+        '--context',
+        `time=${time}`,
+      );
+    const night = await at('2026-11-23T03:00:00Z');
     assert.equal(night.code, ExitCode.forbidden);
     assert.match(night.out, /^deny by night-freeze \(with the change\)/);
-    const noon = await simulate(
-      ...user,
-      '--role',
-      'key-user',
-      '--with',
-      `night-freeze=${freeze}`,
-      '--context',
-      'time=2026-11-23T12:00:00Z',
-    );
+    const noon = await at('2026-11-23T12:00:00Z');
     assert.equal(noon.code, 0, noon.out);
     assert.doesNotMatch((await run(['policies', 'list'])).out, /night-freeze/);
 

@@ -193,6 +193,19 @@ function describe(diagnostics: readonly PolicyDiagnostic[]): string {
     .join('; ');
 }
 
+/** The answer to a change the policy store refuses: text that does not validate, an entry not to be changed. */
+function refusal(err: unknown): unknown {
+  if (err instanceof PolicyValidationError) {
+    return new PolicyRouteError(
+      'invalid_policy',
+      400,
+      `the policy does not validate: ${describe(err.diagnostics)}`,
+    );
+  }
+  if (err instanceof PolicyStoreError) return new PolicyRouteError('invalid_request', 400, err.message);
+  return err;
+}
+
 export function policyRoutes(app: FastifyInstance, deps: PolicyRouteDeps): void {
   const { policies, persistence } = deps;
 
@@ -322,15 +335,7 @@ export function policyRoutes(app: FastifyInstance, deps: PolicyRouteDeps): void 
         );
         return { version, policy: policies.get(id) };
       } catch (err) {
-        if (err instanceof PolicyValidationError) {
-          throw new PolicyRouteError(
-            'invalid_policy',
-            400,
-            `the policy does not validate: ${describe(err.diagnostics)}`,
-          );
-        }
-        if (err instanceof PolicyStoreError) throw new PolicyRouteError('invalid_request', 400, err.message);
-        throw err;
+        throw refusal(err);
       }
     },
   );
@@ -395,16 +400,7 @@ export function policyRoutes(app: FastifyInstance, deps: PolicyRouteDeps): void 
         try {
           candidate = policies.withChange(change);
         } catch (err) {
-          if (err instanceof PolicyValidationError) {
-            throw new PolicyRouteError(
-              'invalid_policy',
-              400,
-              `the policy does not validate: ${describe(err.diagnostics)}`,
-            );
-          }
-          if (err instanceof PolicyStoreError)
-            throw new PolicyRouteError('invalid_request', 400, err.message);
-          throw err;
+          throw refusal(err);
         }
       }
       const decision = deps.decide(
