@@ -43,6 +43,7 @@ export {
   HEX_ENTROPY_THRESHOLD,
 } from './detectors/secrets.ts';
 export { nhsDetector, ninoDetector } from './detectors/uk.ts';
+export { spelledCardDetector, spelledSsnDetector } from './detectors/spelled.ts';
 export { usSsnDetector } from './detectors/us-ssn.ts';
 
 export {

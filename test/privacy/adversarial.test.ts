@@ -36,6 +36,9 @@ const ADVERSARIAL: Readonly<Record<string, string>> = {
   'nino-ish': 'AB 12 '.repeat(N / 6),
   'token chars': 'aB3+/_-'.repeat(N / 7),
   'mixed separators': '4111 1111-'.repeat(N / 10),
+  'digit words': 'one '.repeat(N / 4),
+  'digit words and prefixes': 'four on'.repeat(N / 7),
+  'digit words, commas': 'nine, '.repeat(N / 6),
   unicode: '😀é\u0000\uD800'.repeat(N / 5),
 };
 

@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import {
   aadhaarDetector,
   apiKeyDetector,
@@ -18,6 +19,8 @@ import {
   phoneDetector,
   privateKeyDetector,
   secretAssignmentDetector,
+  spelledCardDetector,
+  spelledSsnDetector,
   usSsnDetector,
   type Detector,
 } from '../../src/privacy/index.ts';
@@ -66,6 +69,90 @@ describe('credit card detector', () => {
       const c = g.card(rng);
       assertFinds(d, `pay ${c} now`, [c]);
     }
+  });
+});
+
+describe('spelled-out numbers', () => {
+  const spell = (digits: string, sep = ' ') =>
+    Array.from(
+      digits,
+      (d) => ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'][Number(d)],
+    ).join(sep);
+  const card = spelledCardDetector();
+  const ssn = spelledSsnDetector();
+  it('reads a card number written digit by digit in words, in any case and with commas or hyphens', () => {
+    const words = spell('4111111111111111');
+    assertFinds(card, `the card is ${words}, expiring soon`, [words]);
+    const grouped = 'Four One One One, one one one one, one one one one, one one one one';
+    assertFinds(card, `card: ${grouped}.`, [grouped]);
+    assertFinds(card, spell('378282246310005', '-'), [spell('378282246310005', '-')]);
+    assert.equal(card.find(words)[0]?.validation.detail, 'visa, spelled');
+    // Its pseudonym and canonical form are those of the digits.
+    assert.equal(card.canonical?.(grouped), '4111111111111111');
+    assert.equal(spell('4111111111111111', ' ').replace(/zero/g, 'oh').length > 0, true);
+    assertFinds(card, spell('5105105105105100').replace(/zero/g, 'oh'), [
+      spell('5105105105105100').replace(/zero/g, 'oh'),
+    ]);
+  });
+  it('keeps only numbers that pass the checks, and words that are whole', () => {
+    assertFinds(card, spell('4111111111111112'), []); // Luhn
+    assertFinds(card, spell('1111111111111117'), []); // no issuer range
+    assertFinds(card, `some${spell('4111111111111111')}`, []);
+    assertFinds(card, `${spell('4111111111111111')}teen`, []);
+    assertFinds(card, 'I have two cats, one dog and three fish; four of them sleep, one eats.', []);
+    assertFinds(card, spell('4111111111111111', '; '), []);
+    // A word ending like a digit word before the run ("phone") does not hide it; a longer run is another number.
+    assertFinds(card, `phone ${spell('4111111111111111')}`, [spell('4111111111111111')]);
+    assertFinds(card, `one ${spell('4111111111111111')}`, []);
+  });
+  it('reads a spelled SSN within the SSA ranges', () => {
+    assertFinds(ssn, `my ssn is ${spell('536221234')}.`, [spell('536221234')]);
+    assertFinds(ssn, spell('666221234'), []);
+    assertFinds(ssn, spell('078051120'), []);
+    assertFinds(ssn, spell('5362212345'), []);
+  });
+  it('finds exactly what a regex over whole runs finds (property)', () => {
+    const WORD = '(?:zero|one|two|three|four|five|six|seven|eight|nine|oh)';
+    const SEP = '(?:, ?| |-)';
+    const oracle = (text: string, min: number, max: number, valid: (d: string) => boolean) => {
+      const re = new RegExp(
+        `(?<![A-Za-z])(?<!(?<![A-Za-z])${WORD}${SEP})(?:${WORD}${SEP}){${min - 1},${max - 1}}${WORD}(?![A-Za-z]|${SEP}${WORD}(?![A-Za-z]))`,
+        'gi',
+      );
+      const found: string[] = [];
+      for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+        if (valid(card.canonical?.(m[0]) ?? '')) found.push(m[0]);
+        else re.lastIndex = m.index + 1;
+      }
+      return found;
+    };
+    const validCard = (d: string) => spelledCardDetector().find(spell(d)).length === 1;
+    const piece = fc.oneof(
+      fc.constantFrom('zero', 'one', 'Four', 'oh', 'nine', 'ONE', 'phone', 'on', 'ones', 'x'),
+      fc.constantFrom(' ', ', ', ',', '-', '  ', '. ', ' ,'),
+      fc.constant(spell('4111111111111111')),
+      fc.constant(spell('536221234')),
+    );
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 40 }), (parts) => {
+        const text = parts.join('');
+        assert.deepEqual(spans(card, text), oracle(text, 13, 19, validCard));
+        assert.deepEqual(
+          spans(ssn, text),
+          oracle(text, 9, 9, (d) => spelledSsnDetector().find(spell(d)).length === 1),
+        );
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('holds back only a run of digit words that reaches the end', () => {
+    const prose = 'The weather today is mild and the forecast says so.';
+    assert.equal(card.pendingFrom(prose), prose.length);
+    const open = `Number: ${spell('411111')} on`;
+    assert.equal(card.pendingFrom(open), open.indexOf('four'));
+    const done = `${spell('4111111111111111')}.`;
+    assert.equal(card.pendingFrom(done), done.length);
   });
 });
 

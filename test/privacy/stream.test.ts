@@ -59,6 +59,7 @@ const PII_SAMPLES: readonly string[] = [
   `Send to ${g.bitcoin(rng)} or ${g.ethereum(rng, true)} now`,
   `key ${g.apiKey(rng)} password="${g.password(rng)}" Bearer ${g.jwt(rng)} end`,
   `config:\n${g.pem(rng, 'EC ')}\nthanks 😀 é`,
+  'Card: four one one one, one one one one, one one one one, one one one one. SSN five three six two two one two three four!',
 ];
 
 describe('PrivacyStream equals one-shot apply', () => {
@@ -84,6 +85,9 @@ describe('PrivacyStream equals one-shot apply', () => {
         '2024-03-15 14:30',
         'v1.2.3.4',
         'order 4111111111111111',
+        'one two three ',
+        'four one one one one one one one one one one one one one one ',
+        'phone ',
         '123-45-6789',
         'a@b',
         '@example.com',

@@ -8,6 +8,7 @@ import { ipv4Detector, ipv6Detector } from './ip.ts';
 import { phoneDetector, type PhoneDetectorOptions } from './phone.ts';
 import { privateKeyDetector } from './private-key.ts';
 import { apiKeyDetector, highEntropyDetector, jwtDetector, secretAssignmentDetector } from './secrets.ts';
+import { spelledCardDetector, spelledSsnDetector } from './spelled.ts';
 import { nhsDetector, ninoDetector } from './uk.ts';
 import { usSsnDetector } from './us-ssn.ts';
 
@@ -23,12 +24,14 @@ export function defaultDetectors(options: DefaultDetectorOptions = {}): Detector
     apiKeyDetector(),
     jwtDetector(),
     creditCardDetector(),
+    spelledCardDetector(),
     ibanDetector(),
     bitcoinDetector(),
     ethereumDetector(),
     aadhaarDetector(),
     nhsDetector(),
     usSsnDetector(),
+    spelledSsnDetector(),
     ninoDetector(),
     panDetector(),
     emailDetector(),

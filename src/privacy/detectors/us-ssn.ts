@@ -11,6 +11,17 @@ const SSN = /(?<![\w-]|\d[ -])(?!000|666|9)\d{3}([ -]?)(?!00)\d{2}\1(?!0000)\d{4
 /** Numbers the SSA voided after they were published (the Woolworth wallet card, a 1940s advertisement). */
 const VOIDED = new Set(['078051120', '219099999']);
 
+/** Whether nine digits are an SSN the SSA could issue: area 001-899 but 666, group 01-99, serial 0001-9999. */
+export function ssnDigitsValid(d: string): boolean {
+  return (
+    /^\d{9}$/.test(d) &&
+    !/^(?:000|666|9)/.test(d) &&
+    d.slice(3, 5) !== '00' &&
+    d.slice(5) !== '0000' &&
+    !VOIDED.has(d)
+  );
+}
+
 const BASE_CONFIDENCE: Readonly<Record<string, number>> = { '-': 0.65, ' ': 0.45, '': 0.3 };
 
 export function usSsnDetector(): Detector {
