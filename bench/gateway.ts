@@ -11,8 +11,8 @@
  *       service account with the `business-user` role; the gateway verifies it against the server's JWKS,
  *       checks its status by introspection (cached 2 s), decides `endpoint.invoke` with Cedar over the server's
  *       policies, gates on the registry's servable answer (`demo-chat@1`, deployed by the server at start-up),
- *       applies the same limits, audits to its JSON-lines file and filters output. No extraction monitor: the
- *       standalone gateway configures none (only the gateway mounted in `warden server` does).
+ *       applies the same limits, audits to its JSON-lines file, runs the extraction monitor (every detector, a
+ *       monitor-only policy) and filters output.
  * Every target gets the same request bytes (the JWT as bearer; the stub compares it as a string). Each server
  * runs in its own process; plain HTTP to the proxies so the comparison is like for like (the gateway reaches its
  * server over HTTPS, as deployed). Throughput and loaded latency: autocannon (programmatic). Unloaded latency:
