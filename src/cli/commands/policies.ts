@@ -158,6 +158,7 @@ export function registerPolicyCommands(program: Command, ioOverrides: Partial<Km
 
   policies
     .command('show <id>')
+    .description('the text of one policy in force')
     .option('--json', 'machine-readable output')
     .action(
       action(async (out, options, [id]) => {
@@ -258,6 +259,7 @@ export function registerPolicyCommands(program: Command, ioOverrides: Partial<Km
 
   policies
     .command('delete <id>')
+    .description('remove a custom policy (built-in roles, guardrails and policy-directory files cannot be)')
     .option('--json', 'machine-readable output')
     .action(
       action(async (out, options, [id]) => {

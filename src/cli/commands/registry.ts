@@ -333,6 +333,9 @@ function registerDataset(program: Command, io: KmsCliIo): void {
 
   dataset
     .command('register <name@version> <dir>')
+    .description(
+      'upload every file of <dir>, then hash, scan, encrypt and record the version with its sensitivity label',
+    )
     .requiredOption('--sensitivity <label>', 'public|internal|confidential|restricted')
     .requiredOption('--owner <owner>')
     .option('--description <text>')
@@ -358,6 +361,7 @@ function registerDataset(program: Command, io: KmsCliIo): void {
 
   dataset
     .command('sign <name@version>')
+    .description("sign with the registry's KMS key, or attach an OMS bundle with --bundle <file>")
     .option('--bundle <file>', 'externally produced Sigstore bundle (JSON)')
     .option('--json', 'JSON output')
     .action(
