@@ -6,6 +6,7 @@ import {
   AuditUnavailableError,
   ForbiddenError,
   InvalidRequestError,
+  KeyExistsError,
   KeyNotFoundError,
   KmsDecryptionError,
   KmsError,
@@ -118,7 +119,7 @@ interface CachedMetadata {
  * The KMS: named keys with versions, rotation, states and crypto-shredding, and every cryptographic operation.
  * Key material never leaves it in clear except data keys handed to callers and keys created exportable. Every
  * operation is authorised through one call-out and audited through one recorder; if the audit event cannot be
- * recorded the result is withheld (fail closed).
+ * recorded the result is withheld and a change to a key is not made (fail closed).
  */
 export class KmsService {
   readonly #repo: KmsRepository;
@@ -154,12 +155,12 @@ export class KmsService {
   // ---- key administration -------------------------------------------------------------------------------
 
   async createKey(principal: Principal, request: CreateKeyRequest): Promise<KeyInfo> {
-    return this.#run(principal, 'keys.create', `key:${request.name}`, async () => {
+    return this.#run(principal, 'keys.create', `key:${request.name}`, async (recordChange) => {
       validateName(request.name);
       if (request.name.startsWith(SYSTEM_KEY_PREFIX)) {
         throw new InvalidRequestError(`key names starting with ${SYSTEM_KEY_PREFIX} are reserved for Warden`);
       }
-      return this.#createGenerated(request);
+      return this.#createGenerated(request, recordChange);
     });
   }
 
@@ -179,9 +180,9 @@ export class KmsService {
       WARDEN_PRINCIPAL,
       'keys.create',
       `key:${request.name}`,
-      async () => {
+      async (recordChange) => {
         validateName(request.name);
-        return this.#createGenerated(request);
+        return this.#createGenerated(request, recordChange);
       },
       { trusted: true },
     );
@@ -221,17 +222,22 @@ export class KmsService {
     );
   }
 
-  async #createGenerated(request: CreateKeyRequest): Promise<{ result: KeyInfo; keyVersion: number }> {
+  async #createGenerated(
+    request: CreateKeyRequest,
+    recordChange: RecordChange,
+  ): Promise<{ result: KeyInfo; keyVersion: number }> {
     if (!isKeyType(request.type)) throw new InvalidRequestError(`unknown key type ${String(request.type)}`);
     const generated = generateMaterial(request.type, await this.#seed());
-    return this.#insertNewKey(request, generated.material, generated.publicKey, 'generated');
+    return this.#insertNewKey(request, generated.material, generated.publicKey, 'generated', recordChange);
   }
 
+  /** Stores a new key with its first version once the change is recorded (`#run`'s `recordChange`). */
   async #insertNewKey(
     request: CreateKeyRequest,
     material: Buffer,
     publicKey: Buffer | null,
     origin: VersionRecord['origin'],
+    recordChange: RecordChange,
   ): Promise<{ result: KeyInfo; keyVersion: number }> {
     const now = this.#now();
     const rotationPeriodMs = rotationPeriod(request.rotationPeriodDays);
@@ -261,7 +267,10 @@ export class KmsService {
       publicKey,
     };
     try {
-      await this.#repo.createKey(key, version, await this.#wrap(key, 1, material));
+      const wrapped = await this.#wrap(key, 1, material);
+      if ((await this.#repo.getKey(key.name)) !== undefined) throw new KeyExistsError(key.name);
+      await recordChange(1);
+      await this.#repo.createKey(key, version, wrapped);
     } finally {
       wipe(material);
     }
@@ -284,14 +293,22 @@ export class KmsService {
   }
 
   async rotateKey(principal: Principal, name: string): Promise<VersionRecord> {
-    return this.#run(principal, 'keys.rotate', `key:${name}`, async () => {
-      const version = await this.#withKeyLock(name, () => this.#rotate(name, undefined));
+    return this.#run(principal, 'keys.rotate', `key:${name}`, async (recordChange) => {
+      const version = await this.#withKeyLock(name, () => this.#rotate(name, undefined, recordChange));
       return { result: version, keyVersion: version.version };
     });
   }
 
-  /** Adds a version; with `dueBy` (the scheduler), only while the key's rotation is still due by then. */
-  async #rotate(name: string, imported: Buffer | undefined, dueBy?: number): Promise<VersionRecord> {
+  /**
+   * Adds a version once the change is recorded; with `dueBy` (the scheduler), only while the key's rotation is
+   * still due by then.
+   */
+  async #rotate(
+    name: string,
+    imported: Buffer | undefined,
+    recordChange: RecordChange,
+    dueBy?: number,
+  ): Promise<VersionRecord> {
     for (let attempt = 0; attempt < 5; attempt++) {
       const key = await this.#repo.getKey(name);
       if (key === undefined) throw new KeyNotFoundError(name);
@@ -317,6 +334,7 @@ export class KmsService {
       };
       const wrapped = await this.#wrap(key, version.version, generated.material);
       wipe(generated.material);
+      await recordChange(version.version);
       const nextRotationAt = key.rotationPeriodMs === null ? null : now + key.rotationPeriodMs;
       if (await this.#repo.addVersion(name, key.latestVersion, version, wrapped, nextRotationAt)) {
         this.#metadata.delete(name);
@@ -336,7 +354,7 @@ export class KmsService {
       description?: string;
     },
   ): Promise<KeyRecord> {
-    return this.#run(principal, 'keys.update', `key:${name}`, async () => {
+    return this.#run(principal, 'keys.update', `key:${name}`, async (recordChange) => {
       const result = await this.#withKeyLock(name, async () => {
         this.#refuseWhileSealed();
         const key = await this.#repo.getKey(name);
@@ -361,6 +379,7 @@ export class KmsService {
               : positiveDays(changes.autoFloorGraceDays, 'autoFloorGraceDays');
         }
         if (changes.description !== undefined) patch.description = changes.description.slice(0, 1024);
+        await recordChange();
         await this.#repo.updateKey(name, patch);
         this.#metadata.delete(name);
         return { ...key, ...patch };
@@ -386,7 +405,7 @@ export class KmsService {
     from: 'enabled' | 'disabled',
     to: 'enabled' | 'disabled',
   ): Promise<VersionRecord[]> {
-    return this.#run(principal, action, `key:${name}`, async () => {
+    return this.#run(principal, action, `key:${name}`, async (recordChange) => {
       const changed = await this.#withKeyLock(name, async () => {
         this.#refuseWhileSealed();
         const versions = await this.#versionsFor(name, version);
@@ -394,6 +413,7 @@ export class KmsService {
         if (version !== undefined && targets.length === 0) {
           throw new VersionUnavailableError(name, version, versions[0]?.state.replace('_', ' ') ?? 'missing');
         }
+        if (targets.length > 0) await recordChange(version);
         for (const v of targets) await this.#repo.setVersionState(name, v.version, to, null);
         this.#forget(name);
         return targets.map((v) => ({ ...v, state: to }));
@@ -412,7 +432,7 @@ export class KmsService {
     version: number,
     delayDays?: number,
   ): Promise<VersionRecord> {
-    return this.#run(principal, 'keys.destroy', `key:${name}`, async () => {
+    return this.#run(principal, 'keys.destroy', `key:${name}`, async (recordChange) => {
       const result = await this.#withKeyLock(name, async () => {
         this.#refuseWhileSealed();
         const [v] = await this.#versionsFor(name, version);
@@ -420,6 +440,7 @@ export class KmsService {
         if (v.state === 'destroyed') throw new VersionUnavailableError(name, version, 'already destroyed');
         const delayMs =
           delayDays === undefined ? DEFAULT_DESTRUCTION_DELAY_MS : nonNegativeDays(delayDays, 'delayDays');
+        await recordChange(version);
         if (delayMs === 0) {
           await this.#repo.destroyVersion(name, version, this.#now());
           this.#forget(name);
@@ -435,12 +456,13 @@ export class KmsService {
   }
 
   async cancelDestruction(principal: Principal, name: string, version: number): Promise<VersionRecord> {
-    return this.#run(principal, 'keys.destroy', `key:${name}`, async () => {
+    return this.#run(principal, 'keys.destroy', `key:${name}`, async (recordChange) => {
       const result = await this.#withKeyLock(name, async () => {
         this.#refuseWhileSealed();
         const [v] = await this.#versionsFor(name, version);
         if (v?.state !== 'scheduled_destruction')
           throw new VersionUnavailableError(name, version, 'not scheduled for destruction');
+        await recordChange(version);
         await this.#repo.setVersionState(name, version, 'disabled', null);
         this.#forget(name);
         return { ...v, state: 'disabled' as const, destroyAt: null };
@@ -483,7 +505,7 @@ export class KmsService {
    * as Vault and AWS KMS accept. Creates the key, or adds a new version when a key of that name exists.
    */
   async importKey(principal: Principal, request: CreateKeyRequest & { blob: Buffer }): Promise<KeyInfo> {
-    return this.#run(principal, 'keys.import', `key:${request.name}`, async () => {
+    return this.#run(principal, 'keys.import', `key:${request.name}`, async (recordChange) => {
       validateName(request.name);
       if (!isKeyType(request.type)) throw new InvalidRequestError(`unknown key type ${String(request.type)}`);
       const { privateKey } = await this.#ensureImportWrappingKey();
@@ -502,7 +524,7 @@ export class KmsService {
           throw new WrongKeyTypeError(request.name, existing.type, `import ${request.type} material`);
         const version = await this.#withKeyLock(request.name, async () => {
           try {
-            return await this.#rotate(request.name, target);
+            return await this.#rotate(request.name, target, recordChange);
           } finally {
             wipe(target);
           }
@@ -520,6 +542,7 @@ export class KmsService {
         checked.material,
         checked.publicKey,
         'imported',
+        recordChange,
       );
     });
   }
@@ -899,8 +922,10 @@ export class KmsService {
     try {
       for (const name of await this.#repo.dueRotations(now)) {
         const done = await skipIfOvertaken(
-          this.#run(SYSTEM_PRINCIPAL, 'keys.rotate', `key:${name}`, async () => {
-            const version = await this.#withKeyLock(name, () => this.#rotate(name, undefined, now));
+          this.#run(SYSTEM_PRINCIPAL, 'keys.rotate', `key:${name}`, async (recordChange) => {
+            const version = await this.#withKeyLock(name, () =>
+              this.#rotate(name, undefined, recordChange, now),
+            );
             return { result: version, keyVersion: version.version };
           }),
         );
@@ -927,11 +952,12 @@ export class KmsService {
     const destroyed: string[] = [];
     for (const { name, version } of await this.#repo.dueDestructions(now)) {
       const done = await skipIfOvertaken(
-        this.#run(SYSTEM_PRINCIPAL, 'keys.destroy', `key:${name}`, async () => {
+        this.#run(SYSTEM_PRINCIPAL, 'keys.destroy', `key:${name}`, async (recordChange) => {
           await this.#withKeyLock(name, async () => {
             const [v] = await this.#versionsFor(name, version);
             if (v?.state !== 'scheduled_destruction' || v.destroyAt === null || v.destroyAt > now)
               throw new VersionUnavailableError(name, version, 'no longer due for destruction');
+            await recordChange(version);
             await this.#repo.destroyVersion(name, version, this.#now());
             this.#forget(name);
           });
@@ -950,12 +976,20 @@ export class KmsService {
   /**
    * Authorises, runs, and audits one operation. The result is released only after its audit event is durable;
    * failures are audited too, and a failed audit turns any outcome into `AuditUnavailableError`.
+   *
+   * An operation that changes a key calls `recordChange` once it has checked what it can and right before it
+   * writes: the success event is recorded then, so a change whose event cannot be recorded is never made (the
+   * KMS fails closed for changes as for results). If the write then fails, or `recordChange` is called again
+   * (a lost race retried under another version), the earlier event is followed by a failure event, recorded
+   * when the log allows (the first record stands, as for policy changes).
    */
   async #run<T>(
     principal: Principal,
     action: KmsAction,
     resource: string,
-    operation: () => Promise<{ result: T; keyVersion?: number | undefined }>,
+    operation: (
+      recordChange: (keyVersion?: number) => Promise<void>,
+    ) => Promise<{ result: T; keyVersion?: number | undefined }>,
     options: { readonly trusted?: boolean } = {},
   ): Promise<T> {
     const started = performance.now();
@@ -965,16 +999,39 @@ export class KmsService {
       await this.#audited(denied);
       throw new ForbiddenError(action);
     }
+    /** The change recorded as made but not yet known to be: `keyVersion` of its event. */
+    let recorded: { readonly keyVersion: number | undefined } | undefined;
+    const undone = async (reason: string): Promise<void> => {
+      if (recorded === undefined) return;
+      const failed = auditEvent(principal, action, resource, started, 'failure');
+      failed.reason = reason;
+      if (recorded.keyVersion !== undefined) failed.keyVersion = recorded.keyVersion;
+      recorded = undefined;
+      await this.#audited(failed).catch(() => undefined);
+    };
+    const recordChange = async (keyVersion?: number): Promise<void> => {
+      await undone('conflict');
+      const event = auditEvent(principal, action, resource, started, 'success');
+      if (keyVersion !== undefined) event.keyVersion = keyVersion;
+      await this.#audited(event);
+      recorded = { keyVersion };
+    };
     let outcome: { result: T; keyVersion?: number | undefined };
     try {
-      outcome = await operation();
+      outcome = await operation(recordChange);
     } catch (err) {
       const mapped = err instanceof SealedError ? new KmsSealedError() : err;
+      const reason = mapped instanceof KmsError ? mapped.code : 'internal_error';
+      if (recorded !== undefined) {
+        await undone(reason);
+        throw mapped;
+      }
       const failed = auditEvent(principal, action, resource, started, 'failure');
-      failed.reason = mapped instanceof KmsError ? mapped.code : 'internal_error';
+      failed.reason = reason;
       await this.#audited(failed);
       throw mapped;
     }
+    if (recorded !== undefined) return outcome.result;
     const succeeded = auditEvent(principal, action, resource, started, 'success');
     if (outcome.keyVersion !== undefined) succeeded.keyVersion = outcome.keyVersion;
     await this.#audited(succeeded);
@@ -1258,6 +1315,9 @@ export class KmsService {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** Records a key change before it is made (`KmsService.#run`); rejects with `AuditUnavailableError`. */
+type RecordChange = (keyVersion?: number) => Promise<void>;
 
 /**
  * A scheduled rotation or destruction, which resolves false instead of failing when someone acted first between
