@@ -463,7 +463,11 @@ export class KmsService {
         if (v?.state !== 'scheduled_destruction')
           throw new VersionUnavailableError(name, version, 'not scheduled for destruction');
         await recordChange(version);
-        await this.#repo.setVersionState(name, version, 'disabled', null);
+        // Only while it is still scheduled: the scheduler (of any node) may have destroyed it since it was read.
+        if (!(await this.#repo.setVersionState(name, version, 'disabled', null, 'scheduled_destruction'))) {
+          this.#forget(name);
+          throw new VersionUnavailableError(name, version, 'no longer scheduled for destruction');
+        }
         this.#forget(name);
         return { ...v, state: 'disabled' as const, destroyAt: null };
       });
@@ -958,8 +962,11 @@ export class KmsService {
             if (v?.state !== 'scheduled_destruction' || v.destroyAt === null || v.destroyAt > now)
               throw new VersionUnavailableError(name, version, 'no longer due for destruction');
             await recordChange(version);
-            await this.#repo.destroyVersion(name, version, this.#now());
+            // The re-check above is a read; the destruction itself is conditional, so a cancel that committed
+            // in between (another node) wins.
+            const destroyed = await this.#repo.destroyIfDue(name, version, now, this.#now());
             this.#forget(name);
+            if (!destroyed) throw new VersionUnavailableError(name, version, 'no longer due for destruction');
           });
           return { result: true, keyVersion: version };
         }),

@@ -298,14 +298,17 @@ export class SqlKmsRepository implements KmsRepository {
     version: number,
     state: Exclude<VersionState, 'destroyed'>,
     destroyAt: number | null,
-  ): Promise<void> {
-    await this.#meta.db
+    expected?: VersionState,
+  ): Promise<boolean> {
+    let update = this.#meta.db
       .updateTable('kms_key_versions')
       .set({ state, destroy_at: destroyAt })
       .where('name', '=', name)
       .where('version', '=', version)
-      .where('state', '!=', 'destroyed')
-      .execute();
+      .where('state', '!=', 'destroyed');
+    if (expected !== undefined) update = update.where('state', '=', expected);
+    const result = await update.executeTakeFirst();
+    return result.numUpdatedRows === 1n;
   }
 
   async getWrappedMaterial(name: string, version: number): Promise<Buffer | undefined> {
@@ -338,6 +341,22 @@ export class SqlKmsRepository implements KmsRepository {
       .where('name', '=', name)
       .where('version', '=', version)
       .execute();
+  }
+
+  async destroyIfDue(name: string, version: number, dueBy: number, at: number): Promise<boolean> {
+    const id = await this.#materialId(name, version);
+    // One statement decides: a concurrent cancel either committed first (no row matches) or waits for this one.
+    const marked = await this.#meta.db
+      .updateTable('kms_key_versions')
+      .set({ state: 'destroyed', destroyed_at: at, destroy_at: null })
+      .where('name', '=', name)
+      .where('version', '=', version)
+      .where('state', '=', 'scheduled_destruction')
+      .where('destroy_at', '<=', dueBy)
+      .executeTakeFirst();
+    if (marked.numUpdatedRows !== 1n) return false;
+    if (id !== undefined) await this.#deleteMaterial(id);
+    return true;
   }
 
   async #deleteMaterial(id: string): Promise<void> {

@@ -65,12 +65,15 @@ export class MemoryKmsRepository implements KmsRepository {
     version: number,
     state: Exclude<VersionState, 'destroyed'>,
     destroyAt: number | null,
-  ): Promise<void> {
+    expected?: VersionState,
+  ): Promise<boolean> {
     const versions = this.versions.get(name);
     const record = versions?.get(version);
-    if (versions !== undefined && record !== undefined)
-      versions.set(version, { ...record, state, destroyAt });
-    return Promise.resolve();
+    if (versions === undefined || record === undefined || record.state === 'destroyed')
+      return Promise.resolve(false);
+    if (expected !== undefined && record.state !== expected) return Promise.resolve(false);
+    versions.set(version, { ...record, state, destroyAt });
+    return Promise.resolve(true);
   }
 
   getWrappedMaterial(name: string, version: number): Promise<Buffer | undefined> {
@@ -85,6 +88,13 @@ export class MemoryKmsRepository implements KmsRepository {
       versions.set(version, { ...record, state: 'destroyed', destroyAt: null, destroyedAt: at });
     }
     return Promise.resolve();
+  }
+
+  destroyIfDue(name: string, version: number, dueBy: number, at: number): Promise<boolean> {
+    const record = this.versions.get(name)?.get(version);
+    if (record?.state !== 'scheduled_destruction' || record.destroyAt === null || record.destroyAt > dueBy)
+      return Promise.resolve(false);
+    return this.destroyVersion(name, version, at).then(() => true);
   }
 
   dueRotations(now: number): Promise<string[]> {
