@@ -46,6 +46,22 @@ export class VersionUnavailableError extends KmsError {
   }
 }
 
+/**
+ * An import into a key that exists was given key options: it adds a version, and options only apply to a new key
+ * (settings change with `updateKey`; exportability is fixed at creation). Refused rather than ignored.
+ */
+export class ImportOptionsError extends InvalidRequestError {
+  readonly options: readonly string[];
+  constructor(name: string, options: readonly string[]) {
+    super(
+      `key ${name} exists: an import into it adds a version and takes no key options (given: ${options.join(', ')}); ` +
+        'change the rotation period, floor grace or description with keys update; whether a key is exportable ' +
+        'is fixed when it is created',
+    );
+    this.options = options;
+  }
+}
+
 export class ForbiddenError extends KmsError {
   constructor(action: string) {
     super('forbidden', 403, `not allowed to ${action}`);

@@ -5,6 +5,7 @@ import { ciphertextAad, formatCiphertext, parseCiphertext } from './ciphertext.t
 import {
   AuditUnavailableError,
   ForbiddenError,
+  ImportOptionsError,
   InvalidRequestError,
   KeyExistsError,
   KeyNotFoundError,
@@ -506,12 +507,20 @@ export class KmsService {
 
   /**
    * BYOK: `blob` = RSA-OAEP-SHA256(ephemeral AES-256 key) (512 bytes) || AES-KWP(ephemeral key, target key),
-   * as Vault and AWS KMS accept. Creates the key, or adds a new version when a key of that name exists.
+   * as Vault and AWS KMS accept. Creates the key, or adds a new version when a key of that name exists — then
+   * key options (exportable, rotation period, floor grace, description) are refused (`ImportOptionsError`).
    */
   async importKey(principal: Principal, request: CreateKeyRequest & { blob: Buffer }): Promise<KeyInfo> {
     return this.#run(principal, 'keys.import', `key:${request.name}`, async (recordChange) => {
       validateName(request.name);
       if (!isKeyType(request.type)) throw new InvalidRequestError(`unknown key type ${String(request.type)}`);
+      const existing = await this.#repo.getKey(request.name);
+      if (existing !== undefined) {
+        const given = KEY_OPTIONS.filter((option) => request[option] !== undefined);
+        if (given.length > 0) throw new ImportOptionsError(request.name, given);
+        if (existing.type !== request.type)
+          throw new WrongKeyTypeError(request.name, existing.type, `import ${request.type} material`);
+      }
       const { privateKey } = await this.#ensureImportWrappingKey();
       if (request.blob.length <= 512) throw new InvalidRequestError('import blob is too short');
       let target: Buffer;
@@ -522,10 +531,7 @@ export class KmsService {
       } catch {
         throw new KmsDecryptionError();
       }
-      const existing = await this.#repo.getKey(request.name);
       if (existing !== undefined) {
-        if (existing.type !== request.type)
-          throw new WrongKeyTypeError(request.name, existing.type, `import ${request.type} material`);
         const version = await this.#withKeyLock(request.name, async () => {
           try {
             return await this.#rotate(request.name, target, recordChange);
@@ -1322,6 +1328,9 @@ export class KmsService {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** The options of `CreateKeyRequest` that only a new key takes. */
+const KEY_OPTIONS = ['exportable', 'rotationPeriodDays', 'autoFloorGraceDays', 'description'] as const;
 
 /** Records a key change before it is made (`KmsService.#run`); rejects with `AuditUnavailableError`. */
 type RecordChange = (keyVersion?: number) => Promise<void>;

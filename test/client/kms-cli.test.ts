@@ -214,6 +214,20 @@ describe('warden keys / kms / operator', () => {
       '--exportable',
     ]);
     assert.equal(imported.versions[0]?.origin, 'imported');
+    // Key options cannot apply to a key that exists: refused (usage), not silently dropped.
+    const again = path.join(dir, 'aes2.key');
+    writeFileSync(again, randomBytes(32));
+    for (const [field, ...option] of [
+      ['exportable', '--exportable'],
+      ['rotationPeriodDays', '--rotation-period-days', '7'],
+      ['description', '--description', 'x'],
+    ] as const) {
+      const refused = await warden(['keys', 'import', 'byok', again, '--type', 'aes256-gcm', ...option]);
+      assert.equal(refused.code, ExitCode.usage, field);
+      assert.equal(refused.errorCode, 'invalid_request');
+      assert.match(refused.stderr, new RegExp(`key byok exists.*${field}`));
+    }
+    assert.equal((await json<{ versions: unknown[] }>(['keys', 'show', 'byok'])).versions.length, 1);
     const exported = await json<{ material: string; version: number }>(['keys', 'export', 'byok']);
     assert.deepEqual(Buffer.from(exported.material, 'base64'), material);
     const out = path.join(dir, 'exported.key');

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import type { AuditEvent, AuditRecorder } from '../../src/audit/index.ts';
 import { RsaOaepPublicKey, WrappingKey, aesKeyWrapPadded, rsaOaepEncrypt } from '../../src/crypto/index.ts';
-import { KmsService, SoftwareRootOfTrust } from '../../src/kms/index.ts';
+import { ImportOptionsError, KmsService, SoftwareRootOfTrust } from '../../src/kms/index.ts';
 import type { KeyType, Principal, VersionRecord } from '../../src/kms/index.ts';
 import { tempDir } from '../envelope/support.ts';
 import { MemoryKmsRepository } from '../support/memory-kms-repository.ts';
@@ -100,5 +100,66 @@ describe('a key created by an import', () => {
     assert.equal(asked.key.rotationPeriodMs, 30 * 86_400_000);
     const generated = await service.createKey(admin, { name: 'made-here', type: 'aes256-gcm' });
     assert.equal(generated.key.rotationPeriodMs, 90 * 86_400_000);
+  });
+});
+
+describe('an import into an existing key', () => {
+  it('refuses key options (exportable, rotation, floor grace, description) instead of ignoring them', async () => {
+    const events: AuditEvent[] = [];
+    const service = new KmsService({
+      repository: new MemoryKmsRepository(),
+      root: await SoftwareRootOfTrust.openDevMode(path.join(tempDir('warden-import-'), 'dev-root.key')),
+      audit: {
+        record: (event) => {
+          events.push(event);
+          return Promise.resolve();
+        },
+        close: () => Promise.resolve(),
+      },
+      authorizer: { authorize: () => true },
+    });
+    const pem = await service.importWrappingKey(admin);
+    const blob = () => {
+      const ephemeral = randomBytes(32);
+      return Buffer.concat([
+        rsaOaepEncrypt(RsaOaepPublicKey.fromPem(pem), ephemeral),
+        aesKeyWrapPadded(WrappingKey.fromBytes(ephemeral), randomBytes(32)),
+      ]);
+    };
+    await service.importKey(admin, { name: 'byok', type: 'aes256-gcm', blob: blob() });
+    for (const options of [
+      { exportable: true },
+      { exportable: false },
+      { rotationPeriodDays: 30 },
+      { autoFloorGraceDays: 5 },
+      { autoFloorGraceDays: null },
+      { description: 'new' },
+    ]) {
+      const [option] = Object.keys(options);
+      await assert.rejects(
+        service.importKey(admin, { name: 'byok', type: 'aes256-gcm', blob: blob(), ...options }),
+        (err: unknown) =>
+          err instanceof ImportOptionsError &&
+          err.code === 'invalid_request' &&
+          err.message.includes(String(option)),
+        option,
+      );
+    }
+    const info = await service.getKey(admin, 'byok');
+    assert.equal(info.versions.length, 1, 'no version was added');
+    assert.equal(info.key.exportable, false);
+    assert.equal(
+      events.filter(
+        (e) => e.action === 'kms.keys.import' && e.resource === 'key:byok' && e.outcome === 'success',
+      ).length,
+      1,
+      'only the first import is recorded as done',
+    );
+    // Without options it adds a version, as before.
+    assert.equal(
+      (await service.importKey(admin, { name: 'byok', type: 'aes256-gcm', blob: blob() })).versions[0]
+        ?.version,
+      2,
+    );
   });
 });

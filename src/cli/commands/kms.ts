@@ -571,7 +571,12 @@ function registerKeys(program: Command, io: KmsCliIo): void {
         'the key: 32 raw bytes (aes256-gcm, hmac-sha256) or a PKCS#8 private key (PEM or DER)',
       )
       .requiredOption('--type <type>', `key type: ${KEY_TYPE_NAMES.join(', ')}`)
-      .option('--encoding <encoding>', 'encoding of a symmetric key file: raw, hex or base64', 'raw'),
+      .option('--encoding <encoding>', 'encoding of a symmetric key file: raw, hex or base64', 'raw')
+      .addHelpText(
+        'after',
+        '\nThe key options apply only when the import creates the key; into an existing key they are refused\n' +
+          '(exit 2): change settings with `warden keys update`; exportability is fixed at creation.',
+      ),
     'default 0 for a new key: a rotation would replace your material with material the KMS generated',
   ).action(
     action(async (out, o, [name, file]) => {

@@ -43,7 +43,8 @@ export const importExportRoutes: RouteModule = (app, { kms }) => {
         description:
           'blob = RSA-OAEP-SHA256 of a fresh AES-256 key under the import wrapping key (512 bytes), followed by ' +
           'AES-KWP (RFC 5649) of the key material under that AES key. Material: 32 raw bytes for aes256-gcm and ' +
-          'hmac-sha256; PKCS#8 DER (or a raw 32-byte seed for ed25519) for signing keys.',
+          'hmac-sha256; PKCS#8 DER (or a raw 32-byte seed for ed25519) for signing keys. The key options apply ' +
+          'only when the import creates the key: into an existing key they are refused (400 invalid_request).',
         params: nameParams,
         body: object(
           {
