@@ -14,6 +14,8 @@ export const KMS_ACTIONS = [
   'keys.enable',
   'keys.destroy',
   'keys.import',
+  /** Fetching the public key BYOK blobs are wrapped for (granted wherever `keys.import` is). */
+  'keys.import-wrapping-key',
   'keys.export',
   'crypto.encrypt',
   'crypto.decrypt',

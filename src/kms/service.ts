@@ -478,7 +478,7 @@ export class KmsService {
 
   /** The RSA-4096 public key (SPKI PEM) BYOK blobs are wrapped for; created on first use. */
   async importWrappingKey(principal: Principal): Promise<string> {
-    return this.#run(principal, 'keys.import', 'key:*', async () => {
+    return this.#run(principal, 'keys.import-wrapping-key', 'key:*', async () => {
       const info = await this.#ensureImportWrappingKey();
       return { result: info.publicPem };
     });

@@ -29,7 +29,8 @@ const KEY_ADMIN = `Warden::Action::"kms.keys.create",
     Warden::Action::"kms.keys.disable",
     Warden::Action::"kms.keys.enable",
     Warden::Action::"kms.keys.destroy",
-    Warden::Action::"kms.keys.import"`;
+    Warden::Action::"kms.keys.import",
+    Warden::Action::"kms.keys.import-wrapping-key"`;
 
 const KEY_USE = `Warden::Action::"kms.keys.read",
     Warden::Action::"kms.crypto.encrypt",

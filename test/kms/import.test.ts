@@ -7,7 +7,14 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import type { AuditEvent, AuditRecorder } from '../../src/audit/index.ts';
 import { RsaOaepPublicKey, WrappingKey, aesKeyWrapPadded, rsaOaepEncrypt } from '../../src/crypto/index.ts';
-import { ImportOptionsError, KmsService, SoftwareRootOfTrust } from '../../src/kms/index.ts';
+import {
+  BUILT_IN_ROLES,
+  BuiltInRoleAuthorizer,
+  ForbiddenError,
+  ImportOptionsError,
+  KmsService,
+  SoftwareRootOfTrust,
+} from '../../src/kms/index.ts';
 import type { KeyType, Principal, VersionRecord } from '../../src/kms/index.ts';
 import { tempDir } from '../envelope/support.ts';
 import { MemoryKmsRepository } from '../support/memory-kms-repository.ts';
@@ -161,5 +168,41 @@ describe('an import into an existing key', () => {
         ?.version,
       2,
     );
+  });
+});
+
+describe('the import wrapping key', () => {
+  it('is fetched under its own action, kms.keys.import-wrapping-key, granted to those who may import', async () => {
+    const events: AuditEvent[] = [];
+    const service = new KmsService({
+      repository: new MemoryKmsRepository(),
+      root: await SoftwareRootOfTrust.openDevMode(path.join(tempDir('warden-import-'), 'dev-root.key')),
+      audit: {
+        record: (event) => {
+          events.push(event);
+          return Promise.resolve();
+        },
+        close: () => Promise.resolve(),
+      },
+      authorizer: new BuiltInRoleAuthorizer(),
+    });
+    const custodian: Principal = { id: 'user:cus', roles: ['key-custodian'], authMethod: 'test' };
+    const user: Principal = { id: 'svc:app', roles: ['key-user'], authMethod: 'test' };
+    assert.match(await service.importWrappingKey(custodian), /BEGIN PUBLIC KEY/);
+    await assert.rejects(service.importWrappingKey(user), ForbiddenError);
+    assert.deepEqual(
+      events.map((e) => [e.action, e.resource, e.outcome]),
+      [
+        ['kms.keys.import-wrapping-key', 'key:*', 'success'],
+        ['kms.keys.import-wrapping-key', 'key:*', 'denied'],
+      ],
+    );
+    for (const role of ['admin', 'key-custodian', 'key-user', 'auditor', 'system']) {
+      assert.equal(
+        BUILT_IN_ROLES[role]?.includes('keys.import-wrapping-key'),
+        BUILT_IN_ROLES[role]?.includes('keys.import'),
+        role,
+      );
+    }
   });
 });

@@ -24,6 +24,7 @@ const KMS_ADMIN: ActionId[] = [
   'kms.keys.enable',
   'kms.keys.destroy',
   'kms.keys.import',
+  'kms.keys.import-wrapping-key',
 ];
 const KMS_USE: ActionId[] = ACTION_IDS.filter((a) => a.startsWith('kms.crypto.'));
 

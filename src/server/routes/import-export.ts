@@ -17,7 +17,7 @@ export const importExportRoutes: RouteModule = (app, { kms }) => {
   app.get(
     '/v1/kms/import-wrapping-key',
     {
-      config: kmsRoute('keys.import'),
+      config: kmsRoute('keys.import-wrapping-key'),
       schema: {
         tags: ['keys'],
         summary: 'The RSA-4096 public key that import blobs are wrapped for',
