@@ -173,6 +173,12 @@ describe('warden keys / kms / operator', () => {
     assert.equal(Buffer.from(key.plaintext, 'base64').length, 32);
     const wrappedOnly = await json<{ plaintext?: string }>(['kms', 'datakey', 'docs', '--no-plaintext']);
     assert.equal(wrappedOnly.plaintext, undefined);
+    // The human output of --no-plaintext is the wrapped key alone: what `kms decrypt` reads back, from stdin too.
+    const wrapped = (await ok(['kms', 'datakey', 'docs', '--no-plaintext', '--context', 'job=7'])).text;
+    assert.match(wrapped, /^warden:v1:docs:\d+:[A-Za-z0-9_-]+\n$/);
+    const unwrapped = path.join(dir, 'datakey.bin');
+    await ok(['kms', 'decrypt', '--context', 'job=7', '-o', unwrapped], { stdin: wrapped });
+    assert.equal(readFileSync(unwrapped).length, 32);
     outputs.push(plaintext.toString('utf8'), key.plaintext);
   });
 

@@ -723,7 +723,10 @@ function registerCrypto(program: Command, io: KmsCliIo): void {
       .command('datakey')
       .description('generate a 256-bit data key: prints it wrapped and (unless --no-plaintext) in base64')
       .argument('<key>', 'key name')
-      .option('--no-plaintext', 'return only the wrapped data key'),
+      .option(
+        '--no-plaintext',
+        'print only the wrapped data key, alone on its line: `warden kms decrypt` (same --context) unwraps it',
+      ),
   )
     .option('--json', 'machine-readable output')
     .action(
@@ -734,10 +737,10 @@ function registerCrypto(program: Command, io: KmsCliIo): void {
         const plaintext = key.plaintext?.toString('base64');
         key.plaintext?.fill(0);
         out.result(
-          [
-            `ciphertext: ${key.ciphertext}`,
-            ...(plaintext === undefined ? [] : [`plaintext:  ${plaintext}`]),
-          ].join('\n'),
+          // Wrapped only: the ciphertext as `kms decrypt` takes it (argument or stdin), nothing else on the line.
+          plaintext === undefined
+            ? key.ciphertext
+            : [`ciphertext: ${key.ciphertext}`, `plaintext:  ${plaintext}`].join('\n'),
           {
             ciphertext: key.ciphertext,
             keyVersion: key.keyVersion,
