@@ -150,6 +150,41 @@ describe('warden audit', async () => {
     assert.match(consistent.out, /extends the saved checkpoint/);
   });
 
+  it('checks proofs against a pinned verifier key (--key), and says when the key came from the server', async () => {
+    const unpinned = await run(['audit', 'proof', '1']);
+    assert.match(
+      unpinned.out,
+      /checked with the verifier key the server publishes \(not pinned: give --key\)/,
+    );
+    const unpinnedConsistency = await run(['audit', 'consistency', savedCheckpoint]);
+    assert.match(unpinnedConsistency.out, /checked with the verifier key the server publishes/);
+
+    for (const args of [
+      ['audit', 'proof', '1'],
+      ['audit', 'consistency', savedCheckpoint],
+    ]) {
+      const pinned = await run([...args, '--key', `@${keyFile}`]);
+      assert.equal(pinned.code, 0, pinned.err);
+      assert.match(pinned.out, /checked with the pinned verifier key warden\.local\/audit\+[0-9a-f]{8}/);
+      assert.doesNotMatch(pinned.out, /the server publishes/);
+      const json = JSON.parse((await run([...args, '--key', `@${keyFile}`, '--json'])).out) as {
+        verifierKey: string;
+        verifierKeySource: string;
+      };
+      assert.equal(json.verifierKey, readFileSync(keyFile, 'utf8').trim());
+      assert.equal(json.verifierKeySource, 'pinned');
+
+      // A checkpoint key other than the pinned one (what a server answering with its own key pair would sign
+      // with) does not verify: exit 4.
+      const other = localEd25519NoteSigner(generateKeyPairSync('ed25519').privateKey, 'warden.local/audit');
+      const refused = await run([...args, '--key', other.verifierKey]);
+      assert.equal(refused.code, ExitCode.authentication, refused.out + refused.err);
+      assert.match(refused.err, /does not verify/);
+      const malformed = await run([...args, '--key', 'not-a-key']);
+      assert.equal(malformed.code, ExitCode.usage, malformed.err);
+    }
+  });
+
   it('exits 4 naming what did not verify: checkpoint, saved checkpoint, fork, rolled-back log', async () => {
     const other = localEd25519NoteSigner(generateKeyPairSync('ed25519').privateKey, 'warden.local/audit');
     const wrongKey = await run(['audit', 'checkpoint', '--key', other.verifierKey]);

@@ -80,6 +80,41 @@ async function verifierKeyFrom(text: string): Promise<string> {
   return value;
 }
 
+/** The key checkpoints are checked with, where it came from, and the origin they must name. */
+interface CheckpointKey {
+  readonly verifierKey: string;
+  readonly verifier: ReturnType<typeof parseVerifierKey>;
+  readonly origin: string;
+  readonly source: 'pinned' | 'server';
+}
+
+/**
+ * The key a command checks checkpoints with: the one given with `--key` (an auditor's own copy, read as `audit
+ * verify` reads it; the origin is its name, as Warden's checkpoint key is named after the log's origin), else the
+ * one the server publishes, with the server's origin — which proves only that the server is consistent with itself.
+ */
+async function checkpointKey(client: AuditClient, key: unknown): Promise<CheckpointKey> {
+  if (typeof key === 'string') {
+    const verifierKey = await verifierKeyFrom(key);
+    const verifier = parseVerifierKey(verifierKey);
+    return { verifierKey, verifier, origin: verifier.keyName, source: 'pinned' };
+  }
+  const { verifierKey, origin } = await client.verifierKey();
+  return { verifierKey, verifier: parseVerifierKey(verifierKey), origin, source: 'server' };
+}
+
+/** The line the human output of a proof ends with: which key vouched for the checkpoint. */
+function checkedWith(key: CheckpointKey): string {
+  const id = key.verifierKey.split('+').slice(0, 2).join('+');
+  return key.source === 'pinned'
+    ? `checked with the pinned verifier key ${id}`
+    : `checked with the verifier key the server publishes (not pinned: give --key): ${id}`;
+}
+
+const PIN_KEY_HELP =
+  'the log verifier key to check the checkpoint with, or @file holding it, as audit verify takes it ' +
+  '(default: the key the server publishes, which a compromised server could replace)';
+
 function describeReport(report: VerifyExportReport): string {
   if (report.ok) {
     return [
@@ -161,22 +196,22 @@ export function registerAuditCommands(program: Command, ioOverrides: Partial<Kms
   audit
     .command('checkpoint')
     .description('show the latest signed checkpoint, checked against the verifier key')
-    .option('--key <vkey>', 'the verifier key to check it with (default: the one the server publishes)')
+    .option('--key <vkey>', PIN_KEY_HELP)
     .option('--json', 'machine-readable output')
     .action(
       action(async (out, options) => {
         await withAudit(io, options, out, async (client) => {
-          const verifierKey =
-            typeof options.key === 'string'
-              ? await verifierKeyFrom(options.key)
-              : (await client.verifierKey()).verifierKey;
+          const key = await checkpointKey(client, options.key);
           const cp = await client.checkpoint();
-          const verifier = parseVerifierKey(verifierKey);
-          const { origin } = await client.verifierKey();
           verifying("the server's checkpoint does not verify", () =>
-            openCheckpoint(cp.note, [verifier], origin),
+            openCheckpoint(cp.note, [key.verifier], key.origin),
           );
-          out.result(cp.note.trimEnd(), { ...cp, verifierKey });
+          // The note alone (it is saved for a later `audit consistency`); the key's source is in --json.
+          out.result(cp.note.trimEnd(), {
+            ...cp,
+            verifierKey: key.verifierKey,
+            verifierKeySource: key.source,
+          });
         });
       }),
     );
@@ -255,15 +290,16 @@ export function registerAuditCommands(program: Command, ioOverrides: Partial<Kms
   audit
     .command('proof <index>')
     .description('inclusion proof of one event, verified against the signed checkpoint')
+    .option('--key <vkey>', PIN_KEY_HELP)
     .option('--json', 'machine-readable output')
     .action(
       action(async (out, options, [indexText]) => {
         const index = sizeArg('index', indexText) ?? 0;
         await withAudit(io, options, out, async (client) => {
-          const { verifierKey, origin } = await client.verifierKey();
+          const key = await checkpointKey(client, options.key);
           const cp = await client.checkpoint();
           verifying("the server's checkpoint does not verify", () =>
-            openCheckpoint(cp.note, [parseVerifierKey(verifierKey)], origin),
+            openCheckpoint(cp.note, [key.verifier], key.origin),
           );
           const proof = await client.inclusionProof(index, cp.treeSize);
           verifying(`event ${index} is not proven to be in the signed tree`, () => {
@@ -290,8 +326,9 @@ export function registerAuditCommands(program: Command, ioOverrides: Partial<Kms
             );
           }
           out.result(
-            `event ${index} is included in the signed tree of size ${cp.treeSize} (${proof.proof.length} hashes)`,
-            { ...proof, checkpoint: cp.note },
+            `event ${index} is included in the signed tree of size ${cp.treeSize} (${proof.proof.length} hashes)\n` +
+              checkedWith(key),
+            { ...proof, checkpoint: cp.note, verifierKey: key.verifierKey, verifierKeySource: key.source },
           );
         });
       }),
@@ -300,21 +337,21 @@ export function registerAuditCommands(program: Command, ioOverrides: Partial<Kms
   audit
     .command('consistency <previous-checkpoint-file>')
     .description('prove the current log extends a checkpoint saved earlier (nothing rewritten)')
+    .option('--key <vkey>', PIN_KEY_HELP)
     .option('--json', 'machine-readable output')
     .action(
       action(async (out, options, [file]) => {
         const note = await readFile(String(file), 'utf8');
         await withAudit(io, options, out, async (client) => {
-          const { verifierKey, origin } = await client.verifierKey();
-          const verifier = parseVerifierKey(verifierKey);
+          const key = await checkpointKey(client, options.key);
           const old = verifying(
             `the saved checkpoint ${String(file)} does not verify with the log's key`,
-            () => openCheckpoint(note, [verifier], origin).checkpoint,
+            () => openCheckpoint(note, [key.verifier], key.origin).checkpoint,
           );
           const cp = await client.checkpoint();
           const current = verifying(
             "the server's checkpoint does not verify",
-            () => openCheckpoint(cp.note, [verifier], origin).checkpoint,
+            () => openCheckpoint(cp.note, [key.verifier], key.origin).checkpoint,
           );
           if (current.treeSize < old.treeSize) {
             throw new CliError(
@@ -337,10 +374,13 @@ export function registerAuditCommands(program: Command, ioOverrides: Partial<Kms
             },
           );
           out.result(
-            `the log of size ${current.treeSize} extends the saved checkpoint of size ${old.treeSize}`,
+            `the log of size ${current.treeSize} extends the saved checkpoint of size ${old.treeSize}\n` +
+              checkedWith(key),
             {
               ...proof,
               checkpoint: cp.note,
+              verifierKey: key.verifierKey,
+              verifierKeySource: key.source,
             },
           );
         });
