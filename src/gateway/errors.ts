@@ -47,10 +47,42 @@ export const upstreamUnavailable = (): GatewayError =>
 /** A stream that ended without `[DONE]`: the answer may be cut short, so it is not passed off as complete. */
 export const upstreamStreamCut = (): GatewayError =>
   new GatewayError('upstream_unavailable', 502, 'the model server ended the stream before it finished');
-export const upstreamError = (status: number): GatewayError =>
+/**
+ * A non-200 upstream answer. The model server's own 429 (and 503) keep its `Retry-After`, so a client backs off
+ * for as long as the model server asked rather than retrying at once.
+ */
+export const upstreamError = (status: number, retryAfterSeconds?: number): GatewayError =>
   status >= 400 && status < 500
-    ? new GatewayError('upstream_rejected', status, `the model server refused the request (${status})`)
-    : new GatewayError('upstream_error', 502, `the model server failed (${status})`);
+    ? new GatewayError(
+        'upstream_rejected',
+        status,
+        `the model server refused the request (${status})`,
+        status === 429 ? retryAfterSeconds : undefined,
+      )
+    : new GatewayError(
+        'upstream_error',
+        502,
+        `the model server failed (${status})`,
+        status === 503 ? retryAfterSeconds : undefined,
+      );
+/** The client closed its connection before the answer: the model call is cancelled. */
+export const clientClosed = (): GatewayError =>
+  new GatewayError('client_closed', 499, 'the client closed the connection before the answer');
+
+/** Longest wait passed on from an upstream `Retry-After`. */
+const MAX_RETRY_AFTER_SECONDS = 86_400;
+
+/** An HTTP `Retry-After` value (delta-seconds or an HTTP-date) as whole seconds from `now`; undefined if invalid. */
+export function parseRetryAfter(value: unknown, now = Date.now()): number | undefined {
+  if (typeof value !== 'string') return undefined;
+  const text = value.trim();
+  if (/^\d{1,10}$/.test(text)) return Math.min(Number(text), MAX_RETRY_AFTER_SECONDS);
+  // IMF-fixdate and the obsolete forms Date.parse reads; a bare number of another shape is not a date.
+  if (!/^[A-Za-z]{3},? /.test(text)) return undefined;
+  const at = Date.parse(text);
+  if (Number.isNaN(at)) return undefined;
+  return Math.min(Math.max(0, Math.ceil((at - now) / 1000)), MAX_RETRY_AFTER_SECONDS);
+}
 /** An error event in place of output after a 200 (the server failed mid-stream); its text is never forwarded. */
 export const upstreamStreamError = (): GatewayError =>
   new GatewayError('upstream_error', 502, 'the model server reported an error during the stream');

@@ -28,6 +28,8 @@ import {
   stepUpRequired,
   unauthenticated,
   upstreamError,
+  clientClosed,
+  parseRetryAfter,
   upstreamMalformed,
   upstreamStreamCut,
   upstreamStreamError,
@@ -478,11 +480,18 @@ export class Gateway {
                 : `/v1/models/${upstreamModel}:predict`;
       const idempotent =
         endpoint.idempotent ?? (kind === 'embeddings' || kind === 'kserve-v2' || kind === 'predict');
+      // A client that goes away before its answer cancels the model call (and its retries): nothing would read
+      // what the model still generated. The token reservation stays charged: the model may have generated.
+      const cancel = new AbortController();
+      reply.raw.once('close', () => {
+        if (!reply.raw.writableFinished) cancel.abort(clientClosed());
+      });
       const call = {
         path,
         body: upstreamBody,
         idempotent,
         headers: { 'x-request-id': request.id, ...(stream ? { accept: 'text/event-stream' } : {}) },
+        signal: cancel.signal,
       };
       const upstreamStarted = performance.now();
       upstreamCalled = true;
@@ -491,14 +500,14 @@ export class Gateway {
         this.#upstreamAnswered(trace, endpoint, res.attempts, upstreamStarted);
         if (res.statusCode !== 200) {
           await res.body.dump().catch(() => undefined);
-          return await this.#upstreamRefused(trace, res.statusCode);
+          return await this.#upstreamRefused(trace, res.statusCode, res.headers['retry-after']);
         }
         this.#stream(kind, prepared, request, reply, res, trace, started);
         return;
       }
       const res = await prepared.upstream.exchange(call, this.#maxResponseBytes);
       this.#upstreamAnswered(trace, endpoint, res.attempts, upstreamStarted);
-      if (res.statusCode !== 200) return await this.#upstreamRefused(trace, res.statusCode);
+      if (res.statusCode !== 200) return await this.#upstreamRefused(trace, res.statusCode, res.retryAfter);
       const received = res.body;
       let parsed: unknown;
       try {
@@ -551,12 +560,12 @@ export class Gateway {
   }
 
   /** A non-200 upstream answer: nothing was served, so the token reservation is released in full. */
-  async #upstreamRefused(trace: Trace, status: number): Promise<never> {
+  async #upstreamRefused(trace: Trace, status: number, retryAfter: unknown): Promise<never> {
     if (trace.reservation !== undefined) {
       await this.limits.settle(trace.reservation, 0);
       trace.tokensUsed = 0;
     }
-    throw upstreamError(status);
+    throw upstreamError(status, parseRetryAfter(retryAfter));
   }
 
   #context(request: FastifyRequest): GatewayRequestContext {
@@ -749,7 +758,9 @@ export class Gateway {
         : undefined
       : auditUnavailable();
     const status = error?.httpStatus ?? 500;
-    const outcome: AuditOutcome = status < 500 && status !== 422 ? 'denied' : 'failure';
+    // Refusals are `denied`; a withheld output (422), a client gone (499) and server-side failures are failures.
+    const outcome: AuditOutcome =
+      status < 500 && status !== 422 && error?.code !== 'client_closed' ? 'denied' : 'failure';
     const t = trace ?? emptyTrace(requestStates.get(request)?.principal);
     const name = t.endpoint?.name ?? 'unknown';
     if (error !== undefined) {

@@ -27,6 +27,8 @@ export interface UpstreamResponse {
 export interface BufferedResponse {
   readonly statusCode: number;
   readonly body: Buffer;
+  /** The answer's `Retry-After` header (kept for statuses other than 200). */
+  readonly retryAfter?: string | undefined;
   /** Attempts made (1 = no retry). */
   readonly attempts: number;
 }
@@ -142,6 +144,7 @@ export class Upstream {
           ...(call.signal === undefined ? {} : { signal: call.signal }),
         });
       } catch (err) {
+        if (call.signal?.reason instanceof GatewayError) throw call.signal.reason;
         const code = (err as { code?: string }).code ?? '';
         if (attempt < attempts && RETRYABLE_CODES.has(code)) {
           await backoff(attempt);
@@ -169,10 +172,13 @@ export class Upstream {
   async exchange(call: UpstreamCall, maxBytes: number): Promise<BufferedResponse> {
     const attempts = call.idempotent ? this.#retries + 1 : 1;
     for (let attempt = 1; ; attempt++) {
-      let res: { statusCode: number; body: Buffer };
+      let res: { statusCode: number; body: Buffer; retryAfter?: string | undefined };
       try {
         res = await this.#collect(call, maxBytes);
       } catch (err) {
+        // Cancelled by the caller with a reason of its own (the client went away): that reason, not a model-server
+        // failure.
+        if (call.signal?.reason instanceof GatewayError) throw call.signal.reason;
         if (!(err instanceof CollectFailure)) throw err;
         const failure = err;
         const code = (failure.cause as { code?: string } | undefined)?.code ?? '';
@@ -193,13 +199,17 @@ export class Upstream {
         await backoff(attempt);
         continue;
       }
-      return { statusCode: res.statusCode, body: res.body, attempts: attempt };
+      return { statusCode: res.statusCode, body: res.body, retryAfter: res.retryAfter, attempts: attempt };
     }
   }
 
-  #collect(call: UpstreamCall, maxBytes: number): Promise<{ statusCode: number; body: Buffer }> {
+  #collect(
+    call: UpstreamCall,
+    maxBytes: number,
+  ): Promise<{ statusCode: number; body: Buffer; retryAfter?: string | undefined }> {
     return new Promise((resolve, reject) => {
       let statusCode = 0;
+      let retryAfter: string | undefined;
       let responded = false;
       let size = 0;
       const chunks: Buffer[] = [];
@@ -221,6 +231,8 @@ export class Upstream {
         onResponseStart(controller, status, headers) {
           responded = true;
           statusCode = status;
+          const wait = headers['retry-after'];
+          if (status !== 200 && typeof wait === 'string') retryAfter = wait;
           const length = headers['content-length'];
           // Refused before reading: the HTTP parser holds the upstream to its announced length.
           if (status === 200 && typeof length === 'string' && Number(length) > maxBytes) {
@@ -242,6 +254,7 @@ export class Upstream {
           resolve({
             statusCode,
             body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size),
+            retryAfter,
           });
         },
         onResponseError(_controller, err) {

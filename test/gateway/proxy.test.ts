@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import type { ServerResponse } from 'node:http';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -330,6 +331,68 @@ describe('gateway proxy against a real upstream', () => {
     assert.equal(res.status, 400);
     assert.equal(res.json.error?.code, 'upstream_rejected');
     assert.ok(!res.text.includes('busy'));
+    upstream.script = {};
+  });
+
+  it("passes on the model server's own Retry-After with its 429, and drops one that is not a valid wait", async () => {
+    const answer = (retryAfter: string | undefined) => (_req: unknown, res: ServerResponse) => {
+      res
+        .writeHead(429, {
+          'content-type': 'application/json',
+          ...(retryAfter === undefined ? {} : { 'retry-after': retryAfter }),
+        })
+        .end('{"error":"slow down"}');
+    };
+    for (const [header, expected] of [
+      ['7', '7'],
+      [new Date(Date.now() + 30_000).toUTCString(), /^(29|30|31)$/],
+      ['soon', undefined],
+      [undefined, undefined],
+    ] as const) {
+      upstream.script = { raw: answer(header) };
+      for (const body of [chatBody('x'), chatBody('x', { stream: true })]) {
+        const res = await post(`${gw.url}/v1/chat/completions`, body);
+        assert.equal(res.status, 429, String(header));
+        assert.equal(res.json.error?.code, 'upstream_rejected');
+        const got = res.headers['retry-after'];
+        if (expected === undefined) assert.equal(got, undefined, String(header));
+        else if (typeof expected === 'string') assert.equal(got, expected);
+        else assert.match(String(got), expected);
+      }
+    }
+    upstream.script = {};
+  });
+
+  it('cancels the model call when the client goes away before the answer, and audits it as client_closed', async () => {
+    let upstreamClosedEarly: Promise<boolean> | undefined;
+    upstream.script = {
+      raw: (_req, res) => {
+        // Answers only after 2 s; notes whether the gateway hung up before then.
+        upstreamClosedEarly = new Promise((resolve) => {
+          const timer = setTimeout(() => {
+            resolve(false);
+            res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+          }, 2000);
+          res.on('close', () => {
+            clearTimeout(timer);
+            resolve(!res.writableFinished);
+          });
+        });
+      },
+    };
+    const aborted = new AbortController();
+    const pending = request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer token-alice' },
+      body: JSON.stringify(chatBody('slow question')),
+      signal: aborted.signal,
+    }).catch(() => undefined);
+    while (upstreamClosedEarly === undefined) await new Promise((r) => setTimeout(r, 10));
+    aborted.abort();
+    await pending;
+    assert.equal(await upstreamClosedEarly, true, 'the upstream call was not cancelled');
+    const last = (await settledEvents(gw)).at(-1) as { outcome: string; reason?: string };
+    assert.deepEqual([last.outcome, last.reason], ['failure', 'client_closed']);
     upstream.script = {};
   });
 

@@ -189,6 +189,15 @@ describe('Upstream.exchange (buffered calls through undici dispatch)', () => {
       controller.abort();
     }, 20);
     assert.equal(await gatewayError(pending), 'upstream_unavailable');
+    // Aborted with the gateway's own reason (the client went away): that reason comes back, on both call styles.
+    const withReason = new AbortController();
+    const exchanged = upstream.exchange({ ...call(false), signal: withReason.signal }, 1024);
+    const posted = upstream.post({ ...call(true), signal: withReason.signal });
+    setTimeout(() => {
+      withReason.abort(new GatewayError('client_closed', 499, 'gone'));
+    }, 20);
+    assert.equal(await gatewayError(exchanged), 'client_closed');
+    assert.equal(await gatewayError(posted), 'client_closed');
   });
 
   it('property: any chunking of any body is returned intact within the bound and refused beyond it', async () => {
