@@ -31,7 +31,7 @@ export const parameterNotAllowed = (name: string): GatewayError =>
 export const promptTooLong = (limit: number): GatewayError =>
   new GatewayError('prompt_too_long', 400, `the prompt exceeds ${limit} characters`);
 export const bodyTooLarge = (limit: number): GatewayError =>
-  new GatewayError('request_too_large', 413, `the request body exceeds ${limit} bytes`);
+  new GatewayError('payload_too_large', 413, `the request body exceeds ${limit} bytes`);
 export const rateLimited = (retryAfterSeconds: number): GatewayError =>
   new GatewayError('rate_limited', 429, 'request rate limit reached', retryAfterSeconds);
 export const tokenBudgetExhausted = (retryAfterSeconds: number): GatewayError =>

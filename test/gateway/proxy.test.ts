@@ -154,7 +154,7 @@ describe('gateway proxy against a real upstream', () => {
       user: 'u'.repeat(200),
     });
     assert.equal(big.status, 413);
-    assert.equal(big.json.error?.code, 'request_too_large');
+    assert.equal(big.json.error?.code, 'payload_too_large');
     upstream.received.length = 0;
     const capped = await post(`${gw.url}/v1/chat/completions`, {
       ...chatBody('hi'),
