@@ -110,21 +110,29 @@ describe('a key created by an import', () => {
   });
 });
 
+/** A KMS on an in-memory repository whose audit events are kept in `events`. */
+async function recordingService(
+  authorizer: ConstructorParameters<typeof KmsService>[0]['authorizer'],
+): Promise<{ service: KmsService; events: AuditEvent[] }> {
+  const events: AuditEvent[] = [];
+  const service = new KmsService({
+    repository: new MemoryKmsRepository(),
+    root: await SoftwareRootOfTrust.openDevMode(path.join(tempDir('warden-import-'), 'dev-root.key')),
+    audit: {
+      record: (event) => {
+        events.push(event);
+        return Promise.resolve();
+      },
+      close: () => Promise.resolve(),
+    },
+    authorizer,
+  });
+  return { service, events };
+}
+
 describe('an import into an existing key', () => {
   it('refuses key options (exportable, rotation, floor grace, description) instead of ignoring them', async () => {
-    const events: AuditEvent[] = [];
-    const service = new KmsService({
-      repository: new MemoryKmsRepository(),
-      root: await SoftwareRootOfTrust.openDevMode(path.join(tempDir('warden-import-'), 'dev-root.key')),
-      audit: {
-        record: (event) => {
-          events.push(event);
-          return Promise.resolve();
-        },
-        close: () => Promise.resolve(),
-      },
-      authorizer: { authorize: () => true },
-    });
+    const { service, events } = await recordingService({ authorize: () => true });
     const pem = await service.importWrappingKey(admin);
     const blob = () => {
       const ephemeral = randomBytes(32);
@@ -173,19 +181,7 @@ describe('an import into an existing key', () => {
 
 describe('the import wrapping key', () => {
   it('is fetched under its own action, kms.keys.import-wrapping-key, granted to those who may import', async () => {
-    const events: AuditEvent[] = [];
-    const service = new KmsService({
-      repository: new MemoryKmsRepository(),
-      root: await SoftwareRootOfTrust.openDevMode(path.join(tempDir('warden-import-'), 'dev-root.key')),
-      audit: {
-        record: (event) => {
-          events.push(event);
-          return Promise.resolve();
-        },
-        close: () => Promise.resolve(),
-      },
-      authorizer: new BuiltInRoleAuthorizer(),
-    });
+    const { service, events } = await recordingService(new BuiltInRoleAuthorizer());
     const custodian: Principal = { id: 'user:cus', roles: ['key-custodian'], authMethod: 'test' };
     const user: Principal = { id: 'svc:app', roles: ['key-user'], authMethod: 'test' };
     assert.match(await service.importWrappingKey(custodian), /BEGIN PUBLIC KEY/);
