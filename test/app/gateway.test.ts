@@ -87,6 +87,15 @@ describe('warden server: the demo model behind the gateway', async () => {
     assert.ok(Number(limited.headers['retry-after']) > 0);
   });
 
+  it('names an oversized body 413 payload_too_large, as the standalone gateway does', async () => {
+    const big = await call('/v1/chat/completions', admin, {
+      ...chat,
+      messages: [{ role: 'user', content: 'x'.repeat(2 * 1024 * 1024) }],
+    });
+    assert.equal(big.status, 413);
+    assert.equal((big.body.error as { code?: string } | undefined)?.code, 'payload_too_large');
+  });
+
   it('stops serving a quarantined model within a second', async () => {
     assert.equal((await call('/v1/chat/completions', admin, chat)).status, 200);
     await warden.registry?.registry.quarantine(BOOTSTRAP_PRINCIPAL, 'demo-chat', '1', 'suspected poisoning');
