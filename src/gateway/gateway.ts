@@ -37,7 +37,8 @@ import {
 import type { ExtractionObserver, ExtractionResult } from './extraction-port.ts';
 import { estimateTokens, Limits } from './limits.ts';
 import type { LimiterStore, TokenReservation, WindowState } from './limits.ts';
-import { GatewayMetrics } from './metrics.ts';
+import { GatewayMetrics, UNKNOWN_ENDPOINT } from './metrics.ts';
+import type { EndpointLabels } from './metrics.ts';
 import { OutputFilter } from './output-filter.ts';
 import type { FilterCounts, StreamFilter } from './output-filter.ts';
 import { ServableCache } from './servable.ts';
@@ -168,6 +169,8 @@ export const GATEWAY_ROUTES: readonly {
 
 interface Prepared {
   readonly endpoint: EndpointConfig;
+  /** Its labels in metrics (built once). */
+  readonly labels: EndpointLabels;
   readonly upstream: Upstream;
   readonly filter: OutputFilter | undefined;
   readonly monitor: ExtractionObserver | undefined;
@@ -176,6 +179,8 @@ interface Prepared {
 /** What one request did, for the audit record and metrics. */
 interface Trace {
   endpoint: EndpointConfig | undefined;
+  /** The endpoint's metrics labels (`unknown` until it is resolved). */
+  labels: EndpointLabels;
   principal: Principal | undefined;
   limiter: WindowState[];
   reservation: TokenReservation | undefined;
@@ -279,6 +284,7 @@ export class Gateway {
             : new CompiledPolicy({ ...options.outputPolicy, ...endpoint.outputPolicy });
       const prepared: Prepared = {
         endpoint,
+        labels: { endpoint: endpoint.name, protocol: endpoint.protocol },
         upstream,
         filter: policy === undefined ? undefined : new OutputFilter(engine, policy),
         monitor: options.extraction?.(endpoint),
@@ -362,6 +368,7 @@ export class Gateway {
     const started = performance.now();
     const trace: Trace = {
       endpoint: undefined,
+      labels: UNKNOWN_ENDPOINT,
       principal: mounted?.principal ?? requestStates.get(request)?.principal,
       limiter: [],
       reservation: undefined,
@@ -390,6 +397,7 @@ export class Gateway {
       if (prepared === undefined) throw endpointNotFound();
       const { endpoint } = prepared;
       trace.endpoint = endpoint;
+      trace.labels = prepared.labels;
       const context = this.#context(request);
       if (mounted === undefined) {
         const authorize = this.#options.authorize;
@@ -497,7 +505,7 @@ export class Gateway {
       upstreamCalled = true;
       if (stream) {
         const res = await prepared.upstream.post(call);
-        this.#upstreamAnswered(trace, endpoint, res.attempts, upstreamStarted);
+        this.#upstreamAnswered(trace, res.attempts, upstreamStarted);
         if (res.statusCode !== 200) {
           await res.body.dump().catch(() => undefined);
           return await this.#upstreamRefused(trace, res.statusCode, res.headers['retry-after']);
@@ -506,7 +514,7 @@ export class Gateway {
         return;
       }
       const res = await prepared.upstream.exchange(call, this.#maxResponseBytes);
-      this.#upstreamAnswered(trace, endpoint, res.attempts, upstreamStarted);
+      this.#upstreamAnswered(trace, res.attempts, upstreamStarted);
       if (res.statusCode !== 200) return await this.#upstreamRefused(trace, res.statusCode, res.retryAfter);
       const received = res.body;
       let parsed: unknown;
@@ -534,7 +542,7 @@ export class Gateway {
       if (prepared.filter !== undefined) {
         const filtered = prepared.filter.filterJson(kind, parsed);
         trace.filter = filtered.counts;
-        this.#countFilter(endpoint, filtered.counts);
+        this.#countFilter(prepared.labels, filtered.counts);
         if (filtered.blocked) throw outputBlocked();
         if (filtered.counts.size > 0) out = Buffer.from(JSON.stringify(filtered.body));
       }
@@ -554,9 +562,9 @@ export class Gateway {
     }
   }
 
-  #upstreamAnswered(trace: Trace, endpoint: EndpointConfig, attempts: number, started: number): void {
+  #upstreamAnswered(trace: Trace, attempts: number, started: number): void {
     trace.attempts = attempts;
-    this.metrics.upstreamLatency.observe({ endpoint: endpoint.name }, (performance.now() - started) / 1000);
+    this.metrics.upstreamLatency.observe(trace.labels, (performance.now() - started) / 1000);
   }
 
   /** A non-200 upstream answer: nothing was served, so the token reservation is released in full. */
@@ -594,7 +602,7 @@ export class Gateway {
     for (const v of result.verdicts) {
       if (v.score > 0) {
         this.metrics.detections.inc({
-          endpoint: prepared.endpoint.name,
+          ...prepared.labels,
           detector: v.detector,
           action: result.action,
         });
@@ -613,10 +621,10 @@ export class Gateway {
     }
   }
 
-  #countFilter(endpoint: EndpointConfig, counts: FilterCounts): void {
+  #countFilter(labels: EndpointLabels, counts: FilterCounts): void {
     for (const [key, n] of counts) {
       const [entity = '', action = ''] = key.split(':');
-      this.metrics.filterActions.inc({ endpoint: endpoint.name, entity, action }, n);
+      this.metrics.filterActions.inc({ ...labels, entity, action }, n);
     }
   }
 
@@ -671,7 +679,7 @@ export class Gateway {
     const finish = (outcome: AuditOutcome, reason: string | undefined, status: number): Promise<boolean> => {
       finished = true;
       trace.filter = filter?.counts;
-      if (filter !== undefined) this.#countFilter(prepared.endpoint, filter.counts);
+      if (filter !== undefined) this.#countFilter(prepared.labels, filter.counts);
       trace.responseBytes = sent;
       trace.responseHash = hmac.digest();
       return this.#audit(request, trace, outcome, reason, status, started);
@@ -717,7 +725,7 @@ export class Gateway {
         if (!trail.accepts()) {
           // An audit record failed while this stream ran: no `[DONE]`, the stream ends as failed.
           const failure = auditUnavailable();
-          denials.inc({ endpoint: prepared.endpoint.name, reason: failure.code });
+          denials.inc({ ...prepared.labels, reason: failure.code });
           await finish('failure', failure.code, failure.httpStatus);
           yield errorEvent(failure);
           return;
@@ -726,7 +734,7 @@ export class Gateway {
         yield emit('data: [DONE]\n\n');
       } catch (err) {
         const failure = streamFailure(err);
-        denials.inc({ endpoint: prepared.endpoint.name, reason: failure.code });
+        denials.inc({ ...prepared.labels, reason: failure.code });
         if (!finished) void finish('failure', failure.code, failure.httpStatus);
         yield errorEvent(failure);
       } finally {
@@ -762,12 +770,11 @@ export class Gateway {
     const outcome: AuditOutcome =
       status < 500 && status !== 422 && error?.code !== 'client_closed' ? 'denied' : 'failure';
     const t = trace ?? emptyTrace(requestStates.get(request)?.principal);
-    const name = t.endpoint?.name ?? 'unknown';
     if (error !== undefined) {
-      this.metrics.denials.inc({ endpoint: name, reason: error.code });
+      this.metrics.denials.inc({ ...t.labels, reason: error.code });
       if (error.code === 'rate_limited' || error.code === 'token_budget_exhausted') {
         this.metrics.limiterHits.inc({
-          endpoint: name,
+          ...t.labels,
           limiter: error.code === 'rate_limited' ? 'requests' : 'tokens',
         });
       }
@@ -796,9 +803,8 @@ export class Gateway {
     else state.audited = true;
     const latency = performance.now() - started;
     const endpoint = trace.endpoint;
-    const name = endpoint?.name ?? 'unknown';
-    this.metrics.requests.inc({ endpoint: name, status: String(status) });
-    this.metrics.latency.observe({ endpoint: name }, latency / 1000);
+    this.metrics.requests.inc({ ...trace.labels, status: String(status) });
+    this.metrics.latency.observe(trace.labels, latency / 1000);
     const principal = trace.principal;
     const userAgent = request.headers['user-agent'];
     const details: Record<string, string | number | boolean> = {
@@ -857,6 +863,7 @@ export class Gateway {
 function emptyTrace(principal: Principal | undefined): Trace {
   return {
     endpoint: undefined,
+    labels: UNKNOWN_ENDPOINT,
     principal,
     limiter: [],
     reservation: undefined,

@@ -60,7 +60,10 @@ describe('rate limits and token budgets (in memory)', () => {
     )
       .gatewayOf(gw.app)
       .metrics.registry.metrics();
-    assert.match(metrics, /warden_gateway_limiter_hits_total\{endpoint="chat",limiter="requests"\} 1/);
+    assert.match(
+      metrics,
+      /warden_gateway_limiter_hits_total\{endpoint="chat",protocol="openai",limiter="requests"\} 1/,
+    );
   });
 
   it('refused requests do not consume the other windows', async () => {

@@ -425,17 +425,26 @@ describe('gateway proxy against a real upstream', () => {
 
   it('serves metrics per instance: requests by status, latency, denials, filter actions', async () => {
     const metrics = await gatewayOf(gw.app).metrics.registry.metrics();
-    assert.match(metrics, /warden_gateway_requests_total\{endpoint="chat",status="200"\} \d+/);
-    assert.match(metrics, /warden_gateway_request_duration_seconds_bucket\{le="[0-9.]+",endpoint="chat"\}/);
     assert.match(
       metrics,
-      /warden_gateway_denials_total\{endpoint="chat",reason="parameter_not_allowed"\} \d+/,
+      /warden_gateway_requests_total\{endpoint="chat",protocol="openai",status="200"\} \d+/,
     );
     assert.match(
       metrics,
-      /warden_gateway_output_filter_actions_total\{endpoint="chat",entity="EMAIL",action="redact"\} \d+/,
+      /warden_gateway_request_duration_seconds_bucket\{le="[0-9.]+",endpoint="chat",protocol="openai"\}/,
     );
-    assert.match(metrics, /warden_gateway_upstream_duration_seconds_count\{endpoint="chat"\} \d+/);
+    assert.match(
+      metrics,
+      /warden_gateway_denials_total\{endpoint="chat",protocol="openai",reason="parameter_not_allowed"\} \d+/,
+    );
+    assert.match(
+      metrics,
+      /warden_gateway_output_filter_actions_total\{endpoint="chat",protocol="openai",entity="EMAIL",action="redact"\} \d+/,
+    );
+    assert.match(
+      metrics,
+      /warden_gateway_upstream_duration_seconds_count\{endpoint="chat",protocol="openai"\} \d+/,
+    );
   });
 });
 
@@ -685,7 +694,7 @@ describe('gateway upstream timeouts, TLS and failures', () => {
       const metrics = await gatewayOf(gw.app).metrics.registry.metrics();
       assert.match(
         metrics,
-        /warden_gateway_extraction_detections_total\{endpoint="scorer",detector="boundary",action="block"\} 1/,
+        /warden_gateway_extraction_detections_total\{endpoint="scorer",protocol="kserve-v2",detector="boundary",action="block"\} 1/,
       );
     } finally {
       await gw.close();
@@ -750,6 +759,16 @@ describe('gateway upstream timeouts, TLS and failures', () => {
       assert.ok(out.includes('[REDACTED:EMAIL]'));
       assert.ok(!c.text.includes(EMAIL));
       assert.match(out, /decision approve/);
+      // The two endpoints share a name (one per protocol family): their metrics must not share a series.
+      const metrics = await gatewayOf(gw.app).metrics.registry.metrics();
+      for (const protocol of ['kserve-v2', 'openai']) {
+        const labels = `endpoint="credit-score",protocol="${protocol}"`;
+        assert.match(metrics, new RegExp(`warden_gateway_requests_total\\{${labels},status="200"\\} 1\\n`));
+        assert.match(
+          metrics,
+          new RegExp(`warden_gateway_upstream_duration_seconds_count\\{${labels}\\} 1\\n`),
+        );
+      }
     } finally {
       await gw.close();
       await demo.close();
