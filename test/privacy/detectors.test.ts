@@ -89,7 +89,6 @@ describe('spelled-out numbers', () => {
     assert.equal(card.find(words)[0]?.validation.detail, 'visa, spelled');
     // Its pseudonym and canonical form are those of the digits.
     assert.equal(card.canonical?.(grouped), '4111111111111111');
-    assert.equal(spell('4111111111111111', ' ').replace(/zero/g, 'oh').length > 0, true);
     assertFinds(card, spell('5105105105105100').replace(/zero/g, 'oh'), [
       spell('5105105105105100').replace(/zero/g, 'oh'),
     ]);
